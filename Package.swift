@@ -6,14 +6,45 @@ let package = Package(
     name: "consul-swift",
     platforms: [.macOS(.v15)],
     products: [
+        .executable(name: "consul-bench", targets: ["consul-bench"]),
     ],
     dependencies: [
+        // Used only by the tests, as an independent AES-GCM oracle for our OpenSSL cipher.
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         // Pure building blocks shared by every core: seeded randomness, time, limits. No I/O.
         .target(name: "ConsulCore"),
 
+        // OpenSSL's libcrypto/libssl from the system (Debian: libssl-dev).
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+
+        // Gossip keys, keyring and the memberlist AES-GCM envelope, all through OpenSSL EVP.
+        .target(
+            name: "ConsulCrypto",
+            dependencies: ["ConsulCore", "COpenSSL"],
+            path: "Sources/Crypto"
+        ),
+
+        // Micro-benchmarks driven by the scripts in bench/.
+        .executableTarget(
+            name: "consul-bench",
+            dependencies: ["ConsulCrypto"],
+            path: "bench/Sources/consul-bench"
+        ),
+
         .testTarget(name: "ConsulCoreTests", dependencies: ["ConsulCore"]),
+        .testTarget(
+            name: "ConsulCryptoTests",
+            dependencies: [
+                "ConsulCrypto",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
