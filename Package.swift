@@ -6,6 +6,7 @@ let package = Package(
     name: "consul-swift",
     platforms: [.macOS(.v15)],
     products: [
+        .executable(name: "consul", targets: ["consul"]),
         .executable(name: "consul-bench", targets: ["consul-bench"]),
     ],
     dependencies: [
@@ -30,6 +31,15 @@ let package = Package(
             path: "Sources/Crypto"
         ),
 
+        // The agent and every CLI command.
+        .target(
+            name: "ConsulAgent",
+            dependencies: ["ConsulCore", "ConsulCrypto"],
+            path: "Sources/agent"
+        ),
+
+        .executableTarget(name: "consul", dependencies: ["ConsulAgent"]),
+
         // Micro-benchmarks driven by the scripts in bench/.
         .executableTarget(
             name: "consul-bench",
@@ -45,6 +55,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        .testTarget(name: "ConsulAgentTests", dependencies: ["ConsulAgent"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,29 @@
+/// `consul agent`: reads and checks the command line; the agent itself is not in this build yet,
+/// and the command says so instead of pretending to start.
+enum AgentCommand {
+    static let help = """
+        Usage: consul agent [options]
+
+          Starts the Consul agent and runs until an interrupt is received. The
+          agent represents a single node in a cluster.
+
+        """
+
+    static func run(_ arguments: [String], io: CommandIO) -> Int32 {
+        var flags = AgentFlags()
+        switch parseFlags(AgentFlags.flagSet, arguments, into: &flags, help: help, io: io) {
+        case .exit(let code):
+            return code
+        case .parsed(let rest):
+            guard rest.isEmpty else {
+                io.errorLine("==> Unexpected extra arguments: \(rest.joined(separator: " "))")
+                return 1
+            }
+        }
+        for warning in flags.retiredFlagWarnings {
+            io.errorLine("==> WARNING: \(warning)")
+        }
+        io.errorLine("==> The agent is not implemented in this build yet: the command line was read, but no agent was started.")
+        return 1
+    }
+}
