@@ -10,8 +10,10 @@ let package = Package(
         .executable(name: "consul-bench", targets: ["consul-bench"]),
     ],
     dependencies: [
-        // Used only by the tests, as an independent AES-GCM oracle for our OpenSSL cipher.
+        // P-256 keys for `consul tls`; in the tests also an independent AES-GCM oracle.
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        // X.509 certificates for `consul tls ca create` / `consul tls cert create`.
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
     ],
     targets: [
         // Pure building blocks shared by every core: seeded randomness, time, limits. No I/O.
@@ -24,10 +26,15 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]
         ),
 
-        // Gossip keys, keyring and the memberlist AES-GCM envelope, all through OpenSSL EVP.
+        // Gossip keys, keyring and the memberlist AES-GCM envelope, all through OpenSSL EVP;
+        // the CA and certificates `consul tls` creates.
         .target(
             name: "ConsulCrypto",
-            dependencies: ["ConsulCore", "COpenSSL"],
+            dependencies: [
+                "ConsulCore", "COpenSSL",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+            ],
             path: "Sources/Crypto"
         ),
 

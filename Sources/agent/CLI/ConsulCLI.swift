@@ -65,7 +65,7 @@ package enum ConsulCLI {
         planned("rtt", "Estimates network round trip time between nodes"),
         planned("services", "Interact with services"),
         planned("snapshot", "Saves, restores and inspects snapshots of Consul server state"),
-        planned("tls", "Builtin helpers for creating CAs and certificates"),
+        Command(name: "tls", synopsis: "Builtin helpers for creating CAs and certificates", run: TLSCommand.run),
         outOfScope("troubleshoot", "CLI tools for troubleshooting Consul service mesh"),
         planned("validate", "Validate config files/directories"),
         Command(name: "version", synopsis: "Prints the Consul version", run: VersionCommand.run),
