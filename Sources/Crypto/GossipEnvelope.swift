@@ -73,7 +73,7 @@ extension Keyring {
                 precondition(nonce.count == AESGCMCipher.nonceSize, "a GCM nonce is 12 bytes")
                 nonce.withUnsafeBytes { nonceSlot.copyMemory(from: $0) }
             } else {
-                SecureRandom.fill(nonceSlot)
+                NoncePool.shared.fill(nonceSlot)
             }
             let ciphertext = UnsafeMutableRawBufferPointer(rebasing: out[GossipEnvelope.headerSize..<(total - GossipEnvelope.tagSize)])
             let tag = UnsafeMutableRawBufferPointer(rebasing: out[(total - GossipEnvelope.tagSize)...])
