@@ -204,11 +204,15 @@ struct HCLObjectBuilder {
         case value(ConfigValue)
         /// The object that labels of blocks with this key open; later labelled blocks add to it.
         case labelled(HCLObjectBuilder)
+        /// Composite values given under a repeated key, gathered in place so that a file with many
+        /// repetitions is read in linear time.
+        case collected([ConfigValue])
 
         func build() -> ConfigValue {
             switch self {
             case .value(let value): return value
             case .labelled(let builder): return .object(builder.build())
+            case .collected(let elements): return .array(elements)
             }
         }
     }
@@ -235,34 +239,46 @@ struct HCLObjectBuilder {
             }
             return
         }
-        switch (entries[slot], rest.isEmpty) {
-        case (.labelled(var nested), false):
-            entries[slot] = .value(.null)  // release the old storage so `nested` is uniquely referenced
+        // Take the entry out so that the builder or list inside it is uniquely referenced and
+        // can be extended in place.
+        var existing = entries[slot]
+        entries[slot] = .value(.null)
+        if case .labelled(var nested) = existing, !rest.isEmpty {
+            existing = .value(.null)
             nested.insert(path: rest, value: value)
             entries[slot] = .labelled(nested)
-        case (let existing, _):
-            var incoming = value
-            if !rest.isEmpty {
-                var nested = HCLObjectBuilder()
-                nested.insert(path: rest, value: value)
-                incoming = .object(nested.build())
-            }
-            entries[slot] = .value(Self.combine(existing.build(), incoming))
+            return
         }
-    }
-
-    /// A repeated key: composite values (objects, lists) are collected into one list, in source
-    /// order; when a scalar is involved the later value replaces the earlier.
-    private static func combine(_ earlier: ConfigValue, _ later: ConfigValue) -> ConfigValue {
-        func elements(_ value: ConfigValue) -> [ConfigValue]? {
-            switch value {
-            case .array(let elements): return elements
-            case .object: return [value]
-            default: return nil
+        var later = value
+        if !rest.isEmpty {
+            var nested = HCLObjectBuilder()
+            nested.insert(path: rest, value: value)
+            later = .object(nested.build())
+        }
+        // A repeated key: composite values (objects, lists) are collected into one list, in source
+        // order; when a scalar is involved the later value replaces the earlier.
+        let incoming: [ConfigValue]
+        switch later {
+        case .array(let elements): incoming = elements
+        case .object: incoming = [later]
+        default:
+            entries[slot] = .value(later)
+            return
+        }
+        switch existing {
+        case .collected(var elements):
+            existing = .value(.null)
+            elements.append(contentsOf: incoming)
+            entries[slot] = .collected(elements)
+        case .labelled:
+            entries[slot] = .collected([existing.build()] + incoming)
+        case .value(let earlier):
+            switch earlier {
+            case .array(let elements): entries[slot] = .collected(elements + incoming)
+            case .object: entries[slot] = .collected([earlier] + incoming)
+            default: entries[slot] = .value(later)
             }
         }
-        guard let first = elements(earlier), let second = elements(later) else { return later }
-        return .array(first + second)
     }
 
     func build() -> ConfigObject {
