@@ -205,6 +205,18 @@ import Testing
         }
     }
 
+    @Test func handlesWindowsLineEndingsAndCountsCharactersAsColumns() throws {
+        let config = try parse("a = 1\r\nb {\r\n  c = \"x\"\r\n}\r\nd = <<EOF\r\nline\r\nEOF\r\n")
+        #expect(config.lookup(["b", "c"]) == .string("x"))
+        #expect(config["d"] == .string("line\r\n"))
+        #expect(throws: ConfigParseError(
+            file: "test.hcl", position: SourcePosition(line: 2, column: 14),
+            problem: .expected("'=' or '{' after key 'x'", found: "'1'"))
+        ) {
+            try parse("a = 1\n\tné = \"日本\" x 1")
+        }
+    }
+
     @Test func enforcesDepthLimitIncludingLabels() throws {
         let limits = ConfigParseLimits(maxInputBytes: 1 << 20, maxDepth: 4)
         _ = try HCLParser.parse("a { b { c { d = 1 } } }", file: "d.hcl", limits: limits)
