@@ -14,6 +14,10 @@ let package = Package(
         .target(name: "ConsulCore"),
 
         .testTarget(name: "ConsulCoreTests", dependencies: ["ConsulCore"]),
+
+        // Gossip: memberlist/serf wire codec (pure). SWIM core and NIO shell join it later.
+        .target(name: "Gossip", dependencies: ["ConsulCore"]),
+        .testTarget(name: "GossipTests", dependencies: ["Gossip", "ConsulCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -13,7 +13,7 @@ package struct MessagePackReader: Sendable {
     package let limits: MessagePackLimits
 
     /// Reads `bytes[range]` (whole array by default). Throws `inputTooLarge` above the limit.
-    package init(_ bytes: [UInt8], range: Range<Int>? = nil, limits: MessagePackLimits = .default) throws {
+    package init(_ bytes: [UInt8], range: Range<Int>? = nil, limits: MessagePackLimits = .default) throws(MessagePackError) {
         let span = range ?? bytes.startIndex..<bytes.endIndex
         guard span.lowerBound >= bytes.startIndex, span.upperBound <= bytes.endIndex else {
             throw MessagePackError.truncated(offset: bytes.count, needed: span.upperBound - bytes.endIndex)
@@ -31,18 +31,18 @@ package struct MessagePackReader: Sendable {
     package var isAtEnd: Bool { position >= end }
 
     /// Throws `trailingBytes` unless everything was consumed; for inputs that hold exactly one object.
-    package func expectEnd() throws {
+    package func expectEnd() throws(MessagePackError) {
         if position < end { throw MessagePackError.trailingBytes(count: end - position) }
     }
 
     /// The next type byte without consuming it.
-    package func peekByte() throws -> UInt8 {
+    package func peekByte() throws(MessagePackError) -> UInt8 {
         guard position < end else { throw MessagePackError.truncated(offset: position, needed: 1) }
         return bytes[position]
     }
 
     /// True (and consumed) when the next object is nil.
-    package mutating func readNilIfPresent() throws -> Bool {
+    package mutating func readNilIfPresent() throws(MessagePackError) -> Bool {
         if try peekByte() == 0xc0 {
             position += 1
             return true
@@ -52,7 +52,7 @@ package struct MessagePackReader: Sendable {
 
     /// Takes `count` raw bytes that follow the current object (memberlist appends opaque user state
     /// after msgpack objects on TCP).
-    package mutating func readTrailingBytes(_ count: Int) throws -> [UInt8] {
+    package mutating func readTrailingBytes(_ count: Int) throws(MessagePackError) -> [UInt8] {
         guard count >= 0 else { throw MessagePackError.integerOverflow(offset: position) }
         try need(count)
         defer { position += count }
@@ -61,7 +61,7 @@ package struct MessagePackReader: Sendable {
 
     // MARK: - Scalars
 
-    package mutating func readBool() throws -> Bool {
+    package mutating func readBool() throws(MessagePackError) -> Bool {
         let start = position
         switch try readByte() {
         case 0xc2: return false
@@ -73,7 +73,7 @@ package struct MessagePackReader: Sendable {
     }
 
     /// Any msgpack integer converted to `T`, or `integerOverflow` when it does not fit.
-    package mutating func readInteger<T: FixedWidthInteger>(_: T.Type = T.self) throws -> T {
+    package mutating func readInteger<T: FixedWidthInteger>(_: T.Type = T.self) throws(MessagePackError) -> T {
         let start = position
         let marker = try readByte()
         let converted: T?
@@ -97,7 +97,7 @@ package struct MessagePackReader: Sendable {
     }
 
     /// A float64 field; float32 and integer encodings are widened (Go's decoder is as lenient).
-    package mutating func readDouble() throws -> Double {
+    package mutating func readDouble() throws(MessagePackError) -> Double {
         let start = position
         switch try peekByte() {
         case 0xcb:
@@ -116,18 +116,18 @@ package struct MessagePackReader: Sendable {
     // MARK: - Raw (strings and byte slices)
 
     /// A Go `[]byte` or `string` body: raw/str (fix, 8, 16, 32) or bin (8, 16, 32); nil reads as empty.
-    package mutating func readBytes() throws -> [UInt8] {
+    package mutating func readBytes() throws(MessagePackError) -> [UInt8] {
         let range = try readRawRange()
         return Array(bytes[range])
     }
 
-    package mutating func readString() throws -> String {
+    package mutating func readString() throws(MessagePackError) -> String {
         let range = try readRawRange()
         return String(decoding: bytes[range], as: UTF8.self)
     }
 
     /// Where the next raw/str/bin body lies in `bytes`, consumed; lets hot paths compare keys without copying.
-    package mutating func readRawRange() throws -> Range<Int> {
+    package mutating func readRawRange() throws(MessagePackError) -> Range<Int> {
         let start = position
         let marker = try readByte()
         let length: Int
@@ -151,19 +151,19 @@ package struct MessagePackReader: Sendable {
     // MARK: - Containers
 
     /// Element count of an array (nil reads as 0), checked against the limit and the bytes left.
-    package mutating func readArrayHeader() throws -> Int {
+    package mutating func readArrayHeader() throws(MessagePackError) -> Int {
         try readContainerHeader(fixBase: 0x90, marker16: 0xdc, marker32: 0xdd, bytesPerElement: 1, name: "array")
     }
 
     /// Entry count of a map (nil reads as 0), checked against the limit and the bytes left.
-    package mutating func readMapHeader() throws -> Int {
+    package mutating func readMapHeader() throws(MessagePackError) -> Int {
         try readContainerHeader(fixBase: 0x80, marker16: 0xde, marker32: 0xdf, bytesPerElement: 2, name: "map")
     }
 
     /// Reads a map encoding a Go struct: for each entry the key is read as a string and `field` is
     /// called to consume the value. `field` must read or `skipValue()` exactly one object; unknown
     /// keys are skipped, as Go ignores fields it does not know. nil reads as an empty struct.
-    package mutating func readStruct(_ field: (String, inout MessagePackReader) throws -> Void) throws {
+    package mutating func readStruct(_ field: (String, inout MessagePackReader) throws(MessagePackError) -> Void) throws(MessagePackError) {
         let count = try readMapHeader()
         for _ in 0..<count {
             let key = try readString()
@@ -172,17 +172,17 @@ package struct MessagePackReader: Sendable {
     }
 
     /// Skips one object of any type, bounded by `limits.maxDepth`.
-    package mutating func skipValue() throws {
+    package mutating func skipValue() throws(MessagePackError) {
         try skipValue(depth: 0)
     }
 
     /// Reads one object of any type into a tree, bounded by the limits.
-    package mutating func readValue() throws -> MessagePackValue {
+    package mutating func readValue() throws(MessagePackError) -> MessagePackValue {
         try readValue(depth: 0)
     }
 
     /// `depth` counts the containers around the current object; only containers are limited.
-    private mutating func skipValue(depth: Int) throws {
+    private mutating func skipValue(depth: Int) throws(MessagePackError) {
         let start = position
         let marker = try peekByte()
         switch marker {
@@ -212,7 +212,7 @@ package struct MessagePackReader: Sendable {
         }
     }
 
-    private mutating func readValue(depth: Int) throws -> MessagePackValue {
+    private mutating func readValue(depth: Int) throws(MessagePackError) -> MessagePackValue {
         let start = position
         let marker = try peekByte()
         switch marker {
@@ -261,11 +261,11 @@ package struct MessagePackReader: Sendable {
         }
     }
 
-    private func checkDepth(_ depth: Int) throws {
+    private func checkDepth(_ depth: Int) throws(MessagePackError) {
         if depth >= limits.maxDepth { throw MessagePackError.depthLimitExceeded(limit: limits.maxDepth) }
     }
 
-    private mutating func readExt() throws -> (Int8, [UInt8]) {
+    private mutating func readExt() throws(MessagePackError) -> (Int8, [UInt8]) {
         let marker = try readByte()
         let length: Int
         switch marker {
@@ -289,7 +289,7 @@ package struct MessagePackReader: Sendable {
 
     private mutating func readContainerHeader(
         fixBase: UInt8, marker16: UInt8, marker32: UInt8, bytesPerElement: Int, name: String
-    ) throws -> Int {
+    ) throws(MessagePackError) -> Int {
         let start = position
         let marker = try readByte()
         let count: Int
@@ -315,24 +315,24 @@ package struct MessagePackReader: Sendable {
 
     // MARK: - Bytes
 
-    private mutating func need(_ count: Int) throws {
+    private mutating func need(_ count: Int) throws(MessagePackError) {
         if count > end - position {
             throw MessagePackError.truncated(offset: position, needed: count - (end - position))
         }
     }
 
-    private mutating func skip(_ count: Int) throws {
+    private mutating func skip(_ count: Int) throws(MessagePackError) {
         try need(count)
         position += count
     }
 
-    private mutating func readByte() throws -> UInt8 {
+    private mutating func readByte() throws(MessagePackError) -> UInt8 {
         try need(1)
         defer { position += 1 }
         return bytes[position]
     }
 
-    private mutating func readBigEndian<T: FixedWidthInteger & UnsignedInteger>(_: T.Type) throws -> T {
+    private mutating func readBigEndian<T: FixedWidthInteger & UnsignedInteger>(_: T.Type) throws(MessagePackError) -> T {
         let size = MemoryLayout<T>.size
         try need(size)
         var value: T = 0
@@ -346,7 +346,7 @@ package struct MessagePackReader: Sendable {
 
 extension MessagePackValue {
     /// Decodes exactly one object from `bytes` (trailing bytes are an error).
-    package static func decode(_ bytes: [UInt8], limits: MessagePackLimits = .default) throws -> MessagePackValue {
+    package static func decode(_ bytes: [UInt8], limits: MessagePackLimits = .default) throws(MessagePackError) -> MessagePackValue {
         var reader = try MessagePackReader(bytes, limits: limits)
         let value = try reader.readValue()
         try reader.expectEnd()

@@ -1,0 +1,96 @@
+// Golden-vector generator: compiled INSIDE Debian's memberlist 0.2.2 package (so it uses the real
+// unexported structs, encode(), makeCompoundMessage() and compressPayload()). See README.md.
+package memberlist
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"testing"
+
+	"github.com/hashicorp/go-msgpack/codec"
+)
+
+func emit(name string, b []byte) { fmt.Printf("VECTOR %s %x\n", name, b) }
+
+func mustEncode(t messageType, v interface{}) []byte {
+	b, err := encode(t, v)
+	if err != nil {
+		panic(err)
+	}
+	return b.Bytes()
+}
+
+// lcgBytes is mirrored in the Swift tests (GoldenVectorTests.lcgBytes).
+func lcgBytes(n int, alphabet uint32) []byte {
+	out := make([]byte, n)
+	x := uint32(12345)
+	for i := range out {
+		x = x*1103515245 + 12345
+		out[i] = byte((x >> 16) % alphabet)
+	}
+	return out
+}
+
+func withCrc(msg []byte) []byte {
+	header := []byte{byte(hasCrcMsg), 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(header[1:], crc32.ChecksumIEEE(msg))
+	return append(header, msg...)
+}
+
+func TestEmitGoldenVectors(t *testing.T) {
+	local := []byte{127, 0, 0, 1}
+	emit("ping_min", mustEncode(pingMsg, &ping{SeqNo: 1, Node: "n1"}))
+	emit("ping_full", mustEncode(pingMsg, &ping{SeqNo: 70000, Node: "node-b", SourceAddr: local, SourcePort: 7946, SourceNode: "node-a"}))
+	emit("indirect_ping", mustEncode(indirectPingMsg, &indirectPingReq{SeqNo: 300, Target: []byte{10, 0, 0, 2}, Port: 8301, Node: "target", Nack: true, SourceAddr: local, SourcePort: 8301, SourceNode: "asker"}))
+	emit("ack_empty", mustEncode(ackRespMsg, &ackResp{SeqNo: 5}))
+	emit("ack_payload", mustEncode(ackRespMsg, &ackResp{SeqNo: 4294967295, Payload: []byte{1, 2, 3}}))
+	emit("nack", mustEncode(nackRespMsg, &nackResp{SeqNo: 9}))
+	emit("err", mustEncode(errMsg, &errResp{Error: "Encryption is configured but remote state is not encrypted"}))
+	emit("suspect", mustEncode(suspectMsg, &suspect{Incarnation: 3, Node: "n2", From: "n1"}))
+	alv := alive{Incarnation: 300, Node: "n1", Addr: local, Port: 7946, Meta: []byte{0xff, 0x80}, Vsn: []uint8{1, 5, 2, 2, 5, 5}}
+	emit("alive", mustEncode(aliveMsg, &alv))
+	emit("dead", mustEncode(deadMsg, &dead{Incarnation: 7, Node: "n3", From: "n3"}))
+	emit("user_msg_header", mustEncode(userMsg, &userMsgHeader{UserMsgLen: 1000}))
+
+	// A push/pull stream body exactly as sendLocalState lays it out before compression/encryption.
+	var pp bytes.Buffer
+	pp.WriteByte(byte(pushPullMsg))
+	enc := codec.NewEncoder(&pp, &codec.MsgpackHandle{})
+	userState := []byte{2, 0x81, 0xa1, 0x41, 0x01}
+	enc.Encode(&pushPullHeader{Nodes: 2, UserStateLen: len(userState), Join: true})
+	enc.Encode(&pushNodeState{Name: "n1", Addr: local, Port: 7946, Meta: []byte{0xff, 0x80}, Incarnation: 1, State: StateAlive, Vsn: []uint8{1, 5, 2, 2, 5, 5}})
+	enc.Encode(&pushNodeState{Name: "n2", Addr: []byte{127, 0, 0, 2}, Port: 7947, Incarnation: 9, State: StateDead, Vsn: []uint8{1, 5, 2, 2, 5, 5}})
+	pp.Write(userState)
+	emit("push_pull", pp.Bytes())
+
+	ping1 := mustEncode(pingMsg, &ping{SeqNo: 1, Node: "n1"})
+	susp := mustEncode(suspectMsg, &suspect{Incarnation: 3, Node: "n2", From: "n1"})
+	emit("compound", makeCompoundMessage([][]byte{ping1, susp}).Bytes())
+
+	user := append([]byte{byte(userMsg)}, []byte{1, 0x82, 0xa5, 'L', 'T', 'i', 'm', 'e', 0x05, 0xa4, 'N', 'o', 'd', 'e', 0xa2, 'n', '1'}...)
+	gossip := makeCompoundMessage([][]byte{mustEncode(aliveMsg, &alv), user}).Bytes()
+	compressed, err := compressPayload(gossip)
+	if err != nil {
+		panic(err)
+	}
+	emit("gossip_plain", gossip)
+	emit("gossip_packet", withCrc(compressed.Bytes()))
+
+	for name, input := range map[string][]byte{
+		"lzw_empty":  {},
+		"lzw_one":    {0x41},
+		"lzw_text":   []byte("TOBEORNOTTOBEORTOBEORNOT#TOBEORNOTTOBEORTOBEORNOT"),
+		"lzw_zeros":  make([]byte, 5000),
+		"lzw_lcg16":  lcgBytes(30000, 16),
+		"lzw_lcg256": lcgBytes(3000, 256),
+	} {
+		c, err := compressPayload(input)
+		if err != nil {
+			panic(err)
+		}
+		emit(name, c.Bytes())
+	}
+	emit("crc_hello", []byte(fmt.Sprintf("%08x", crc32.ChecksumIEEE([]byte("hello")))))
+}
