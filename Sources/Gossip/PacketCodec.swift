@@ -131,6 +131,9 @@ package struct PacketCodec: Sendable {
         case .compound?:
             guard depth < limits.maxWrapperDepth else { throw .wrapperTooDeep(limit: limits.maxWrapperDepth) }
             let (parts, truncated) = try Compound.split(bytes[range.lowerBound + 1..<range.upperBound])
+            guard parts.count + truncated <= limits.maxCompoundParts else {
+                throw .tooManyCompoundParts(count: parts.count + truncated, limit: limits.maxCompoundParts)
+            }
             packet.truncatedParts += truncated
             for part in parts {
                 do {
