@@ -136,3 +136,42 @@ import Testing
         #expect(throws: GossipCodecError.empty) { try SerfMessage.decode([]) }
     }
 }
+
+/// Our decoder against Go's `compress/lzw` reader on corrupted streams (vectors from
+/// Tools/golden-vectors): the same streams must succeed with the same output, or fail the same way.
+@Suite struct LZWDifferentialTests {
+    /// Mirrors `mutatedStream` in memberlist_vectors_test.go.
+    static func mutatedStream(_ index: Int) -> [UInt8] {
+        var bytes = LZW.compress(lcgBytes(200 + 7 * index, alphabet: UInt32(4 + index % 13)))
+        var x = UInt32(index * 7919 + 1)
+        for _ in 0..<(1 + index % 4) {
+            x = x &* 1_103_515_245 &+ 12345
+            let position = Int(x >> 8) % bytes.count
+            x = x &* 1_103_515_245 &+ 12345
+            bytes[position] ^= UInt8(truncatingIfNeeded: x >> 16)
+        }
+        if index % 5 == 0 {
+            bytes.removeLast(1 + index % 7)
+        }
+        return bytes
+    }
+
+    @Test func outcomesMatchGo() {
+        #expect(GoGoldenVectors.lzwDecodeOutcomes.count == 200)
+        for (index, expected) in GoGoldenVectors.lzwDecodeOutcomes.enumerated() {
+            let outcome: String
+            do {
+                let output = try LZW.decompress(Self.mutatedStream(index), maxOutput: 1 << 24)
+                let crc = String(CRC32.checksum(output), radix: 16)
+                outcome = "ok:\(output.count):\(String(repeating: "0", count: 8 - crc.count) + crc)"
+            } catch .unexpectedEnd {
+                outcome = "eof"
+            } catch .invalidCode {
+                outcome = "invalid"
+            } catch {
+                outcome = "limit"
+            }
+            #expect(outcome == expected, "stream \(index)")
+        }
+    }
+}

@@ -4,9 +4,11 @@ package memberlist
 
 import (
 	"bytes"
+	"compress/lzw"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"testing"
 
 	"github.com/hashicorp/go-msgpack/codec"
@@ -93,4 +95,47 @@ func TestEmitGoldenVectors(t *testing.T) {
 		emit(name, c.Bytes())
 	}
 	emit("crc_hello", []byte(fmt.Sprintf("%08x", crc32.ChecksumIEEE([]byte("hello")))))
+}
+
+// TestEmitLZWDecodeVectors: differential vectors for the decoder. Valid streams are mutated
+// deterministically (mirrored in Swift: LZWDifferentialTests.mutatedStream) and decoded with Go's
+// reader exactly as memberlist's decompressBuffer does; we record the outcome as
+// "ok:<len>:<crc32>" or "eof"/"invalid" errors.
+func TestEmitLZWDecodeVectors(t *testing.T) {
+	for i := 0; i < 200; i++ {
+		input := mutatedStream(i)
+		r := lzw.NewReader(bytes.NewReader(input), lzw.LSB, lzwLitWidth)
+		var out bytes.Buffer
+		_, err := io.Copy(&out, r)
+		outcome := ""
+		switch {
+		case err == nil:
+			outcome = fmt.Sprintf("ok:%d:%08x", out.Len(), crc32.ChecksumIEEE(out.Bytes()))
+		case err == io.ErrUnexpectedEOF:
+			outcome = "eof"
+		default:
+			outcome = "invalid"
+		}
+		fmt.Printf("VECTOR lzwdiff_%03d %s\n", i, outcome)
+	}
+}
+
+// mutatedStream: compress lcgBytes(200+7*i, 4+i%13), then flip/overwrite a few bits chosen by an LCG.
+func mutatedStream(i int) []byte {
+	var buf bytes.Buffer
+	w := lzw.NewWriter(&buf, lzw.LSB, lzwLitWidth)
+	w.Write(lcgBytes(200+7*i, uint32(4+i%13)))
+	w.Close()
+	b := buf.Bytes()
+	x := uint32(i*7919 + 1)
+	for k := 0; k < 1+i%4; k++ {
+		x = x*1103515245 + 12345
+		pos := int(x>>8) % len(b)
+		x = x*1103515245 + 12345
+		b[pos] ^= byte(x >> 16)
+	}
+	if i%5 == 0 {
+		b = b[:len(b)-1-i%7]
+	}
+	return b
 }
