@@ -121,9 +121,14 @@ package struct MessagePackReader: Sendable {
         return Array(bytes[range])
     }
 
+    /// A Go `string` field. Go strings may hold any bytes; ours are validated UTF-8 instead of
+    /// repaired, because repairing would silently rename a node (and break the name we gossip on).
     package mutating func readString() throws(MessagePackError) -> String {
         let range = try readRawRange()
-        return String(decoding: bytes[range], as: UTF8.self)
+        guard let text = String(validating: bytes[range], as: UTF8.self) else {
+            throw MessagePackError.invalidUTF8(offset: range.lowerBound)
+        }
+        return text
     }
 
     /// Where the next raw/str/bin body lies in `bytes`, consumed; lets hot paths compare keys without copying.
@@ -166,7 +171,10 @@ package struct MessagePackReader: Sendable {
     package mutating func readStruct(_ field: (String, inout MessagePackReader) throws(MessagePackError) -> Void) throws(MessagePackError) {
         let count = try readMapHeader()
         for _ in 0..<count {
-            let key = try readString()
+            // A key that is not UTF-8 cannot name one of our fields: pass "" so it is skipped as
+            // unknown, as Go would, rather than failing the whole struct.
+            let keyRange = try readRawRange()
+            let key = String(validating: bytes[keyRange], as: UTF8.self) ?? ""
             try field(key, &self)
         }
     }

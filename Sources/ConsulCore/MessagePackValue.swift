@@ -34,9 +34,9 @@ package enum MessagePackValue: Hashable, Sendable {
         .map(dictionary.keys.sorted().map { MessagePackMapEntry(key: .string($0), value: dictionary[$0]!) })
     }
 
-    /// The raw bytes read as UTF-8 (invalid sequences repaired, as Go strings may hold any bytes).
+    /// The raw bytes as a string; nil for other types and for bytes that are not valid UTF-8.
     package var stringValue: String? {
-        if case .raw(let bytes) = self { return String(decoding: bytes, as: UTF8.self) }
+        if case .raw(let bytes) = self { return String(validating: bytes, as: UTF8.self) }
         return nil
     }
 
@@ -123,4 +123,6 @@ package enum MessagePackError: Error, Equatable, Sendable {
     case inputTooLarge(size: Int, limit: Int)
     /// Bytes left over after the single object the caller expected.
     case trailingBytes(count: Int)
+    /// A string field whose bytes are not valid UTF-8 (raw starting at `offset`).
+    case invalidUTF8(offset: Int)
 }

@@ -121,6 +121,25 @@ import Testing
         #expect(seq == 9)
     }
 
+    @Test func stringsMustBeUTF8ButKeysAreOnlyMatched() throws {
+        var bad = try MessagePackReader([0xA2, 0xC3, 0x28])
+        #expect(throws: MessagePackError.invalidUTF8(offset: 1)) { try bad.readString() }
+        var bytesAreFine = try MessagePackReader([0xA2, 0xC3, 0x28])
+        #expect(try bytesAreFine.readBytes() == [0xC3, 0x28])
+        // A struct with a non-UTF-8 key: the entry is skipped as unknown, the rest still read.
+        var reader = try MessagePackReader([0x82, 0xA2, 0xFF, 0xFE, 0x01, 0xA1, 0x41, 0x02])
+        var seen: [String] = []
+        var value = 0
+        try reader.readStruct { key, reader throws(MessagePackError) in
+            seen.append(key)
+            if key == "A" { value = try reader.readInteger() } else { try reader.skipValue() }
+        }
+        #expect(seen == ["", "A"])
+        #expect(value == 2)
+        #expect(MessagePackValue.raw([0xFF]).stringValue == nil)
+        #expect(MessagePackValue.string("héllo").stringValue == "héllo")
+    }
+
     @Test func unusedTypeByteIsATypedError() {
         #expect(throws: MessagePackError.invalidTypeByte(0xc1, offset: 0)) { try MessagePackValue.decode([0xc1]) }
     }

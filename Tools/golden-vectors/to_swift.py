@@ -4,9 +4,12 @@ print("// go-msgpack (real Go encoders). Do not edit by hand.")
 print("enum GoGoldenVectors {")
 print("    static let hex: [String: String] = [")
 diff = []
+decode_diff = []
 for line in sys.stdin:
     _, name, value = line.split()
-    if not name.startswith("lzwdiff_"):
+    if name.startswith("diff_"):
+        decode_diff.append((name, value))
+    elif not name.startswith("lzwdiff_"):
         print(f'        "{name}": "{value}",')
     else:
         diff.append((name, value))
@@ -16,5 +19,11 @@ print("    /// Go's lzw reader on deterministically mutated streams: ok:<len>:<c
 print("    static let lzwDecodeOutcomes: [String] = [")
 for name, value in diff:
     print(f'        "{value}",  // {name}')
+print("    ]")
+print("")
+print("    /// Go's decode-then-encode of corrupted messages, by case name; \"err\" when Go rejected it.")
+print("    static let decodeOutcomes: [String: String] = [")
+for name, value in decode_diff:
+    print(f'        "{name}": "{value}",')
 print("    ]")
 print("}")
