@@ -72,3 +72,65 @@ func TestEmitSerfGoldenVectors(t *testing.T) {
 	codec.NewEncoder(&ack, &codec.MsgpackHandle{}).Encode(coord)
 	emit("serf_ack_payload", ack.Bytes())
 }
+
+// TestEmitSerfDecodeDifferential: serf's decoder on deterministically corrupted messages (mirrored
+// in Swift: SerfDecodeDifferentialTests.corrupt); prints Go's re-encoding of what it read, or "err".
+func TestEmitSerfDecodeDifferential(t *testing.T) {
+	nodeFilter := must(encodeFilter(filterNodeType, filterNode{"a", "b"}))
+	events := make([]*userEvents, 3)
+	events[1] = &userEvents{LTime: 11, Events: []userEvent{{Name: "deploy", Payload: []byte("v1")}}}
+	bases := map[string]interface{}{
+		"query": &messageQuery{LTime: 77, ID: 0xdeadbeef, Addr: []byte{127, 0, 0, 1}, Port: 7946, SourceNode: "n1",
+			Filters: [][]byte{nodeFilter}, Flags: queryFlagAck, RelayFactor: 2, Timeout: 5 * time.Second, Name: "q", Payload: []byte{7, 0x80}},
+		"pushpull": &messagePushPull{LTime: 3, StatusLTimes: map[string]LamportTime{"n1": 2}, LeftMembers: []string{"old"},
+			EventLTime: 12, Events: events, QueryLTime: 78},
+		"event": &messageUserEvent{LTime: 12, Name: "deploy", Payload: []byte("v1.2"), CC: true},
+	}
+	types := map[string]messageType{"query": messageQueryType, "pushpull": messagePushPullType, "event": messageUserEventType}
+	for _, name := range []string{"event", "pushpull", "query"} {
+		base := must(encodeMessage(types[name], bases[name]))
+		for i := 0; i < 300; i++ {
+			b := corrupt(base, i)
+			if _, ok := plausible(b[1:], 0); !ok {
+				fmt.Printf("VECTOR diff_%s_%03d err\n", name, i)
+				continue
+			}
+			var out []byte
+			var err error
+			switch name {
+			case "query":
+				var m messageQuery
+				if err = decodeMessage(b[1:], &m); err == nil {
+					out = must(encodeMessage(messageQueryType, &m))
+				}
+			case "pushpull":
+				var m messagePushPull
+				if err = decodeMessage(b[1:], &m); err == nil {
+					out = must(encodeMessage(messagePushPullType, &m))
+				}
+			case "event":
+				var m messageUserEvent
+				if err = decodeMessage(b[1:], &m); err == nil {
+					out = must(encodeMessage(messageUserEventType, &m))
+				}
+			}
+			if err != nil {
+				fmt.Printf("VECTOR diff_%s_%03d err\n", name, i)
+			} else {
+				fmt.Printf("VECTOR diff_%s_%03d %x\n", name, i, out)
+			}
+		}
+	}
+}
+
+func corrupt(base []byte, i int) []byte {
+	b := append([]byte(nil), base...)
+	x := uint32(i*104729 + 7)
+	for k := 0; k < 1+i%3; k++ {
+		x = x*1103515245 + 12345
+		pos := 1 + int(x>>8)%(len(b)-1)
+		x = x*1103515245 + 12345
+		b[pos] ^= byte(x >> 16)
+	}
+	return b
+}
