@@ -2,6 +2,17 @@
 /// each part is a whole message with its own type byte. Memberlist piggy-backs gossip on probes
 /// with it and packs queued broadcasts into one datagram.
 package enum Compound {
+    /// Bytes of the compound header (type and count), memberlist's `compoundHeaderOverhead`.
+    package static let headerOverhead = 2
+    /// Bytes each part adds to the header (its length), memberlist's `compoundOverhead`.
+    package static let perPartOverhead = 2
+
+    /// Size of the compound holding parts of these sizes; for packing a datagram up to
+    /// `GossipLimits.udpBufferSize` (minus the cipher's overhead) the way memberlist does.
+    package static func encodedSize(partSizes: [Int]) -> Int {
+        headerOverhead + partSizes.reduce(0) { $0 + perPartOverhead + $1 }
+    }
+
     /// Builds a compound message. Throws rather than silently wrapping the one-byte count or the
     /// two-byte lengths as Go's `makeCompoundMessage` would.
     package static func make(_ parts: [[UInt8]]) throws(GossipCodecError) -> [UInt8] {

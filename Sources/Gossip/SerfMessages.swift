@@ -18,6 +18,22 @@ package enum SerfMessageType: UInt8, Sendable, CaseIterable {
     case relay = 9
 }
 
+/// Serf's built-in queries (serf/internal_query.go). Their names carry the `_serf_` prefix;
+/// key-management ones carry `[7][keyRequest]` payloads and are answered with
+/// `[8][nodeKeyResponse]`, the conflict query carries a node name and is answered with
+/// `[6][Member or nil]`.
+package enum SerfInternalQuery: String, Sendable, CaseIterable {
+    case ping = "_serf_ping"
+    case conflict = "_serf_conflict"
+    case installKey = "_serf_install-key"
+    case useKey = "_serf_use-key"
+    case removeKey = "_serf_remove-key"
+    case listKeys = "_serf_list-keys"
+
+    /// Queries whose name starts with this are handled by serf itself, not delivered to users.
+    package static let prefix = "_serf_"
+}
+
 /// Serf's Lamport clocks are Go `uint64`s.
 package typealias LamportTime = UInt64
 

@@ -285,3 +285,75 @@ extension MessagePackValue {
         }
     }
 }
+
+/// A small Go-like struct exercising the `MessagePackStruct` helpers.
+private struct Sample: MessagePackStruct, Equatable {
+    var name = ""
+    var tags: [String: String] = [:]
+    var list: [String] = []
+    var blobs: [[UInt8]] = []
+    var children: [Child] = []
+
+    struct Child: MessagePackStruct, Equatable {
+        var id: UInt16 = 0
+        func write(to writer: inout MessagePackWriter) {
+            writer.writeMapHeader(1)
+            writer.writeKey("ID"); writer.writeUInt(id)
+        }
+        init(id: UInt16) { self.id = id }
+        init(from reader: inout MessagePackReader) throws(MessagePackError) {
+            try reader.readStruct { key, reader throws(MessagePackError) in
+                if key == "ID" { id = try reader.readInteger() } else { try reader.skipValue() }
+            }
+        }
+    }
+
+    init() {}
+
+    func write(to writer: inout MessagePackWriter) {
+        writer.writeMapHeader(5)
+        writer.writeKey("Blobs")
+        writer.writeArrayHeader(blobs.count)
+        for blob in blobs { writer.writeRaw(blob) }
+        writer.writeKey("Children")
+        writer.writeArrayHeader(children.count)
+        for child in children { child.write(to: &writer) }
+        writer.writeKey("List"); writer.writeStringArray(list)
+        writer.writeKey("Name"); writer.writeString(name)
+        writer.writeKey("Tags"); writer.writeStringMap(tags)
+    }
+
+    init(from reader: inout MessagePackReader) throws(MessagePackError) {
+        try reader.readStruct { key, reader throws(MessagePackError) in
+            switch key {
+            case "Blobs": blobs = try reader.readBytesArray()
+            case "Children": children = try reader.readStructArray()
+            case "List": list = try reader.readStringArray()
+            case "Name": name = try reader.readString()
+            case "Tags": tags = try reader.readStringMap()
+            default: try reader.skipValue()
+            }
+        }
+    }
+}
+
+@Suite struct MessagePackStructTests {
+    @Test func helpersRoundTripAndAreDeterministic() throws {
+        var sample = Sample()
+        sample.name = "x"
+        sample.tags = ["z": "1", "a": "2", "m": "3"]
+        sample.list = ["p", "q"]
+        sample.blobs = [[1, 2], []]
+        sample.children = [.init(id: 1), .init(id: 300)]
+        let bytes = sample.messagePackEncoded()
+        #expect(try Sample(messagePack: bytes) == sample)
+        // Tags are written sorted, whatever order the dictionary iterates in.
+        let tagsValue = try MessagePackValue.decode(bytes)["Tags"]
+        #expect(tagsValue == .stringMap(["a": .string("2"), "m": .string("3"), "z": .string("1")]))
+        // An empty []string is written as nil, Go's zero value, and read back as empty.
+        #expect(try MessagePackValue.decode(Sample().messagePackEncoded())["List"] == .nil)
+        #expect(try Sample(messagePack: Sample().messagePackEncoded()) == Sample())
+        #expect(throws: MessagePackError.trailingBytes(count: 1)) { try Sample(messagePack: bytes + [0]) }
+        #expect(try Sample(messagePack: [0xC0]) == Sample())
+    }
+}

@@ -38,6 +38,11 @@ import Testing
         #expect(Array(packet.rejectedParts.dropFirst()) == [.empty, .unknownMessageType(99)])
     }
 
+    @Test func sizeArithmeticMatchesTheEncoding() throws {
+        let parts = [ping, nack, [UInt8](repeating: 8, count: 300)]
+        #expect(Compound.encodedSize(partSizes: parts.map(\.count)) == (try Compound.make(parts)).count)
+    }
+
     @Test func buildLimits() {
         #expect(throws: GossipCodecError.tooManyCompoundParts(count: 256, limit: 255)) {
             try Compound.make([[UInt8]](repeating: ping, count: 256))
