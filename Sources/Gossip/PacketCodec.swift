@@ -108,7 +108,8 @@ package struct PacketCodec: Sendable {
         } else if plain.first == MemberlistMessageType.hasCrc.rawValue {
             throw .truncatedChecksumHeader
         }
-        try dispatch(plain, range: start..<plain.count, depth: 0, into: &packet, topLevel: true)
+        var inflateBudget = limits.maxDecompressedPacketBytes
+        try dispatch(plain, range: start..<plain.count, depth: 0, into: &packet, inflateBudget: &inflateBudget)
         return packet
     }
 
@@ -123,8 +124,10 @@ package struct PacketCodec: Sendable {
 
     /// memberlist's `handleCommand`: wrappers recurse, plain messages are decoded. Errors inside a
     /// compound part are recorded and the other parts still delivered; at top level they throw.
+    /// `inflateBudget` is shared by every compress wrapper in the datagram, so nesting compressed
+    /// parts inside a compound cannot multiply the decompression bound.
     private func dispatch(
-        _ bytes: [UInt8], range: Range<Int>, depth: Int, into packet: inout DecodedPacket, topLevel: Bool
+        _ bytes: [UInt8], range: Range<Int>, depth: Int, into packet: inout DecodedPacket, inflateBudget: inout Int
     ) throws(GossipCodecError) {
         guard let first = range.first.map({ bytes[$0] }) else { throw .empty }
         switch MemberlistMessageType(rawValue: first) {
@@ -137,9 +140,12 @@ package struct PacketCodec: Sendable {
             packet.truncatedParts += truncated
             for part in parts {
                 do {
-                    try dispatch(bytes, range: part, depth: depth + 1, into: &packet, topLevel: false)
+                    try dispatch(bytes, range: part, depth: depth + 1, into: &packet, inflateBudget: &inflateBudget)
                 } catch {
-                    if case .tooManyMessages = error { throw error }
+                    switch error {
+                    case .tooManyMessages, .decompressedTooLarge: throw error  // packet-wide limits
+                    default: break
+                    }
                     packet.rejectedParts.append(error)
                     if packet.rejectedParts.count + packet.messages.count > limits.maxMessagesPerPacket {
                         throw .tooManyMessages(limit: limits.maxMessagesPerPacket)
@@ -148,11 +154,17 @@ package struct PacketCodec: Sendable {
             }
         case .compress?:
             guard depth < limits.maxWrapperDepth else { throw .wrapperTooDeep(limit: limits.maxWrapperDepth) }
-            let inflated = try Compression.unwrap(
-                bytes, range: range.lowerBound + 1..<range.upperBound,
-                maxOutput: limits.maxDecompressedPacketBytes, limits: limits.messagePack)
+            let inflated: [UInt8]
+            do {
+                inflated = try Compression.unwrap(
+                    bytes, range: range.lowerBound + 1..<range.upperBound,
+                    maxOutput: inflateBudget, limits: limits.messagePack)
+            } catch .decompressedTooLarge {
+                throw .decompressedTooLarge(limit: limits.maxDecompressedPacketBytes)
+            }
+            inflateBudget -= inflated.count
             packet.wasCompressed = true
-            try dispatch(inflated, range: 0..<inflated.count, depth: depth + 1, into: &packet, topLevel: topLevel)
+            try dispatch(inflated, range: 0..<inflated.count, depth: depth + 1, into: &packet, inflateBudget: &inflateBudget)
         default:
             let message = try MemberlistMessage.decode(bytes, range: range, limits: limits.messagePack)
             guard packet.messages.count + packet.rejectedParts.count < limits.maxMessagesPerPacket else {

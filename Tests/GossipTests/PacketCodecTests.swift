@@ -158,6 +158,14 @@ import Testing
         #expect(throws: GossipCodecError.decompressedTooLarge(limit: 64 * 1024)) {
             try PacketCodec(limits: limits).decode(bomb, cipher: nil)
         }
+        // Many small compressed parts share one budget: 20 × 4 KiB inflated exceeds a 64 KiB bound.
+        let part = Compression.wrap([8] + [UInt8](repeating: 1, count: 4096))
+        let many = try Compound.make([[UInt8]](repeating: part, count: 20))
+        #expect(many.count < 4000)
+        #expect(throws: GossipCodecError.decompressedTooLarge(limit: 64 * 1024)) {
+            try PacketCodec(limits: limits).decode(many, cipher: nil)
+        }
+        #expect(try PacketCodec().decode(many, cipher: nil).messages.count == 20)
         #expect(throws: GossipCodecError.unknownCompressionAlgorithm(1)) {
             var writer = MessagePackWriter(prefix: [9])
             CompressMessage(algorithm: 1, buffer: [1, 2]).write(to: &writer)
