@@ -78,22 +78,25 @@ package enum StreamMessage: Hashable, Sendable {
 
 /// Result of feeding the bytes received so far on a stream to `StreamCodec.decode`.
 package enum StreamDecodeResult: Equatable, Sendable {
-    /// The message is not complete yet; read more and call again with everything buffered.
-    case needMoreData
+    /// The message is not complete yet: read until at least `minimumBytes` are buffered (a lower
+    /// bound, exact for length-prefixed data) and call again with everything. Waiting for the
+    /// bound instead of retrying after every read keeps decoding a large push/pull linear.
+    case needMoreData(minimumBytes: Int)
     /// A whole message, and how many buffered bytes it used.
     case message(StreamMessage, consumed: Int)
 }
 
 /// Internal: separates "ran out of bytes" (wait for more on a plaintext stream) from real errors.
 private enum StreamParseError: Error {
-    case incomplete
+    /// Ran out of input; `needed` more bytes are known to be required.
+    case incomplete(needed: Int)
     case invalid(GossipCodecError)
 
     static func wrap<T>(_ type: MemberlistMessageType, _ body: () throws(MessagePackError) -> T) throws(StreamParseError) -> T {
         do {
             return try body()
         } catch {
-            if case .truncated = error { throw .incomplete }
+            if case .truncated(_, let needed) = error { throw .incomplete(needed: needed) }
             throw .invalid(.malformedBody(type, error))
         }
     }
@@ -105,8 +108,11 @@ private enum StreamParseError: Error {
 ///   `[10][length u32 BE][envelope]` with the 5-byte header as additional data.
 /// - Inbound (`readStream`): decrypt if `[10]` → inflate if `[9]` → dispatch on the type byte.
 ///
-/// Decoding is incremental and pure: the shell appends what it read and calls `decode` again
-/// until it gets a message; every length is checked against `GossipLimits.maxStreamBytes` first.
+/// Decoding is incremental and pure: the shell appends what it read and calls `decode` again once
+/// it holds `minimumBytes`; every length is checked against `GossipLimits.maxStreamBytes` first.
+/// Encrypted and compressed streams announce their length up front, so the hint is exact and the
+/// work linear. A plaintext, uncompressed push/pull has no length prefix: its hint only covers the
+/// object being parsed, and re-parsing costs more calls (bounded by the 20 MiB limit).
 package struct StreamCodec: Sendable {
     package var limits: GossipLimits
 
@@ -143,15 +149,15 @@ package struct StreamCodec: Sendable {
     package func decode(
         _ buffered: [UInt8], cipher: (any GossipCipher)?, verifyIncoming: Bool = true
     ) throws(GossipCodecError) -> StreamDecodeResult {
-        guard let first = buffered.first else { return .needMoreData }
+        guard let first = buffered.first else { return .needMoreData(minimumBytes: 1) }
         if first == MemberlistMessageType.encrypt.rawValue {
             guard let cipher else { throw .encryptedButNoKeys }
-            guard buffered.count >= 5 else { return .needMoreData }
+            guard buffered.count >= 5 else { return .needMoreData(minimumBytes: 5) }
             let length = Int(buffered[1]) << 24 | Int(buffered[2]) << 16 | Int(buffered[3]) << 8 | Int(buffered[4])
             guard length <= limits.maxStreamBytes else {
                 throw .streamFrameTooLarge(size: length, limit: limits.maxStreamBytes)
             }
-            guard buffered.count - 5 >= length else { return .needMoreData }
+            guard buffered.count - 5 >= length else { return .needMoreData(minimumBytes: 5 + length) }
             let plain: [UInt8]
             do {
                 plain = try cipher.open(Array(buffered[5..<5 + length]), additionalData: Array(buffered[0..<5]))
@@ -167,15 +173,15 @@ package struct StreamCodec: Sendable {
         }
         if cipher != nil && verifyIncoming { throw .plaintextRejected }
         let result = try decodePlain(buffered)
-        if case .needMoreData = result, buffered.count > limits.maxStreamBytes {
-            throw .streamFrameTooLarge(size: buffered.count, limit: limits.maxStreamBytes)
+        if case .needMoreData(let minimum) = result, minimum > limits.maxStreamBytes {
+            throw .streamFrameTooLarge(size: minimum, limit: limits.maxStreamBytes)
         }
         return result
     }
 
     /// A plaintext stream: optional compress wrapper, then the message.
     private func decodePlain(_ bytes: [UInt8]) throws(GossipCodecError) -> StreamDecodeResult {
-        guard let first = bytes.first else { return .needMoreData }
+        guard let first = bytes.first else { return .needMoreData(minimumBytes: 1) }
         guard let type = MemberlistMessageType(rawValue: first) else { throw .unknownMessageType(first) }
         if type == .compress {
             let compressed: CompressMessage
@@ -185,7 +191,7 @@ package struct StreamCodec: Sendable {
                 compressed = try CompressMessage(from: &reader)
                 consumed = reader.position
             } catch {
-                if case .truncated = error { return .needMoreData }
+                if case .truncated(_, let needed) = error { return .needMoreData(minimumBytes: bytes.count + needed) }
                 throw .malformedBody(.compress, error)
             }
             let inflated = try Compression.inflate(compressed, maxOutput: limits.maxDecompressedStreamBytes)
@@ -200,7 +206,7 @@ package struct StreamCodec: Sendable {
     }
 
     private func parseMessage(_ bytes: [UInt8]) throws(GossipCodecError) -> StreamDecodeResult {
-        guard let first = bytes.first else { return .needMoreData }
+        guard let first = bytes.first else { return .needMoreData(minimumBytes: 1) }
         guard let type = MemberlistMessageType(rawValue: first) else { throw .unknownMessageType(first) }
         do {
             var reader: MessagePackReader
@@ -231,8 +237,8 @@ package struct StreamCodec: Sendable {
                 throw StreamParseError.invalid(.unexpectedMessageType(type))
             }
             return .message(message, consumed: reader.position)
-        } catch StreamParseError.incomplete {
-            return .needMoreData
+        } catch StreamParseError.incomplete(let needed) {
+            return .needMoreData(minimumBytes: bytes.count + needed)
         } catch StreamParseError.invalid(let error) {
             throw error
         } catch {
