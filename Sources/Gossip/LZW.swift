@@ -108,16 +108,24 @@ package enum LZW {
     /// Inflates `input` as Go's `lzw.NewReader(r, lzw.LSB, 8)` read to EOF would, including its
     /// handling of odd streams (codes after a clear, bytes after the end code are ignored), but
     /// with the output bounded by `maxOutput`.
-    package static func decompress<C: Collection>(_ input: C, maxOutput: Int) throws(LZWError) -> [UInt8]
-    where C.Element == UInt8, C.Index == Int {
+    package static func decompress(_ input: [UInt8], maxOutput: Int) throws(LZWError) -> [UInt8] {
+        try decompress(input[...], maxOutput: maxOutput)
+    }
+
+    /// The decoder proper. Besides Go's prefix/suffix tables it keeps each code's string length, so
+    /// a code's bytes are written straight into place in the output (backwards along the prefix
+    /// chain) instead of through a scratch buffer. Every write is checked against the space the
+    /// length promised, so a table that disagreed with it would be an `invalidCode`, not a trap.
+    package static func decompress(_ input: ArraySlice<UInt8>, maxOutput: Int) throws(LZWError) -> [UInt8] {
         let clear = UInt16(clearCode)
         let end = UInt16(endCode)
         let invalid: UInt16 = 0xFFFF
-        var suffix = [UInt8](repeating: 0, count: 1 << maxWidth)
-        var prefix = [UInt16](repeating: 0, count: 1 << maxWidth)
-        var scratch = [UInt8](repeating: 0, count: 1 << maxWidth)
+        let tableSize = 1 << maxWidth
+        var suffix = [UInt8](repeating: 0, count: tableSize)
+        var prefix = [UInt16](repeating: 0, count: tableSize)
+        var length = [UInt16](repeating: 1, count: tableSize)
         var output: [UInt8] = []
-        output.reserveCapacity(min(maxOutput, input.count * 3))
+        output.reserveCapacity(min(maxOutput, input.count * 4))
 
         var bits: UInt32 = 0
         var bitCount = 0
@@ -144,6 +152,7 @@ package enum LZW {
                 if last != invalid {
                     suffix[Int(hi)] = UInt8(code)
                     prefix[Int(hi)] = last
+                    length[Int(hi)] = length[Int(last)] &+ 1
                 }
             } else if code == clear {
                 width = literalWidth + 1
@@ -154,29 +163,29 @@ package enum LZW {
             } else if code == end {
                 return output
             } else if code <= hi {
-                // Walk the chain backwards into `scratch`; every prefix points to a lower code, so
-                // the walk ends within 4096 steps.
-                var cursor = code
-                var index = scratch.count - 1
-                if code == hi && last != invalid {
-                    var first = last
-                    while first >= clear { first = prefix[Int(first)] }
-                    scratch[index] = UInt8(first)
-                    index -= 1
-                    cursor = last
-                }
+                // `code == hi` is the KwKwK case: the string of `last` plus its own first byte.
+                let repeatsLast = code == hi && last != invalid
+                let walkFrom = repeatsLast ? last : code
+                let walkLength = Int(length[Int(walkFrom)])
+                let total = walkLength + (repeatsLast ? 1 : 0)
+                guard total <= maxOutput - output.count else { throw .outputTooLarge(limit: maxOutput) }
+                let start = output.count
+                output.append(contentsOf: repeatElement(0, count: total))
+                var cursor = walkFrom
+                var index = start + walkLength - 1
                 while cursor >= clear {
-                    scratch[index] = suffix[Int(cursor)]
+                    guard index > start else { throw .invalidCode(code) }
+                    output[index] = suffix[Int(cursor)]
                     index -= 1
                     cursor = prefix[Int(cursor)]
                 }
-                scratch[index] = UInt8(cursor)
-                let produced = scratch.count - index
-                guard produced <= maxOutput - output.count else { throw .outputTooLarge(limit: maxOutput) }
-                output.append(contentsOf: scratch[index...])
+                guard index == start else { throw .invalidCode(code) }
+                output[start] = UInt8(cursor)
+                if repeatsLast { output[start + walkLength] = UInt8(cursor) }
                 if last != invalid {
                     suffix[Int(hi)] = UInt8(cursor)
                     prefix[Int(hi)] = last
+                    length[Int(hi)] = length[Int(last)] &+ 1
                 }
             } else {
                 throw .invalidCode(code)
