@@ -200,3 +200,53 @@ func corrupt(base []byte, i int) []byte {
 	return b
 }
 
+
+// TestEmitLZWSaturatedStream: a hand-made stream that never clears, so the reader's table fills
+// and its width stays at 12 bits (Go's writer always clears first, so only a foreign or hostile
+// sender produces this). Codes: 5000 literals, then references to table entries, then EOF.
+func TestEmitLZWSaturatedStream(t *testing.T) {
+	var out []byte
+	var bits uint32
+	var nBits uint
+	width, hi, overflow := uint(9), uint32(257), uint32(512)
+	emitCode := func(c uint32) {
+		bits |= c << nBits
+		nBits += width
+		for nBits >= 8 {
+			out = append(out, byte(bits))
+			bits >>= 8
+			nBits -= 8
+		}
+		if c == 256 || c == 257 { // clear/EOF do not take a table slot
+			return
+		}
+		hi++
+		if hi >= overflow {
+			if width == 12 {
+				hi--
+			} else {
+				width++
+				overflow <<= 1
+			}
+		}
+	}
+	emitCode(256)
+	for i := 0; i < 5000; i++ {
+		emitCode(uint32((i * 7) % 256))
+	}
+	for _, c := range []uint32{300, 4095, 1000, 258, 4000} {
+		emitCode(c)
+	}
+	emitCode(257)
+	if nBits > 0 {
+		out = append(out, byte(bits))
+	}
+	r := lzw.NewReader(bytes.NewReader(out), lzw.LSB, lzwLitWidth)
+	var dec bytes.Buffer
+	_, err := io.Copy(&dec, r)
+	if err != nil {
+		panic(err)
+	}
+	emit("lzw_saturated_stream", out)
+	emit("lzw_saturated_result", []byte(fmt.Sprintf("%d:%08x", dec.Len(), crc32.ChecksumIEEE(dec.Bytes()))))
+}
