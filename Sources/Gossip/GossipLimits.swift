@@ -27,6 +27,12 @@ package struct GossipLimits: Sendable, Equatable {
     package var maxMetaBytes: Int
     /// Bounds for each msgpack object inside a message.
     package var messagePack: MessagePackLimits
+    /// Serf send-side limits (serf `DefaultConfig`): a user event's name plus payload, a query's
+    /// encoded size, and a query response's encoded size. Enforced by the serf layer when it
+    /// creates those messages, so a peer running serf defaults accepts ours.
+    package var serfUserEventSizeLimit: Int
+    package var serfQuerySizeLimit: Int
+    package var serfQueryResponseSizeLimit: Int
 
     package init(
         maxPacketBytes: Int = 65_535,
@@ -39,7 +45,10 @@ package struct GossipLimits: Sendable, Equatable {
         maxMessagesPerPacket: Int = 1024,
         maxPushPullNodes: Int = 100_000,
         maxMetaBytes: Int = 512,
-        messagePack: MessagePackLimits = GossipLimits.defaultMessagePack
+        messagePack: MessagePackLimits = GossipLimits.defaultMessagePack,
+        serfUserEventSizeLimit: Int = 512,
+        serfQuerySizeLimit: Int = 1024,
+        serfQueryResponseSizeLimit: Int = 1024
     ) {
         self.maxPacketBytes = maxPacketBytes
         self.udpBufferSize = udpBufferSize
@@ -52,6 +61,9 @@ package struct GossipLimits: Sendable, Equatable {
         self.maxPushPullNodes = maxPushPullNodes
         self.maxMetaBytes = maxMetaBytes
         self.messagePack = messagePack
+        self.serfUserEventSizeLimit = serfUserEventSizeLimit
+        self.serfQuerySizeLimit = serfQuerySizeLimit
+        self.serfQueryResponseSizeLimit = serfQueryResponseSizeLimit
     }
 
     /// The msgpack bounds for gossip: no gossip struct nests deeper than 4, and serf's push/pull
