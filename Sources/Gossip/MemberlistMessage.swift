@@ -53,6 +53,9 @@ package enum MemberlistMessage: Hashable, Sendable {
         _ bytes: [UInt8], range: Range<Int>? = nil, limits: MessagePackLimits = GossipLimits.defaultMessagePack
     ) throws(GossipCodecError) -> MemberlistMessage {
         let span = range ?? bytes.startIndex..<bytes.endIndex
+        guard span.lowerBound >= bytes.startIndex, span.upperBound <= bytes.endIndex else {
+            throw .invalidField("message range \(span) outside \(bytes.count) bytes")
+        }
         guard let first = span.first.map({ bytes[$0] }) else { throw .empty }
         guard let type = MemberlistMessageType(rawValue: first) else { throw .unknownMessageType(first) }
         let body = span.lowerBound + 1..<span.upperBound
