@@ -63,6 +63,10 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ConsulAgentTests", dependencies: ["ConsulAgent"]),
+
+        // Gossip: memberlist/serf wire codec (pure). SWIM core and NIO shell join it later.
+        .target(name: "Gossip", dependencies: ["ConsulCore", "ConsulCrypto"]),
+        .testTarget(name: "GossipTests", dependencies: ["Gossip", "ConsulCore", "ConsulCrypto"]),
     ],
     swiftLanguageModes: [.v6]
 )
