@@ -105,6 +105,7 @@ enum AgentConfigBuilder {
         c.acl.agentToken = r.string("acl", "tokens", "agent")
         c.acl.defaultToken = r.string("acl", "tokens", "default")
 
+        // The loader has moved every single `service`/`check` into the lists, in file order.
         c.services = r.definitions("service") + r.definitions("services")
         c.checks = r.definitions("check") + r.definitions("checks")
 

@@ -62,7 +62,7 @@ struct AgentConfigLoader {
         }
         guard problems.isEmpty else { throw AgentConfigError(problems: problems) }
 
-        let merged = ConfigValue.merge(sources.map(\.value))
+        let merged = ConfigValue.merge(sources.map { Self.collectingDefinitions($0.value) })
         var (config, warnings) = AgentConfigBuilder.build(merged, dev: flags.dev)
 
         // Consul turns `bootstrap_expect = 1` into bootstrap mode before validating.
@@ -77,6 +77,22 @@ struct AgentConfigLoader {
             throw AgentConfigError(problems: validation.errors.map { .invalid($0) })
         }
         return LoadedAgentConfig(config: config, warnings: warnings + validation.warnings)
+    }
+
+    /// A source with its single `service` moved to the end of its `services` list (and `check` to
+    /// `checks`), as Consul's builder does per file before merging: otherwise definitions would be
+    /// ordered by key rather than by file.
+    static func collectingDefinitions(_ source: ConfigValue) -> ConfigValue {
+        guard case .object(var object) = source else { return source }
+        for (single, list) in [("service", "services"), ("check", "checks")] {
+            guard let definition = object[single] else { continue }
+            object[single] = nil
+            if definition.isNull { continue }
+            var elements = object[list]?.arrayValue ?? []
+            elements.append(definition)
+            object[list] = .array(elements)
+        }
+        return .object(object)
     }
 
     /// One `-config-file` or `-config-dir` argument: a file, or a directory whose `*.json` and
