@@ -47,7 +47,7 @@ enum ValidateCommand {
             return 1
         }
         var flags = AgentFlags()
-        flags.configFiles = paths
+        flags.configPaths = paths
         flags.configFormat = options.configFormat
         do throws(AgentConfigError) {
             let loaded = try AgentConfigLoader(flags: flags, requireDataDir: false).load()

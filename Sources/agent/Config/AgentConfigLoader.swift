@@ -9,17 +9,14 @@ struct LoadedAgentConfig: Equatable, Sendable {
 /// Loads the agent's configuration the way `consul agent` does:
 ///
 /// 1. Consul's defaults (or the `-dev` defaults),
-/// 2. each `-config-file`, then each `-config-dir` (its `*.json` and `*.hcl` files in lexical
-///    order; `-config-format` decides how they are parsed),
+/// 2. each `-config-file` and `-config-dir` in command-line order (a dir's `*.json` and `*.hcl`
+///    files in lexical order; `-config-format` decides how they are parsed),
 /// 3. the `-hcl` fragments, in order,
 /// 4. the command-line flags, which win over every file.
 ///
 /// Each source is checked on its own (syntax, unknown keys, types, with the file and position),
 /// then all are merged with Consul's rules (`ConfigValue.merge`), and the result is validated once.
 /// All problems found at a stage are reported together.
-///
-/// Deviation: Consul keeps `-config-file` and `-config-dir` in one list in command-line order;
-/// `AgentFlags` keeps two lists, so all files come before all dirs.
 struct AgentConfigLoader {
     var flags: AgentFlags
     /// Off for `consul validate`, which checks files without a data dir (see `AgentConfigValidator`).
@@ -40,7 +37,7 @@ struct AgentConfigLoader {
             forcedFormat = format
         }
 
-        for path in flags.configFiles + flags.configDirs {
+        for path in flags.configPaths {
             readSource(path, forcedFormat: forcedFormat, into: &sources, problems: &problems)
         }
         for (index, fragment) in flags.hclFragments.enumerated() {
@@ -87,9 +84,18 @@ struct AgentConfigLoader {
         for (single, list) in [("service", "services"), ("check", "checks")] {
             guard let definition = object[single] else { continue }
             object[single] = nil
-            if definition.isNull { continue }
-            var elements = object[list]?.arrayValue ?? []
-            elements.append(definition)
+            var elements: [ConfigValue]
+            switch object[list] {
+            case .array(let existing)?: elements = existing
+            case nil, .null?: elements = []
+            case let existing?: elements = [existing]  // one definition written without a list
+            }
+            switch definition {
+            case .null: continue
+            // HCL collects repeated `service { }` blocks into a list.
+            case .array(let definitions): elements += definitions
+            default: elements.append(definition)
+            }
             object[list] = .array(elements)
         }
         return .object(object)

@@ -112,6 +112,28 @@ import Testing
         #expect(c.checks.map { $0["id"]?.stringValue } == ["mem"])
     }
 
+    @Test func configFilesAndDirsLoadInCommandLineOrder() throws {
+        let dir = try TemporaryDirectory()
+        try dir.write("conf/a.json", #"{"node_name": "from-dir", "datacenter": "dir-dc"}"#)
+        let file = try dir.write("override.hcl", "node_name = \"from-file\"\n")
+        let fileLast = try #require(try loadConfig(commandLine: ["-data-dir=/d", "-config-dir", dir.path + "/conf", "-config-file", file]).config)
+        #expect(fileLast.nodeName == "from-file" && fileLast.datacenter == "dir-dc")
+        let dirLast = try #require(try loadConfig(commandLine: ["-data-dir=/d", "-config-file", file, "-config-dir", dir.path + "/conf"]).config)
+        #expect(dirLast.nodeName == "from-dir")
+    }
+
+    @Test func repeatedHCLServiceBlocksAreAllKept() throws {
+        let dir = try TemporaryDirectory()
+        let file = try dir.write("s.hcl", "service {\n  name = \"a\"\n}\nservice {\n  name = \"b\"\n}\ncheck {\n  id = \"c1\"\n  ttl = \"10s\"\n}\n")
+        let c = try #require(try loadConfig(commandLine: ["-data-dir=/d", "-config-file", file]).config)
+        #expect(c.services.map { $0["name"]?.stringValue } == ["a", "b"])
+        #expect(c.checks.map { $0["id"]?.stringValue } == ["c1"])
+
+        let json = try dir.write("s.json", #"{"services": {"name": "x"}, "service": {"name": "y"}}"#)
+        let mixed = try #require(try loadConfig(commandLine: ["-data-dir=/d", "-config-file", json]).config)
+        #expect(mixed.services.map { $0["name"]?.stringValue } == ["x", "y"])
+    }
+
     @Test func configFilesComeBeforeHCLFragmentsWhichComeBeforeFlags() throws {
         let dir = try TemporaryDirectory()
         let file = try dir.write("a.json", #"{"node_name": "file", "datacenter": "filedc", "domain": "file."}"#)
