@@ -145,6 +145,22 @@ struct AgentConfigValidator {
                 errors.append("tls.\(stanza).tls_min_version: TLS version \(quoted(version)) is not supported; use TLSv1_0, TLSv1_1, TLSv1_2 or TLSv1_3")
             }
         }
+        // Certificates the listeners would need; Consul's TLS configurator refuses these at start.
+        for (stanza, settings) in [("internal_rpc", c.tls.effectiveInternalRPC), ("https", c.tls.effectiveHTTPS)] {
+            let hasCA = settings.caFile != nil || settings.caPath != nil
+            if (settings.certFile == nil) != (settings.keyFile == nil) {
+                errors.append("tls.\(stanza): cert_file and key_file must be given together")
+            }
+            if settings.verifyOutgoing == true && stanza == "internal_rpc" && !hasCA {
+                errors.append("tls.\(stanza): VerifyOutgoing set, and no CA certificate provided!")
+            }
+            if settings.verifyIncoming == true {
+                if !hasCA { errors.append("tls.\(stanza): VerifyIncoming set, and no CA certificate provided") }
+                if settings.certFile == nil || settings.keyFile == nil {
+                    errors.append("tls.\(stanza): VerifyIncoming set, and no Cert/Key pair provided")
+                }
+            }
+        }
         return (errors, warnings)
     }
 

@@ -36,12 +36,44 @@ import Testing
         (["-data-dir=/d", "-hcl", "acl { default_policy = \"block\" }"], "acl.default_policy must be \"allow\" or \"deny\", not \"block\""),
         (["-data-dir=/d", "-hcl", "tls_min_version = \"ssl3\""], "tls.defaults.tls_min_version: TLS version \"ssl3\" is not supported; use TLSv1_0, TLSv1_1, TLSv1_2 or TLSv1_3"),
         (["-dev", "-bootstrap-expect=3", "-hcl", "bootstrap = false"], "'bootstrap_expect > 0' not allowed in dev mode"),
+        (["-data-dir=/d", "-hcl", "tls { internal_rpc { verify_outgoing = true } }"], "tls.internal_rpc: VerifyOutgoing set, and no CA certificate provided!"),
+        (["-data-dir=/d", "-hcl", "tls { https { cert_file = \"/c.pem\" } }"], "tls.https: cert_file and key_file must be given together"),
+    ]
+
+    /// TLS settings inherited from `tls.defaults` are checked for each listener that uses them.
+    static let refusedTLS: [(hcl: String, errors: [String])] = [
+        ("verify_incoming = true", [
+            "tls.internal_rpc: VerifyIncoming set, and no CA certificate provided",
+            "tls.internal_rpc: VerifyIncoming set, and no Cert/Key pair provided",
+            "tls.https: VerifyIncoming set, and no CA certificate provided",
+            "tls.https: VerifyIncoming set, and no Cert/Key pair provided",
+        ]),
+        ("tls { defaults { verify_incoming = true, ca_file = \"/ca.pem\" } }", [
+            "tls.internal_rpc: VerifyIncoming set, and no Cert/Key pair provided",
+            "tls.https: VerifyIncoming set, and no Cert/Key pair provided",
+        ]),
     ]
 
     @Test(arguments: refused.indices)
     func refusedWithANamedError(index: Int) throws {
         let (arguments, error) = Self.refused[index]
         #expect(try loadConfig(commandLine: arguments).errors == [error], "arguments: \(arguments)")
+    }
+
+    @Test(arguments: refusedTLS.indices)
+    func incompleteTLSIsRefused(index: Int) throws {
+        let (hcl, errors) = Self.refusedTLS[index]
+        #expect(try loadConfig(commandLine: ["-data-dir=/d", "-hcl", hcl]).errors == errors, "hcl: \(hcl)")
+    }
+
+    @Test func completeTLSPasses() throws {
+        let result = try loadConfig(commandLine: ["-data-dir=/d", "-hcl", """
+            tls {
+              defaults { ca_file = "/ca.pem", cert_file = "/c.pem", key_file = "/k.pem", verify_incoming = true, verify_outgoing = true }
+              internal_rpc { verify_server_hostname = true }
+            }
+            """])
+        #expect(result.errors.isEmpty && result.warnings.isEmpty)
     }
 
     @Test func uiAndUIDirTogetherAreRefused() throws {
