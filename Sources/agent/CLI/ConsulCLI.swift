@@ -67,7 +67,7 @@ package enum ConsulCLI {
         planned("snapshot", "Saves, restores and inspects snapshots of Consul server state"),
         Command(name: "tls", synopsis: "Builtin helpers for creating CAs and certificates", run: TLSCommand.run),
         outOfScope("troubleshoot", "CLI tools for troubleshooting Consul service mesh"),
-        planned("validate", "Validate config files/directories"),
+        Command(name: "validate", synopsis: "Validate config files/directories", run: ValidateCommand.run),
         Command(name: "version", synopsis: "Prints the Consul version", run: VersionCommand.run),
         planned("watch", "Watch for changes in Consul"),
     ]

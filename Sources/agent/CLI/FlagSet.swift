@@ -46,6 +46,18 @@ struct FlagSet<Options> {
         })
     }
 
+    /// A repeatable flag whose values also go, in order, into a list shared with other flags, for
+    /// when the interleaving of two flags matters (`-config-file` and `-config-dir`).
+    mutating func repeated(
+        _ name: String, _ keyPath: WritableKeyPath<Options, [String]>, alsoInto shared: WritableKeyPath<Options, [String]>,
+        usage: String, valueName: String = "value"
+    ) {
+        add(Flag(name: name, usage: usage, valueName: valueName) { options, text throws(FlagError) in
+            options[keyPath: keyPath].append(text)
+            options[keyPath: shared].append(text)
+        })
+    }
+
     /// Integers as Go's `flag.Int` reads them: decimal, or `0x`/`0o`/`0b` prefixed.
     mutating func int(_ name: String, _ keyPath: WritableKeyPath<Options, Int?>, usage: String, valueName: String = "int") {
         add(Flag(name: name, usage: usage, valueName: valueName) { options, text throws(FlagError) in

@@ -1,5 +1,5 @@
-/// `consul agent`: reads and checks the command line; the agent itself is not in this build yet,
-/// and the command says so instead of pretending to start.
+/// `consul agent`: reads and checks the command line and the configuration; the agent itself is
+/// not in this build yet, and the command says so instead of pretending to start.
 enum AgentCommand {
     static let help = """
         Usage: consul agent [options]
@@ -21,6 +21,16 @@ enum AgentCommand {
             }
         }
         for warning in flags.retiredFlagWarnings {
+            io.errorLine("==> WARNING: \(warning)")
+        }
+        let loaded: LoadedAgentConfig
+        do throws(AgentConfigError) {
+            loaded = try AgentConfigLoader(flags: flags).load()
+        } catch {
+            for problem in error.problems { io.errorLine("==> \(problem)") }
+            return 1
+        }
+        for warning in loaded.warnings {
             io.errorLine("==> WARNING: \(warning)")
         }
         io.errorLine("==> The agent is not implemented in this build yet: the command line was read, but no agent was started.")

@@ -23,6 +23,9 @@ struct AgentFlags: Equatable {
     var dataDir: String?
     var configFiles: [String] = []
     var configDirs: [String] = []
+    /// Every `-config-file` and `-config-dir`, in command-line order: Consul loads them in that
+    /// order (one list), so a file given after a dir overrides the dir's files.
+    var configPaths: [String] = []
     var configFormat: String?
     var hclFragments: [String] = []
     var pidFile: String?
@@ -110,8 +113,8 @@ struct AgentFlags: Equatable {
         f.string("partition", \.partition, usage: "(Enterprise-only) Sets the admin partition to join.")
 
         f.string("data-dir", \.dataDir, usage: "Path to a data directory to store agent state.", valueName: "path")
-        f.repeated("config-file", \.configFiles, usage: "A config file to use. Can be either .hcl or .json format. Can be specified multiple times.", valueName: "path")
-        f.repeated("config-dir", \.configDirs, usage: "Path to a directory to read configuration files from. Files are read in lexical order. Can be specified multiple times.", valueName: "path")
+        f.repeated("config-file", \.configFiles, alsoInto: \.configPaths, usage: "A config file to use. Can be either .hcl or .json format. Can be specified multiple times.", valueName: "path")
+        f.repeated("config-dir", \.configDirs, alsoInto: \.configPaths, usage: "Path to a directory to read configuration files from. Files are read in lexical order. Can be specified multiple times.", valueName: "path")
         f.string("config-format", \.configFormat, usage: "Config files are in this format irrespective of their extension. Must be 'hcl' or 'json'", valueName: "string")
         f.repeated("hcl", \.hclFragments, usage: "hcl config fragment. Can be specified multiple times.", valueName: "string")
         f.string("pid-file", \.pidFile, usage: "Path to file to store agent PID.", valueName: "path")
