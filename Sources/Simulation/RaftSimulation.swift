@@ -23,6 +23,7 @@ package struct SimulationParameters: Sendable, CustomStringConvertible {
     package var raft: RaftOptions
     package var keys: Int
     package var operationsPerKey: Int
+    /// Mean time between background writes (to the unchecked register).
     package var clientEvery: Duration
     package var clientTimeout: Duration = .seconds(5)
     package var chaosDuration: Duration
@@ -39,27 +40,35 @@ package struct SimulationParameters: Sendable, CustomStringConvertible {
         maxCreatedServers = initialServers + pick([0, 2, 4, 6])
         dropRate = pick([0, 0.01, 0.05, 0.1, 0.2])
         duplicateRate = pick([0, 0.01, 0.05])
-        maxDelay = milliseconds(2...40)
-        diskLatency = milliseconds(1...8)
+        maxDelay = pick([milliseconds(2...20), milliseconds(20...80), milliseconds(80...250)])
+        diskLatency = pick([milliseconds(1...8), milliseconds(1...8), milliseconds(10...60)])
         tornWriteRate = pick([0, 0.3, 0.8])
-        crashEvery = pick([nil, .seconds(2), .seconds(5)])
-        partitionEvery = pick([nil, .seconds(2), .seconds(4)])
-        membershipEvery = pick([nil, .seconds(1), .seconds(3)])
-        transferEvery = pick([nil, nil, .seconds(3)])
         snapshotEvery = pick([nil, 3, 8, 20])
+        // Timings follow the network, as an operator tunes them: elections well above the round
+        // trip, retransmission only after a round trip plus a disk sync has surely passed.
         var options = RaftOptions()
-        options.electionTimeout = .milliseconds(300)
-        options.heartbeatInterval = .milliseconds(50)
-        options.retransmitTimeout = .milliseconds(150)
-        options.maxEntriesPerAppend = pick([1, 4, 64])
-        options.maxInflightAppends = pick([1, 3, 8])
+        let roundTrip = (maxDelay + maxDelay + diskLatency + diskLatency).totalNanoseconds
+        options.electionTimeout = .nanoseconds(max(300_000_000, 4 * roundTrip))
+        options.heartbeatInterval = options.electionTimeout / 6
+        options.retransmitTimeout = .nanoseconds(roundTrip) + options.heartbeatInterval
+        options.maxUncommittedEntries = pick([16, 64, 256])
+        // Faults come at multiples of the election timeout: faster than that nothing can ever be
+        // elected, much slower and a run sees few leader changes.
+        let election = options.electionTimeout
+        crashEvery = pick([nil, election * 3, election * 8, election * 20])
+        partitionEvery = pick([nil, election * 3, election * 8, election * 20])
+        membershipEvery = pick([nil, election * 3, election * 10])
+        transferEvery = pick([nil, nil, election * 10])
+        // Batching and pipelining shapes; one entry per round trip (1, 1) is too slow to catch up
+        // within the liveness bound on the slow networks drawn above, so it is not drawn.
+        (options.maxEntriesPerAppend, options.maxInflightAppends) = pick([(1, 8), (4, 1), (4, 3), (64, 1), (64, 8)])
         options.snapshotChunkBytes = pick([7, 16, 1024])
         options.trailingEntries = pick([0, 2, 10])
         raft = options
         keys = pick([1, 2, 3, 4])
-        operationsPerKey = pick([6, 10, 12])
-        clientEvery = milliseconds(20...150)
-        chaosDuration = milliseconds(4000...10000)
+        operationsPerKey = pick([8, 12, 16])
+        clientEvery = pick([milliseconds(2...10), milliseconds(10...50), milliseconds(50...150)])
+        chaosDuration = milliseconds(5000...15000)
     }
 
     package var description: String {
@@ -143,6 +152,7 @@ package final class RaftSimulation {
         case membership
         case transfer
         case client
+        case load
         case clientTimeout(operation: Int)
         case endChaos
         case livenessCheck
@@ -161,6 +171,7 @@ package final class RaftSimulation {
             case .membership: 10
             case .transfer: 11
             case .client: 12
+            case .load: 16
             case .clientTimeout: 13
             case .endChaos: 14
             case .livenessCheck: 15
@@ -260,7 +271,8 @@ package final class RaftSimulation {
             nodes[index].everMember = true
             try start(index)
         }
-        queue.push(.client, at: now + parameters.clientEvery)
+        queue.push(.client, at: now + checkedOperationInterval)
+        queue.push(.load, at: now + parameters.clientEvery)
         scheduleFault(.crash, every: parameters.crashEvery)
         scheduleFault(.partition, every: parameters.partitionEvery)
         scheduleFault(.membership, every: parameters.membershipEvery)
@@ -328,8 +340,13 @@ package final class RaftSimulation {
         case .client:
             guard phase == .chaos else { return }
             try issueClientOperation()
-            let span = parameters.clientEvery.totalNanoseconds
+            let span = checkedOperationInterval.totalNanoseconds
             queue.push(.client, at: now + .nanoseconds(span / 2 + Int64(workloadRandom.next() % UInt64(max(span, 1)))))
+        case .load:
+            guard phase == .chaos else { return }
+            try issueLoad()
+            let span = parameters.clientEvery.totalNanoseconds
+            queue.push(.load, at: now + .nanoseconds(span / 2 + Int64(workloadRandom.next() % UInt64(max(span, 1)))))
         case .clientTimeout(let operation):
             if operations[operation].record.completed == nil && !operations[operation].void {
                 operations[operation].settled = true
@@ -528,7 +545,9 @@ package final class RaftSimulation {
     private func crashSomeone() throws(Violation) {
         let alive = nodes.indices.filter { nodes[$0].core != nil }
         guard phase == .chaos, !alive.isEmpty else { return }
-        let index = alive[Int(faultRandom.next() % UInt64(alive.count))]
+        // Leaders are the interesting victims: half the crashes hit the current one.
+        let leader = faultRandom.chance(0.5) ? currentLeader() : nil
+        let index = leader ?? alive[Int(faultRandom.next() % UInt64(alive.count))]
         let pending = nodes[index].disk.unsynced.count
         let survivors = Int(faultRandom.next() % UInt64(pending + 1))
         let torn: Int? = faultRandom.chance(parameters.tornWriteRate) ? Int(faultRandom.next() % 4) : nil
@@ -576,6 +595,14 @@ package final class RaftSimulation {
         if faultRandom.chance(0.6) {
             // Symmetric: split into two sides.
             var side: [Bool] = alive.map { _ in faultRandom.chance(0.5) }
+            if let leader = currentLeader(), let position = alive.firstIndex(of: leader), faultRandom.chance(0.5) {
+                // Strand the leader in a minority, where it keeps taking writes it cannot commit.
+                side = alive.map { _ in false }
+                side[position] = true
+                for other in alive.indices where other != position && side.filter({ $0 }).count * 2 < alive.count - 1 {
+                    if faultRandom.chance(0.3) { side[other] = true }
+                }
+            }
             if !side.contains(true) { side[0] = true }
             if !side.contains(false) { side[side.count - 1] = false }
             for (a, sideA) in zip(alive, side) {
@@ -655,21 +682,40 @@ package final class RaftSimulation {
 
     // MARK: - Client workload
 
-    private func issueClientOperation() throws(Violation) {
+    /// Checked operations are spread over the whole chaos phase (refused ones are retried by later
+    /// ones), so linearizability is checked across crashes, partitions and leader changes.
+    private var checkedOperationInterval: Duration {
+        parameters.chaosDuration / (parameters.keys * parameters.operationsPerKey * 2)
+    }
+
+    /// Where a client sends a request: clients follow leader hints, but some reach a server that
+    /// only believes it leads (a deposed leader not yet aware of it) or any server at all.
+    private func pickTarget() -> Int? {
         let alive = nodes.indices.filter { nodes[$0].core != nil }
-        guard !alive.isEmpty else { return }
-        let target = (workloadRandom.chance(0.8) ? currentLeader() : nil) ?? alive[Int(workloadRandom.next() % UInt64(alive.count))]
-        // Histories stay short per key (refused operations do not count); once every checked key is
-        // full, writes go to an unchecked register so the log keeps growing under load.
+        guard !alive.isEmpty else { return nil }
+        let roll = workloadRandom.next() % 10
+        let believers = alive.filter { nodes[$0].core?.isLeader == true }
+        if roll < 4, !believers.isEmpty { return believers[Int(workloadRandom.next() % UInt64(believers.count))] }
+        if roll < 8, let leader = currentLeader() { return leader }
+        return alive[Int(workloadRandom.next() % UInt64(alive.count))]
+    }
+
+    /// Background writes to the unchecked register keep the log growing under load.
+    private func issueLoad() throws(Violation) {
+        guard let target = pickTarget() else { return }
+        let value = nextValue
+        nextValue += 1
+        try step(target, .propose(newRequest(.load), KVStore.encode(.put(key: parameters.keys, value: value))))
+    }
+
+    private func issueClientOperation() throws(Violation) {
+        guard let target = pickTarget() else { return }
+        // Histories stay short per key so the linearizability search stays cheap; refused
+        // operations do not count.
         let open = (0..<parameters.keys).filter { key in
             histories[key].filter { !operations[$0].void }.count < parameters.operationsPerKey
         }
-        guard !open.isEmpty else {
-            let value = nextValue
-            nextValue += 1
-            try step(target, .propose(newRequest(.load), KVStore.encode(.put(key: parameters.keys, value: value))))
-            return
-        }
+        guard !open.isEmpty else { return }
         let key = open[Int(workloadRandom.next() % UInt64(open.count))]
         let kind: RegisterOperation.Kind
         let roll = workloadRandom.next() % 10

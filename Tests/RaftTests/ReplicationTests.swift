@@ -163,3 +163,61 @@ import Testing
         }
     }
 }
+
+@Suite struct RegressionTests {
+    /// A follower whose log has a stale suffix beyond the matched prefix must cap its commit index at
+    /// the match: the leader's commit index says nothing about the follower's unverified entries.
+    @Test func followerCommitIsCappedAtVerifiedMatch() throws {
+        let a = ServerID("a"), b = ServerID("b")
+        var recovered = RecoveredState.bootstrap(ClusterConfiguration(voters: [a, b]))
+        recovered.hardState.term = 2
+        recovered.entries += [
+            LogEntry(index: 2, term: 1, payload: .noop),
+            LogEntry(index: 3, term: 2, payload: .command([3])),
+            LogEntry(index: 4, term: 2, payload: .command([4])),
+        ]
+        var follower = try RaftCore(id: b, random: SeededRandom(seed: 5), recovered: recovered, now: .zero)
+        let append = AppendEntries(
+            prevIndex: 1, prevTerm: 1, entries: [LogEntry(index: 2, term: 1, payload: .noop)], commit: 4, readRound: 0)
+        let output = follower.handle(.message(Message(from: a, to: b, term: 3, payload: .appendEntries(append))), now: .zero)
+        #expect(follower.commitIndex == 2)
+        #expect(output.committed.map(\.index) == [1, 2])
+        #expect(output.messages.first?.payload == .appendResponse(AppendResponse(success: true, matchIndex: 2, readRound: 0)))
+    }
+
+    /// Found by the simulator: a leader appends its own removal, loses leadership before the entry
+    /// reaches anyone, and then (not being a voter of its latest configuration) never campaigned,
+    /// while the others could not win without its vote because its log was more up to date.
+    @Test func leaderLosingLeadershipAfterAppendingOwnRemovalDoesNotDeadlock() throws {
+        var cluster = TestCluster(2)
+        let leaderElected = cluster.electLeader()
+        let leader = try #require(leaderElected)
+        let other = cluster.ids.first { $0 != leader }!
+        cluster.run(for: .milliseconds(300))
+        cluster.isolate(leader)
+        cluster.input(leader, .changeMembership(1, .remove(leader)))
+        #expect(cluster[leader].configuration.voters == [other])
+        cluster.run(for: .seconds(3))
+        #expect(!cluster[leader].isLeader)
+        cluster.heal()
+        cluster.run(for: .seconds(10))
+        #expect(cluster.leaders() == [other])
+        #expect(cluster[other].configuration.voters == [other])
+        #expect(cluster[other].commitIndex >= cluster[other].configurationIndex)
+    }
+
+    /// A barrier is an entry like any other: once it is applied, everything before it is applied.
+    @Test func barrierAppliesAfterEverythingBefore() throws {
+        var cluster = TestCluster(3)
+        let leaderElected = cluster.electLeader()
+        let leader = try #require(leaderElected)
+        for n in 0..<5 { cluster.input(leader, .propose(RequestID(n), [UInt8(n)])) }
+        cluster.input(leader, .barrier(99))
+        let outcome = try #require(cluster.outcomes[leader]?.first { $0.id == 99 })
+        let position = try outcome.result.get()
+        cluster.run(for: .milliseconds(300))
+        let applied = cluster.applied[leader] ?? []
+        #expect(applied.last(where: { $0.index == position.index })?.term == position.term)
+        #expect(applied.map(\.index) == Array(1...position.index))
+    }
+}
