@@ -143,9 +143,15 @@ extension RaftCore {
         startElection(transfer: true)
     }
 
+    /// Terms and indices at or above this are rejected as corrupt (2^62: unreachable in practice).
+    static var implausible: UInt64 { 1 << 62 }
+
     /// Term bookkeeping common to every message, then dispatch.
     mutating func receive(_ message: Message) {
         guard message.to == id, message.from != id else { return }
+        // No real cluster gets near these; a message claiming so is corrupt or hostile, and adopting
+        // it would make `term + 1` (or an index + 1) overflow later.
+        guard message.term < Self.implausible, message.payload.largestIndex < Self.implausible else { return }
         switch message.payload {
         case .preVote(let lastLog):
             handlePreVote(message, lastLog: lastLog)

@@ -34,6 +34,23 @@ package enum MessagePayload: Hashable, Sendable {
     /// Sent by a leader handing over leadership to a caught-up voter: start an election now.
     case timeoutNow
 
+    /// The largest index or term-like counter the payload carries (for plausibility checks).
+    var largestIndex: UInt64 {
+        switch self {
+        case .preVote(let last), .requestVote(let last, _): max(last.index, last.term)
+        case .appendEntries(let append):
+            max(append.prevIndex, append.prevTerm, append.commit,
+                append.entries.map { max($0.index, $0.term) }.max() ?? 0)
+        case .appendResponse(let response):
+            max(response.matchIndex, response.rejectedIndex, response.conflictIndex, response.conflictTerm ?? 0)
+        case .heartbeat(let commit, _): commit
+        case .installSnapshot(let install):
+            max(install.metadata.index, install.metadata.term, install.offset, install.totalSize)
+        case .installSnapshotResponse(let response): max(response.snapshotIndex, response.snapshotTerm, response.nextOffset)
+        case .preVoteResponse, .voteResponse, .heartbeatResponse, .timeoutNow: 0
+        }
+    }
+
     /// A short name for traces.
     package var kind: String {
         switch self {

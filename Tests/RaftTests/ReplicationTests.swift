@@ -133,19 +133,22 @@ import Testing
         let leaderElected = cluster.electLeader()
         let leader = try #require(leaderElected)
         var random = SeededRandom(seed: 77)
-        func any(_ limit: UInt64) -> UInt64 { random.next() % limit }
+        // Mostly small values (to hit real code paths), sometimes values near the top of the range.
+        func any(_ limit: UInt64) -> UInt64 {
+            random.next() % 50 == 0 ? UInt64.max - random.next() % 3 : random.next() % limit
+        }
         for id in cluster.ids {
             var core = cluster[id]
             for _ in 0..<2000 {
                 let term = any(8)
-                let entries = (0..<any(4)).map { _ in LogEntry(index: any(20), term: any(8), payload: .command([UInt8(any(255))])) }
+                let entries = (0..<(any(4) % 4)).map { _ in LogEntry(index: any(20), term: any(8), payload: .command([UInt8(truncatingIfNeeded: any(255))])) }
                 let meta = SnapshotMetadata(index: any(30), term: any(8), configuration: ClusterConfiguration(voters: [ServerID("x")]))
                 let payloads: [MessagePayload] = [
                     .appendEntries(AppendEntries(prevIndex: any(30), prevTerm: any(8), entries: entries, commit: any(40), readRound: any(5))),
                     .appendResponse(AppendResponse(success: any(2) == 0, matchIndex: any(40), rejectedIndex: any(40), conflictTerm: any(2) == 0 ? nil : any(9), conflictIndex: any(40), readRound: any(9))),
                     .heartbeat(commit: any(50), readRound: any(9)),
                     .heartbeatResponse(readRound: any(100)),
-                    .installSnapshot(InstallSnapshot(metadata: meta, totalSize: any(20), offset: any(25), chunk: Array(repeating: 1, count: Int(any(10))))),
+                    .installSnapshot(InstallSnapshot(metadata: meta, totalSize: any(20), offset: any(25), chunk: Array(repeating: 1, count: Int(any(10) % 16)))),
                     .installSnapshotResponse(InstallSnapshotResponse(snapshotIndex: any(30), snapshotTerm: any(8), nextOffset: any(100), done: any(2) == 0)),
                     .requestVote(lastLog: LogPosition(index: any(30), term: any(8)), transfer: any(2) == 0),
                     .voteResponse(granted: any(2) == 0),
@@ -153,8 +156,8 @@ import Testing
                     .preVoteResponse(granted: any(2) == 0),
                     .timeoutNow,
                 ]
-                let from = [leader, ServerID("x"), cluster.ids[Int(any(3))]][Int(any(3))]
-                let message = Message(from: from, to: id, term: term, payload: payloads[Int(any(UInt64(payloads.count)))])
+                let from = [leader, ServerID("x"), cluster.ids[Int(any(3) % 3)]][Int(any(3) % 3)]
+                let message = Message(from: from, to: id, term: term, payload: payloads[Int(any(UInt64(payloads.count)) % UInt64(payloads.count))])
                 _ = core.handle(.message(message), now: cluster.now)
                 // The core's own invariants hold whatever arrives.
                 #expect(core.commitIndex <= core.log.lastIndex)
