@@ -18,6 +18,9 @@ package struct SimulationParameters: Sendable, CustomStringConvertible {
     package var partitionEvery: Duration?
     package var membershipEvery: Duration?
     package var transferEvery: Duration?
+    /// Process pauses (GC, VM steal): the server handles nothing for a while, then resumes with
+    /// stale beliefs (a paused leader still thinks it leads).
+    package var pauseEvery: Duration?
     /// The state machine snapshots every this many applied entries (nil: never).
     package var snapshotEvery: UInt64?
     package var raft: RaftOptions
@@ -28,7 +31,7 @@ package struct SimulationParameters: Sendable, CustomStringConvertible {
     package var clientTimeout: Duration = .seconds(5)
     package var chaosDuration: Duration
     /// After healing, a leader must emerge and every live member catch up within this bound.
-    package var livenessBound: Duration = .seconds(20)
+    package var livenessBound: Duration
 
     package init(seed: UInt64) {
         var random = SeededRandom(seed: seed).stream("parameters")
@@ -59,15 +62,23 @@ package struct SimulationParameters: Sendable, CustomStringConvertible {
         partitionEvery = pick([nil, election * 3, election * 8, election * 20])
         membershipEvery = pick([nil, election * 3, election * 10])
         transferEvery = pick([nil, nil, election * 10])
+        pauseEvery = pick([nil, election * 4, election * 12])
+        // Catching up a backlog over a slow, lossy network with little pipelining takes a while;
+        // the bound grows with the election timeout (itself a multiple of the round trip).
+        livenessBound = .seconds(20) + election * 20
         // Batching and pipelining shapes; one entry per round trip (1, 1) is too slow to catch up
         // within the liveness bound on the slow networks drawn above, so it is not drawn.
         (options.maxEntriesPerAppend, options.maxInflightAppends) = pick([(1, 8), (4, 1), (4, 3), (64, 1), (64, 8)])
         options.snapshotChunkBytes = pick([7, 16, 1024])
         options.trailingEntries = pick([0, 2, 10])
         raft = options
+        let pipeline = Int64(options.maxEntriesPerAppend * options.maxInflightAppends)
         keys = pick([1, 2, 3, 4])
         operationsPerKey = pick([8, 12, 16])
         clientEvery = pick([milliseconds(2...10), milliseconds(10...50), milliseconds(50...150)])
+        // Background load stays below half of what the drawn pipeline shape can replicate over the
+        // drawn network, so a follower (or a newly added server) can always catch up within the bound.
+        clientEvery = max(clientEvery, .nanoseconds(2 * roundTrip / pipeline))
         chaosDuration = milliseconds(5000...15000)
     }
 
@@ -75,7 +86,7 @@ package struct SimulationParameters: Sendable, CustomStringConvertible {
         "servers=\(initialServers)(max created \(maxCreatedServers)) drop=\(dropRate) dup=\(duplicateRate) "
             + "delay≤\(maxDelay) disk=\(diskLatency) torn=\(tornWriteRate) crash=\(crashEvery.map { "\($0)" } ?? "off") "
             + "partition=\(partitionEvery.map { "\($0)" } ?? "off") membership=\(membershipEvery.map { "\($0)" } ?? "off") "
-            + "transfer=\(transferEvery.map { "\($0)" } ?? "off") snapshotEvery=\(snapshotEvery.map { "\($0)" } ?? "off") "
+            + "transfer=\(transferEvery.map { "\($0)" } ?? "off") pause=\(pauseEvery.map { "\($0)" } ?? "off") snapshotEvery=\(snapshotEvery.map { "\($0)" } ?? "off") "
             + "batch=\(raft.maxEntriesPerAppend) inflight=\(raft.maxInflightAppends) chunk=\(raft.snapshotChunkBytes) "
             + "trailing=\(raft.trailingEntries) keys=\(keys)x\(operationsPerKey) chaos=\(chaosDuration)"
     }
@@ -151,6 +162,7 @@ package final class RaftSimulation {
         case heal
         case membership
         case transfer
+        case pause
         case client
         case load
         case clientTimeout(operation: Int)
@@ -172,6 +184,7 @@ package final class RaftSimulation {
             case .transfer: 11
             case .client: 12
             case .load: 16
+            case .pause: 17
             case .clientTimeout: 13
             case .endChaos: 14
             case .livenessCheck: 15
@@ -212,6 +225,10 @@ package final class RaftSimulation {
         var checkedCommit: LogIndex = 0
         var everMember = false
         var decommissioned = false
+        /// While set and in the future, events for this server wait until then.
+        var pausedUntil: Timestamp?
+
+        func isPaused(at now: Timestamp) -> Bool { pausedUntil.map { now < $0 } ?? false }
     }
 
     package init(seed: UInt64, trace: Bool = false, parameters: SimulationParameters? = nil) {
@@ -277,6 +294,7 @@ package final class RaftSimulation {
         scheduleFault(.partition, every: parameters.partitionEvery)
         scheduleFault(.membership, every: parameters.membershipEvery)
         scheduleFault(.transfer, every: parameters.transferEvery)
+        scheduleFault(.pause, every: parameters.pauseEvery)
         queue.push(.endChaos, at: now + parameters.chaosDuration)
     }
 
@@ -296,7 +314,20 @@ package final class RaftSimulation {
         queue.push(event, at: now + .nanoseconds(delay))
     }
 
+    /// The server an event is for, if it is one a paused process would not get to.
+    private func target(of event: Event) -> Int? {
+        switch event {
+        case .deliver(let message): indexOf[message.to]
+        case .tick(let node, _), .sync(let node, _), .persisted(let node, _, _), .snapshot(let node, _): node
+        default: nil
+        }
+    }
+
     private func process(_ event: Event) throws(Violation) {
+        if let node = target(of: event), let until = nodes[node].pausedUntil, now < until {
+            queue.push(event, at: until)
+            return
+        }
         switch event {
         case .deliver(let message):
             guard let target = indexOf[message.to], nodes[target].core != nil else { return }
@@ -337,6 +368,9 @@ package final class RaftSimulation {
         case .transfer:
             try transferLeadership()
             scheduleFault(.transfer, every: parameters.transferEvery)
+        case .pause:
+            pauseSomeone()
+            scheduleFault(.pause, every: parameters.pauseEvery)
         case .client:
             guard phase == .chaos else { return }
             try issueClientOperation()
@@ -556,6 +590,7 @@ package final class RaftSimulation {
         }
         trace("\(nodes[index].id) crashes (\(survivors) of \(pending) unsynced writes survive\(torn.map { ", torn tail keeps \($0) entries" } ?? ""))")
         nodes[index].core = nil
+        nodes[index].pausedUntil = nil
         nodes[index].epoch += 1
         nodes[index].batches.removeAll()
         nodes[index].syncScheduled = false
@@ -564,6 +599,16 @@ package final class RaftSimulation {
         nodes[index].readWaits.removeAll()
         let downtime = 100 + Int64(faultRandom.next() % 2000)
         queue.push(.restart(node: index), at: now + .milliseconds(downtime))
+    }
+
+    private func pauseSomeone() {
+        let running = nodes.indices.filter { nodes[$0].core != nil && !nodes[$0].isPaused(at: now) }
+        guard phase == .chaos, !running.isEmpty else { return }
+        let index = (faultRandom.chance(0.6) ? currentLeader() : nil) ?? running[Int(faultRandom.next() % UInt64(running.count))]
+        let span = parameters.raft.electionTimeout.totalNanoseconds
+        let pause = Duration.nanoseconds(span + Int64(faultRandom.next() % UInt64(max(3 * span, 1))))
+        nodes[index].pausedUntil = now + pause
+        trace("\(nodes[index].id) pauses for \(pause)")
     }
 
     // MARK: - Network
@@ -637,7 +682,7 @@ package final class RaftSimulation {
     /// The server that is leader in the highest term, if any.
     private func currentLeader() -> Int? {
         var best: Int?
-        for index in nodes.indices {
+        for index in nodes.indices where !nodes[index].isPaused(at: now) {
             guard let core = nodes[index].core, core.isLeader else { continue }
             if let current = best, nodes[current].core!.term >= core.term { continue }
             best = index
@@ -691,7 +736,7 @@ package final class RaftSimulation {
     /// Where a client sends a request: clients follow leader hints, but some reach a server that
     /// only believes it leads (a deposed leader not yet aware of it) or any server at all.
     private func pickTarget() -> Int? {
-        let alive = nodes.indices.filter { nodes[$0].core != nil }
+        let alive = nodes.indices.filter { nodes[$0].core != nil && !nodes[$0].isPaused(at: now) }
         guard !alive.isEmpty else { return nil }
         let roll = workloadRandom.next() % 10
         let believers = alive.filter { nodes[$0].core?.isLeader == true }
