@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .executable(name: "consul", targets: ["consul"]),
         .executable(name: "consul-bench", targets: ["consul-bench"]),
+        .executable(name: "consul-sim", targets: ["consul-sim"]),
     ],
     dependencies: [
         // P-256 keys for `consul tls`; in the tests also an independent AES-GCM oracle.
@@ -67,6 +68,15 @@ let package = Package(
         // Gossip: memberlist/serf wire codec (pure). SWIM core and NIO shell join it later.
         .target(name: "Gossip", dependencies: ["ConsulCore", "ConsulCrypto"]),
         .testTarget(name: "GossipTests", dependencies: ["Gossip", "ConsulCore", "ConsulCrypto"]),
+
+        // Raft consensus: the pure RaftCore state machine (later: WAL, stores, transport, RaftNode shell).
+        .target(name: "Raft", dependencies: ["ConsulCore"]),
+        // Deterministic simulation (test support, not shipped): simulated network/disk/clock, checkers, workload.
+        .target(name: "Simulation", dependencies: ["Raft", "ConsulCore"]),
+        // `consul-sim raft --seed S --count N`: runs simulation seeds; thin, subcommands live in Simulation.
+        .executableTarget(name: "consul-sim", dependencies: ["Simulation"]),
+        .testTarget(name: "RaftTests", dependencies: ["Raft", "ConsulCore"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft", "ConsulCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

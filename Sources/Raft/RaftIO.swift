@@ -1,0 +1,114 @@
+import ConsulCore
+
+/// Tunables and limits of one RaftCore. Every queue the core keeps has its limit here.
+package struct RaftOptions: Hashable, Sendable {
+    /// A follower that hears nothing from a leader for a random time in [electionTimeout, 2×) campaigns.
+    package var electionTimeout: Duration = .milliseconds(1000)
+    /// How often a leader sends heartbeats (and so how fast commit indices and ReadIndex rounds move).
+    package var heartbeatInterval: Duration = .milliseconds(100)
+    /// An in-flight AppendEntries not acknowledged within this span is presumed lost; the follower
+    /// falls back to probing from its last known match.
+    package var retransmitTimeout: Duration = .milliseconds(300)
+    /// Batching: at most this many entries in one AppendEntries.
+    package var maxEntriesPerAppend: Int = 64
+    /// Pipelining: at most this many unacknowledged AppendEntries per follower.
+    package var maxInflightAppends: Int = 8
+    /// Back-pressure: proposals are refused while this many entries are appended but uncommitted.
+    package var maxUncommittedEntries: Int = 4096
+    /// Linearizable reads waiting for their ReadIndex round.
+    package var maxPendingReads: Int = 4096
+    /// Snapshot bytes per InstallSnapshot message.
+    package var snapshotChunkBytes: Int = 64 * 1024
+    /// A follower refuses to buffer an incoming snapshot larger than this.
+    package var maxSnapshotBytes: UInt64 = 512 * 1024 * 1024
+    /// Entries kept below a new snapshot, so slightly lagging followers catch up from the log.
+    package var trailingEntries: UInt64 = 64
+
+    package init() {}
+}
+
+/// Opaque ids chosen by the shell to match outcomes to requests.
+package typealias RequestID = UInt64
+
+/// Everything that can happen to a server. `now` comes with every input (see `RaftCore.handle`).
+package enum RaftInput: Sendable {
+    /// Time passed; the shell calls this at (or after) the output's `wakeAt`.
+    case tick
+    case message(Message)
+    /// A state-machine command; the outcome is a position that the shell watches being applied.
+    case propose(RequestID, [UInt8])
+    /// A no-op entry: once applied, everything before it is applied too (hashicorp/raft's Barrier).
+    case barrier(RequestID)
+    case changeMembership(RequestID, MembershipChange)
+    /// Hand leadership to `target` (or the most up-to-date voter when nil).
+    case transferLeadership(RequestID, target: ServerID?)
+    /// A linearizable read: answered with a read index once a quorum confirmed this leader.
+    case read(RequestID)
+    /// Every persist work up to and including the one holding this entry is on disk (fsynced).
+    case persisted(LogPosition)
+    /// The state machine wrote a snapshot covering everything up to `index` (which it has applied);
+    /// the core may compact its log and will send this snapshot to followers that fell behind.
+    case snapshotTaken(index: LogIndex, data: [UInt8])
+}
+
+/// What must reach the disk before the batch's messages leave and its entries are applied.
+package struct PersistWork: Hashable, Sendable {
+    /// Write first when set: a snapshot received from the leader. Entries up to its index are then
+    /// obsolete; if the stored log has no entry `snapshot.index@snapshot.term`, drop the whole log.
+    package var snapshot: Snapshot?
+    package var hardState: HardState?
+    /// Append these; any stored entry at or after `entries.first.index` is replaced (a conflicting
+    /// suffix from an old term is cut off this way).
+    package var entries: [LogEntry] = []
+    /// Stored entries up to here are covered by a snapshot and may be deleted.
+    package var compactThrough: LogIndex?
+
+    package init(snapshot: Snapshot? = nil, hardState: HardState? = nil, entries: [LogEntry] = [], compactThrough: LogIndex? = nil) {
+        self.snapshot = snapshot
+        self.hardState = hardState
+        self.entries = entries
+        self.compactThrough = compactThrough
+    }
+
+    package var isEmpty: Bool {
+        snapshot == nil && hardState == nil && entries.isEmpty && compactThrough == nil
+    }
+}
+
+/// The outcome of a proposal, barrier, membership change or transfer request.
+package struct RequestOutcome: Hashable, Sendable {
+    package var id: RequestID
+    /// Accepted: the request's entry sits at this position. It succeeded once the entry at that index
+    /// is applied with that term; an entry with another term at that index means it was lost.
+    package var result: Result<LogPosition, RaftError>
+}
+
+/// A linearizable read's answer: serve it from the state machine once it has applied `index`.
+package struct ReadState: Hashable, Sendable {
+    package var id: RequestID
+    package var result: Result<LogIndex, RaftError>
+}
+
+/// Which server leads in which term, as this server last saw it.
+package struct LeaderInfo: Hashable, Sendable {
+    package var term: Term
+    package var leader: ServerID?
+}
+
+/// One batch of effects. The shell carries them out in this order:
+/// 1. make `persist` durable (fsync), then
+/// 2. send `messages` (they may acknowledge what step 1 wrote), then
+/// 3. restore `snapshotToRestore` into the state machine, apply `committed` in order, serve
+///    `readStates` once applied, report `outcomes` and `leader`, then
+/// 4. feed `.persisted` for the entries of step 1 and call `.tick` at `wakeAt`.
+/// Batches must be carried out in the order they were produced (group commit may merge steps 1).
+package struct RaftOutput: Sendable {
+    package var persist = PersistWork()
+    package var messages: [Message] = []
+    package var snapshotToRestore: Snapshot?
+    package var committed: [LogEntry] = []
+    package var readStates: [ReadState] = []
+    package var outcomes: [RequestOutcome] = []
+    package var leader: LeaderInfo?
+    package var wakeAt: Timestamp = .zero
+}

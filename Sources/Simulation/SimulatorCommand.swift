@@ -1,0 +1,85 @@
+import ConsulCore
+
+/// The `consul-sim` command line. Each subcommand (today `raft`; `gossip` can be added beside it by
+/// registering another entry in `subcommands`) parses its own arguments and returns an exit code.
+package enum SimulatorCommand {
+    package typealias Subcommand = @Sendable (_ arguments: [String], _ out: (String) -> Void, _ err: (String) -> Void) -> Int32
+
+    package struct Entry: Sendable {
+        package var name: String
+        package var summary: String
+        package var run: Subcommand
+    }
+
+    package static let subcommands: [Entry] = [
+        Entry(
+            name: "raft", summary: "raft --seed S [--count N | --trace]: simulate Raft clusters for seeds S..S+N-1",
+            run: { RaftSimulationCommand.run($0, out: $1, err: $2) }),
+    ]
+
+    package static var usage: String {
+        "usage: consul-sim <subcommand> [options]\n"
+            + subcommands.map { "  consul-sim \($0.summary)" }.joined(separator: "\n")
+    }
+
+    /// Exit codes: 0 all seeds passed, 1 some seed failed, 2 bad usage.
+    package static func main(_ arguments: [String], out: (String) -> Void, err: (String) -> Void) -> Int32 {
+        guard let name = arguments.first, let subcommand = subcommands.first(where: { $0.name == name }) else {
+            err(usage)
+            return 2
+        }
+        return subcommand.run(Array(arguments.dropFirst()), out, err)
+    }
+}
+
+/// `consul-sim raft --seed S --count N` and `consul-sim raft --seed S --trace`.
+package enum RaftSimulationCommand {
+    package struct Arguments: Equatable {
+        package var seed: UInt64 = 1
+        package var count: UInt64 = 1
+        package var trace = false
+    }
+
+    package static func parse(_ arguments: [String]) -> Arguments? {
+        var parsed = Arguments()
+        var iterator = arguments.makeIterator()
+        while let argument = iterator.next() {
+            switch argument {
+            case "--seed", "-seed":
+                guard let value = iterator.next(), let seed = UInt64(value) else { return nil }
+                parsed.seed = seed
+            case "--count", "-count":
+                guard let value = iterator.next(), let count = UInt64(value), count > 0 else { return nil }
+                parsed.count = count
+            case "--trace", "-trace":
+                parsed.trace = true
+            default:
+                return nil
+            }
+        }
+        if parsed.trace && parsed.count != 1 { return nil }
+        if parsed.seed > UInt64.max - parsed.count { return nil }
+        return parsed
+    }
+
+    package static func run(_ arguments: [String], out: (String) -> Void, err: (String) -> Void) -> Int32 {
+        guard let parsed = parse(arguments) else {
+            err(SimulatorCommand.usage)
+            return 2
+        }
+        var failures = 0
+        for seed in parsed.seed..<(parsed.seed + parsed.count) {
+            let report = RaftSimulation(seed: seed, trace: parsed.trace).run()
+            if parsed.trace {
+                for line in report.trace { out(line) }
+                out("events=\(report.events) messages=\(report.messagesSent) term=\(report.highestTerm) committed=\(report.committed) ops=\(report.operationsCompleted) fingerprint=\(String(report.fingerprint, radix: 16))")
+            }
+            if let violation = report.violation {
+                failures += 1
+                out("FAIL seed \(seed): \(violation) — reproduce: consul-sim raft --seed \(seed) --trace")
+            }
+        }
+        out("raft: \(parsed.count) seeds, \(failures) failures")
+        return failures == 0 ? 0 : 1
+    }
+}
