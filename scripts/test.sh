@@ -4,4 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 swift build --build-tests
+# Deterministic Raft simulation: crashes, partitions, lossy disks and a checked KV workload per seed.
+# A failure prints the seed and the command that replays it.
+.build/debug/consul-sim raft --seed 1 --count 200
 swift test --skip-build --parallel
