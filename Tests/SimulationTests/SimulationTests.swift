@@ -93,9 +93,9 @@ import Testing
 
     @Test func changedCommittedEntryIsCaught() throws {
         var checker = SafetyChecker()
-        try checker.observeCommitted(LogEntry(index: 4, term: 2, payload: .noop), by: ServerID("a"))
+        try checker.observeCommitted(LogEntry(index: 4, term: 2, payload: .noop), by: ServerID("a"), inTerm: 2)
         #expect(throws: Violation.self) {
-            try checker.observeCommitted(LogEntry(index: 4, term: 3, payload: .noop), by: ServerID("b"))
+            try checker.observeCommitted(LogEntry(index: 4, term: 3, payload: .noop), by: ServerID("b"), inTerm: 3)
         }
         try checker.observeApplied(index: 4, digest: 10, by: ServerID("a"))
         #expect(throws: Violation.self) { try checker.observeApplied(index: 4, digest: 11, by: ServerID("b")) }
@@ -104,7 +104,7 @@ import Testing
     @Test func leaderMissingCommittedEntryIsCaught() throws {
         var checker = SafetyChecker()
         for index in 1...3 {
-            try checker.observeCommitted(LogEntry(index: LogIndex(index), term: 1, payload: .noop), by: ServerID("a"))
+            try checker.observeCommitted(LogEntry(index: LogIndex(index), term: 1, payload: .noop), by: ServerID("a"), inTerm: 1)
         }
         let short = RaftLog(snapshot: nil, entries: (1...2).map { LogEntry(index: $0, term: 1, payload: .noop) })
         #expect(throws: Violation.self) { try checker.checkLeaderCompleteness(short, leader: ServerID("b"), term: 2) }
@@ -114,6 +114,14 @@ import Testing
         #expect(throws: Violation.self) { try checker.checkLeaderCompleteness(wrong, leader: ServerID("b"), term: 2) }
         let good = RaftLog(snapshot: nil, entries: (1...4).map { LogEntry(index: $0, term: 1, payload: .noop) })
         try checker.checkLeaderCompleteness(good, leader: ServerID("b"), term: 2)
+        // Found by the simulator (a paused candidate won term 4 with votes cast before index 3 was
+        // committed in term 5): not a violation, completeness binds only leaders of later terms.
+        var later = SafetyChecker()
+        try later.observeCommitted(LogEntry(index: 1, term: 1, payload: .noop), by: ServerID("a"), inTerm: 1)
+        try later.observeCommitted(LogEntry(index: 2, term: 5, payload: .noop), by: ServerID("c"), inTerm: 5)
+        let behind = RaftLog(snapshot: nil, entries: [LogEntry(index: 1, term: 1, payload: .noop)])
+        try later.checkLeaderCompleteness(behind, leader: ServerID("b"), term: 4)
+        #expect(throws: Violation.self) { try later.checkLeaderCompleteness(behind, leader: ServerID("b"), term: 6) }
     }
 
     /// A disk that loses its unsynced writes on a crash, keeping a torn prefix.
