@@ -12,6 +12,15 @@ import Testing
         #expect(report.committed > 0)
     }
 
+    /// Seeds that failed before a core fix, replayed on this simulator version: before the fix
+    /// that lets a server campaign while its own removal is uncommitted, all of these deadlocked
+    /// (liveness failure); re-run them if the simulator's draws change, and refresh the list.
+    @Test(arguments: [UInt64(182), 460, 532, 586, 598, 689])
+    func regressionSeedPasses(seed: UInt64) {
+        let report = RaftSimulation(seed: seed).run()
+        #expect(report.violation == nil, "seed \(seed): \(report.violation.map { "\($0)" } ?? "")")
+    }
+
     /// Same seed, same run: the whole trace (and the event fingerprint) repeat exactly.
     @Test func sameSeedGivesSameTrace() {
         let first = RaftSimulation(seed: 12345, trace: true).run()
