@@ -32,7 +32,10 @@ import Testing
         let scan = WALRecord.scan(bytes)
         #expect(scan.tail == nil)
         #expect(scan.validBytes == bytes.count)
-        #expect(scan.records == Self.works)
+        #expect(scan.records.map(\.work) == Self.works)
+        #expect(scan.records.allSatisfy { !$0.isCheckpoint })
+        let checkpoint = WALRecord.scan(try WALRecord.encode(Self.works[0], checkpoint: true))
+        #expect(checkpoint.records == [WALRecord.Record(work: Self.works[0], isCheckpoint: true)])
     }
 
     /// A torn tail (the last write cut anywhere) loses only the last record.
@@ -46,7 +49,7 @@ import Testing
         let lastStart = boundaries[boundaries.count - 2]
         for cut in lastStart..<bytes.count {
             let scan = WALRecord.scan(Array(bytes[..<cut]))
-            #expect(scan.records == Array(Self.works.dropLast()))
+            #expect(scan.records.map(\.work) == Array(Self.works.dropLast()))
             #expect(scan.validBytes == lastStart)
             #expect((scan.tail != nil) == (cut != lastStart))
         }

@@ -5,6 +5,8 @@
 ///     crc:    u32 LE   (CRC-32C of the payload)
 ///     payload: flags u8, [snapshot metadata], [hard state], [compact-through u64], entry count u32, entries
 ///
+/// A checkpoint record (flag 8) holds a whole state and replaces whatever replay built before it.
+///
 /// Snapshot data is not in the WAL (it lives in the snapshot store); the record keeps only the
 /// snapshot's metadata, so replay knows where the log was cut.
 package enum WALRecord {
@@ -21,9 +23,21 @@ package enum WALRecord {
 
     // MARK: - Encoding
 
-    package static func encode(_ work: PersistWork) throws(WriteError) -> [UInt8] {
+    /// One decoded record.
+    package struct Record: Hashable, Sendable {
+        package var work: PersistWork
+        /// A checkpoint: replay starts over from this record.
+        package var isCheckpoint: Bool
+
+        package init(work: PersistWork, isCheckpoint: Bool = false) {
+            self.work = work
+            self.isCheckpoint = isCheckpoint
+        }
+    }
+
+    package static func encode(_ work: PersistWork, checkpoint: Bool = false) throws(WriteError) -> [UInt8] {
         var payload = ByteWriter()
-        var flags: UInt8 = 0
+        var flags: UInt8 = checkpoint ? 8 : 0
         if work.snapshot != nil { flags |= 1 }
         if work.hardState != nil { flags |= 2 }
         if work.compactThrough != nil { flags |= 4 }
@@ -78,7 +92,7 @@ package enum WALRecord {
     /// The result of scanning a WAL segment.
     package struct Scan: Sendable {
         /// The records up to the first bad one. Snapshots carry metadata only (empty data).
-        package var records: [PersistWork]
+        package var records: [Record]
         /// Bytes covered by `records`: a torn tail starts here and is to be cut off.
         package var validBytes: Int
         /// Why scanning stopped before the end, if it did.
@@ -89,7 +103,7 @@ package enum WALRecord {
     /// Whether a bad frame is a torn tail (cut it) or corruption in the middle (refuse to start) is
     /// for the caller to decide: it knows whether later segments follow.
     package static func scan(_ bytes: [UInt8]) -> Scan {
-        var records: [PersistWork] = []
+        var records: [Record] = []
         var offset = 0
         while offset < bytes.count {
             var header = ByteReader(bytes, from: offset)
@@ -113,10 +127,10 @@ package enum WALRecord {
         return Scan(records: records, validBytes: offset, tail: nil)
     }
 
-    static func decodeWork(_ reader: inout ByteReader) throws(DecodeError) -> PersistWork {
+    static func decodeWork(_ reader: inout ByteReader) throws(DecodeError) -> Record {
         let flagsAt = reader.offset
         let flags = try reader.u8()
-        guard flags & ~7 == 0 else { throw .invalid("unknown record flags \(flags)", at: flagsAt) }
+        guard flags & ~15 == 0 else { throw .invalid("unknown record flags \(flags)", at: flagsAt) }
         var work = PersistWork()
         if flags & 1 != 0 { work.snapshot = Snapshot(metadata: try decodeMetadata(&reader), data: []) }
         if flags & 2 != 0 {
@@ -137,7 +151,7 @@ package enum WALRecord {
             }
             work.entries.append(entry)
         }
-        return work
+        return Record(work: work, isCheckpoint: flags & 8 != 0)
     }
 
     static func decodeEntry(_ reader: inout ByteReader) throws(DecodeError) -> LogEntry {
