@@ -222,7 +222,7 @@ package final class SegmentedWAL {
 }
 
 /// `open(2)` under a name that does not collide with `SegmentedWAL.open`.
-private func systemOpen(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 {
+func systemOpen(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 {
     #if canImport(Glibc)
     return Glibc.open(path, flags, mode)
     #else
