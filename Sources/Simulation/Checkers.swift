@@ -24,6 +24,11 @@ package struct SafetyChecker {
     private var written: [LogPosition: (previousTerm: Term?, payload: EntryPayload)] = [:]
     /// Committed entries (state machine safety: never lost, never changed).
     private(set) var committed: [LogIndex: LogEntry] = [:]
+    /// The earliest term in which each committed index was known committed. Leader completeness
+    /// speaks of leaders of *later* terms only: a leader elected in term 4 by votes cast before an
+    /// entry was committed in term 5 need not hold it (it can commit nothing, its followers have
+    /// moved on), and a delayed or paused candidate can legitimately win such an election.
+    private var committedInTerm: [LogIndex: Term] = [:]
     package private(set) var highestCommitted: LogIndex = 0
     /// State machine digest after applying each index: every replica must pass through the same states.
     private var digests: [LogIndex: UInt64] = [:]
@@ -54,8 +59,9 @@ package struct SafetyChecker {
         }
     }
 
-    /// Called with an entry a server considers committed (its commit index covers it).
-    package mutating func observeCommitted(_ entry: LogEntry, by server: ServerID) throws(Violation) {
+    /// Called with an entry a server considers committed (its commit index covers it) while in `term`.
+    package mutating func observeCommitted(_ entry: LogEntry, by server: ServerID, inTerm term: Term) throws(Violation) {
+        committedInTerm[entry.index] = min(committedInTerm[entry.index] ?? term, term)
         if let known = committed[entry.index] {
             if known != entry {
                 throw Violation(
@@ -79,16 +85,19 @@ package struct SafetyChecker {
         }
     }
 
-    /// Leader completeness: a new leader's log holds every entry committed so far.
+    /// Leader completeness (§5.4): a leader of term T holds every entry committed in a term before T.
     package func checkLeaderCompleteness(_ log: RaftLog, leader: ServerID, term: Term) throws(Violation) {
-        guard highestCommitted > 0 else { return }
-        if log.lastIndex < highestCommitted {
-            throw Violation("leader completeness", "\(leader) leads term \(term) with last index \(log.lastIndex) < committed \(highestCommitted)")
-        }
         var index = max(log.snapshotIndex, 1)
         while index <= highestCommitted {
-            if let entry = committed[index], let term = log.term(at: index), term != entry.term {
-                throw Violation("leader completeness", "\(leader) (term \(term)) has \(index)@\(term), committed was \(index)@\(entry.term)")
+            if let entry = committed[index], let when = committedInTerm[index], when < term {
+                guard let held = log.term(at: index) else {
+                    throw Violation(
+                        "leader completeness",
+                        "\(leader) leads term \(term) without \(index)@\(entry.term), committed in term \(when) (its last index is \(log.lastIndex))")
+                }
+                if held != entry.term {
+                    throw Violation("leader completeness", "\(leader) (term \(term)) has \(index)@\(held), committed was \(index)@\(entry.term)")
+                }
             }
             index += 1
         }

@@ -451,7 +451,7 @@ package final class RaftSimulation {
         if core.commitIndex > nodes[index].checkedCommit {
             var position = max(nodes[index].checkedCommit + 1, core.log.firstIndex)
             while position <= core.commitIndex {
-                if let entry = core.log.entry(at: position) { try checker.observeCommitted(entry, by: id) }
+                if let entry = core.log.entry(at: position) { try checker.observeCommitted(entry, by: id, inTerm: core.term) }
                 position += 1
             }
             nodes[index].checkedCommit = core.commitIndex
@@ -515,7 +515,7 @@ package final class RaftSimulation {
         guard entry.index == nodes[index].applied + 1 else {
             throw Violation("apply order", "\(id) applies \(entry.index) after \(nodes[index].applied)")
         }
-        try checker.observeCommitted(entry, by: id)
+        try checker.observeCommitted(entry, by: id, inTerm: nodes[index].core?.term ?? 0)
         var result = KVStore.ApplyResult.ok
         switch entry.payload {
         case .command(let bytes):

@@ -47,27 +47,10 @@ struct SimDisk {
     }
 
     static func apply(_ work: PersistWork, to state: inout RecoveredState) throws(Inconsistency) {
-        if let snapshot = work.snapshot {
-            let meta = snapshot.metadata
-            let matching = state.entries.first { $0.index == meta.index }?.term == meta.term
-            if matching {
-                state.entries.removeAll { $0.index <= meta.index }
-            } else {
-                state.entries.removeAll()
-            }
-            state.snapshot = snapshot
-        }
-        if let hardState = work.hardState { state.hardState = hardState }
-        if let first = work.entries.first {
-            state.entries.removeAll { $0.index >= first.index }
-            let expected = state.entries.last.map { $0.index + 1 } ?? (state.snapshot?.metadata.index ?? 0) + 1
-            if first.index > expected {
-                throw Inconsistency(description: "disk write at \(first.index) leaves a gap after \(expected - 1)")
-            }
-            state.entries.append(contentsOf: work.entries)
-        }
-        if let through = work.compactThrough {
-            state.entries.removeAll { $0.index <= through }
+        do {
+            try state.apply(work)
+        } catch {
+            throw Inconsistency(description: "\(error)")
         }
     }
 }

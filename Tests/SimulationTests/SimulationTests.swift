@@ -12,6 +12,15 @@ import Testing
         #expect(report.committed > 0)
     }
 
+    /// Seeds that failed before a core fix, replayed on this simulator version: before the fix
+    /// that lets a server campaign while its own removal is uncommitted, all of these deadlocked
+    /// (liveness failure); re-run them if the simulator's draws change, and refresh the list.
+    @Test(arguments: [UInt64(182), 460, 532, 586, 598, 689])
+    func regressionSeedPasses(seed: UInt64) {
+        let report = RaftSimulation(seed: seed).run()
+        #expect(report.violation == nil, "seed \(seed): \(report.violation.map { "\($0)" } ?? "")")
+    }
+
     /// Same seed, same run: the whole trace (and the event fingerprint) repeat exactly.
     @Test func sameSeedGivesSameTrace() {
         let first = RaftSimulation(seed: 12345, trace: true).run()
@@ -93,9 +102,9 @@ import Testing
 
     @Test func changedCommittedEntryIsCaught() throws {
         var checker = SafetyChecker()
-        try checker.observeCommitted(LogEntry(index: 4, term: 2, payload: .noop), by: ServerID("a"))
+        try checker.observeCommitted(LogEntry(index: 4, term: 2, payload: .noop), by: ServerID("a"), inTerm: 2)
         #expect(throws: Violation.self) {
-            try checker.observeCommitted(LogEntry(index: 4, term: 3, payload: .noop), by: ServerID("b"))
+            try checker.observeCommitted(LogEntry(index: 4, term: 3, payload: .noop), by: ServerID("b"), inTerm: 3)
         }
         try checker.observeApplied(index: 4, digest: 10, by: ServerID("a"))
         #expect(throws: Violation.self) { try checker.observeApplied(index: 4, digest: 11, by: ServerID("b")) }
@@ -104,7 +113,7 @@ import Testing
     @Test func leaderMissingCommittedEntryIsCaught() throws {
         var checker = SafetyChecker()
         for index in 1...3 {
-            try checker.observeCommitted(LogEntry(index: LogIndex(index), term: 1, payload: .noop), by: ServerID("a"))
+            try checker.observeCommitted(LogEntry(index: LogIndex(index), term: 1, payload: .noop), by: ServerID("a"), inTerm: 1)
         }
         let short = RaftLog(snapshot: nil, entries: (1...2).map { LogEntry(index: $0, term: 1, payload: .noop) })
         #expect(throws: Violation.self) { try checker.checkLeaderCompleteness(short, leader: ServerID("b"), term: 2) }
@@ -114,6 +123,14 @@ import Testing
         #expect(throws: Violation.self) { try checker.checkLeaderCompleteness(wrong, leader: ServerID("b"), term: 2) }
         let good = RaftLog(snapshot: nil, entries: (1...4).map { LogEntry(index: $0, term: 1, payload: .noop) })
         try checker.checkLeaderCompleteness(good, leader: ServerID("b"), term: 2)
+        // Found by the simulator (a paused candidate won term 4 with votes cast before index 3 was
+        // committed in term 5): not a violation, completeness binds only leaders of later terms.
+        var later = SafetyChecker()
+        try later.observeCommitted(LogEntry(index: 1, term: 1, payload: .noop), by: ServerID("a"), inTerm: 1)
+        try later.observeCommitted(LogEntry(index: 2, term: 5, payload: .noop), by: ServerID("c"), inTerm: 5)
+        let behind = RaftLog(snapshot: nil, entries: [LogEntry(index: 1, term: 1, payload: .noop)])
+        try later.checkLeaderCompleteness(behind, leader: ServerID("b"), term: 4)
+        #expect(throws: Violation.self) { try later.checkLeaderCompleteness(behind, leader: ServerID("b"), term: 6) }
     }
 
     /// A disk that loses its unsynced writes on a crash, keeping a torn prefix.

@@ -1,0 +1,224 @@
+/// The WAL's record format: one record per `PersistWork` (what one output batch asks to make
+/// durable), framed as
+///
+///     length: u32 LE   (of the payload)
+///     crc:    u32 LE   (CRC-32C of the payload)
+///     payload: flags u8, [snapshot metadata], [hard state], [compact-through u64], entry count u32, entries
+///
+/// A checkpoint record (flag 8) holds a whole state and replaces whatever replay built before it.
+///
+/// Snapshot data is not in the WAL (it lives in the snapshot store); the record keeps only the
+/// snapshot's metadata, so replay knows where the log was cut.
+package enum WALRecord {
+    /// A record larger than this is refused when written and treated as corrupt when read.
+    package static let maxRecordBytes = 64 * 1024 * 1024
+    /// Per-command and per-configuration limits inside a record.
+    static let maxCommandBytes = 16 * 1024 * 1024
+    static let maxServers = 1024
+    static let headerBytes = 8
+
+    package enum WriteError: Error, Hashable, Sendable {
+        case recordTooLarge(Int)
+    }
+
+    // MARK: - Encoding
+
+    /// One decoded record.
+    package struct Record: Hashable, Sendable {
+        package var work: PersistWork
+        /// A checkpoint: replay starts over from this record.
+        package var isCheckpoint: Bool
+
+        package init(work: PersistWork, isCheckpoint: Bool = false) {
+            self.work = work
+            self.isCheckpoint = isCheckpoint
+        }
+    }
+
+    package static func encode(_ work: PersistWork, checkpoint: Bool = false) throws(WriteError) -> [UInt8] {
+        var payload = ByteWriter()
+        var flags: UInt8 = checkpoint ? 8 : 0
+        if work.snapshot != nil { flags |= 1 }
+        if work.hardState != nil { flags |= 2 }
+        if work.compactThrough != nil { flags |= 4 }
+        payload.u8(flags)
+        if let snapshot = work.snapshot { encode(snapshot.metadata, into: &payload) }
+        if let hardState = work.hardState {
+            payload.u64(hardState.term)
+            payload.u8(hardState.votedFor == nil ? 0 : 1)
+            if let vote = hardState.votedFor { payload.string(vote.rawValue) }
+        }
+        if let through = work.compactThrough { payload.u64(through) }
+        payload.u32(UInt32(work.entries.count))
+        for entry in work.entries { encode(entry, into: &payload) }
+        guard payload.bytes.count <= maxRecordBytes else { throw .recordTooLarge(payload.bytes.count) }
+        var frame = ByteWriter()
+        frame.u32(UInt32(payload.bytes.count))
+        frame.u32(CRC32C.checksum(payload.bytes))
+        return frame.bytes + payload.bytes
+    }
+
+    static func encode(_ entry: LogEntry, into writer: inout ByteWriter) {
+        writer.u64(entry.index)
+        writer.u64(entry.term)
+        switch entry.payload {
+        case .noop:
+            writer.u8(0)
+        case .command(let bytes):
+            writer.u8(1)
+            writer.blob(bytes)
+        case .configuration(let configuration):
+            writer.u8(2)
+            encode(configuration, into: &writer)
+        }
+    }
+
+    static func encode(_ configuration: ClusterConfiguration, into writer: inout ByteWriter) {
+        writer.u32(UInt32(configuration.servers.count))
+        for server in configuration.servers {
+            writer.string(server.id.rawValue)
+            writer.u8(server.suffrage == .voter ? 1 : 0)
+        }
+    }
+
+    static func encode(_ metadata: SnapshotMetadata, into writer: inout ByteWriter) {
+        writer.u64(metadata.index)
+        writer.u64(metadata.term)
+        encode(metadata.configuration, into: &writer)
+    }
+
+    // MARK: - Decoding
+
+    /// The result of scanning a WAL segment.
+    package struct Scan: Sendable {
+        /// The records up to the first bad one. Snapshots carry metadata only (empty data).
+        package var records: [Record]
+        /// Bytes covered by `records`: a torn tail starts here and is to be cut off.
+        package var validBytes: Int
+        /// Why scanning stopped before the end, if it did.
+        package var tail: DecodeError?
+    }
+
+    /// Decodes frames until the end or the first incomplete, mis-checksummed or undecodable one.
+    /// Whether a bad frame is a torn tail (cut it) or corruption in the middle (refuse to start) is
+    /// for the caller to decide: it knows whether later segments follow.
+    package static func scan(_ bytes: [UInt8]) -> Scan {
+        var records: [Record] = []
+        var offset = 0
+        while offset < bytes.count {
+            var header = ByteReader(bytes, from: offset)
+            do throws(DecodeError) {
+                let length = Int(try header.u32())
+                let crc = try header.u32()
+                guard length <= maxRecordBytes else { throw .invalid("record length \(length) over limit", at: offset) }
+                let start = offset + headerBytes
+                guard length <= bytes.count - start else { throw .truncated(at: offset) }
+                guard CRC32C.checksum(bytes[start..<(start + length)]) == crc else {
+                    throw .invalid("checksum mismatch", at: offset)
+                }
+                var reader = ByteReader(bytes, from: start, to: start + length)
+                records.append(try decodeWork(&reader))
+                guard reader.isAtEnd else { throw .invalid("trailing bytes in record", at: offset) }
+                offset = start + length
+            } catch {
+                return Scan(records: records, validBytes: offset, tail: error)
+            }
+        }
+        return Scan(records: records, validBytes: offset, tail: nil)
+    }
+
+    static func decodeWork(_ reader: inout ByteReader) throws(DecodeError) -> Record {
+        let flagsAt = reader.offset
+        let flags = try reader.u8()
+        guard flags & ~15 == 0 else { throw .invalid("unknown record flags \(flags)", at: flagsAt) }
+        var work = PersistWork()
+        if flags & 1 != 0 { work.snapshot = Snapshot(metadata: try decodeMetadata(&reader), data: []) }
+        if flags & 2 != 0 {
+            let term = try reader.u64()
+            let hasVote = try reader.u8()
+            work.hardState = HardState(term: term, votedFor: hasVote == 0 ? nil : ServerID(try reader.string()))
+        }
+        if flags & 4 != 0 { work.compactThrough = try reader.u64() }
+        let countAt = reader.offset
+        let count = Int(try reader.u32())
+        // Every entry takes at least 17 bytes: a count beyond that is corrupt, not a huge allocation.
+        guard count <= reader.remaining / 17 else { throw .invalid("entry count \(count) exceeds record", at: countAt) }
+        work.entries.reserveCapacity(count)
+        for _ in 0..<count {
+            let entry = try decodeEntry(&reader)
+            if let previous = work.entries.last, entry.index != previous.index + 1 {
+                throw .invalid("entries not contiguous at \(entry.index)", at: reader.offset)
+            }
+            work.entries.append(entry)
+        }
+        return Record(work: work, isCheckpoint: flags & 8 != 0)
+    }
+
+    static func decodeEntry(_ reader: inout ByteReader) throws(DecodeError) -> LogEntry {
+        let index = try reader.u64()
+        let term = try reader.u64()
+        let tagAt = reader.offset
+        switch try reader.u8() {
+        case 0: return LogEntry(index: index, term: term, payload: .noop)
+        case 1: return LogEntry(index: index, term: term, payload: .command(try reader.blob(limit: maxCommandBytes)))
+        case 2: return LogEntry(index: index, term: term, payload: .configuration(try decodeConfiguration(&reader)))
+        case let tag: throw .invalid("unknown entry tag \(tag)", at: tagAt)
+        }
+    }
+
+    static func decodeConfiguration(_ reader: inout ByteReader) throws(DecodeError) -> ClusterConfiguration {
+        let countAt = reader.offset
+        let count = Int(try reader.u32())
+        guard count <= maxServers else { throw .invalid("\(count) servers over limit", at: countAt) }
+        var servers: [ServerEntry] = []
+        for _ in 0..<count {
+            let id = ServerID(try reader.string())
+            let suffrageAt = reader.offset
+            let suffrage: Suffrage
+            switch try reader.u8() {
+            case 0: suffrage = .nonvoter
+            case 1: suffrage = .voter
+            case let value: throw .invalid("unknown suffrage \(value)", at: suffrageAt)
+            }
+            servers.append(ServerEntry(id: id, suffrage: suffrage))
+        }
+        return ClusterConfiguration(servers: servers)
+    }
+
+    static func decodeMetadata(_ reader: inout ByteReader) throws(DecodeError) -> SnapshotMetadata {
+        let index = try reader.u64()
+        let term = try reader.u64()
+        return SnapshotMetadata(index: index, term: term, configuration: try decodeConfiguration(&reader))
+    }
+}
+
+extension RecoveredState {
+    /// Applies one durable write, with the semantics `PersistWork` documents: the snapshot first
+    /// (keeping the log after it only if the log agrees at the snapshot point), then the hard state,
+    /// then the entries (replacing any stored entry from the first one's index on), then compaction.
+    /// Shared by the simulator's disk and WAL replay so both mean the same thing.
+    package mutating func apply(_ work: PersistWork) throws(RaftError) {
+        if let snapshot = work.snapshot {
+            let meta = snapshot.metadata
+            let matching = entries.first { $0.index == meta.index }?.term == meta.term
+            if matching {
+                entries.removeAll { $0.index <= meta.index }
+            } else {
+                entries.removeAll()
+            }
+            self.snapshot = snapshot
+        }
+        if let hardState = work.hardState { self.hardState = hardState }
+        if let first = work.entries.first {
+            entries.removeAll { $0.index >= first.index }
+            let expected = entries.last.map { $0.index + 1 } ?? (snapshot?.metadata.index ?? 0) + 1
+            if first.index > expected {
+                throw .corruptRecoveredState("write at \(first.index) leaves a gap after \(expected - 1)")
+            }
+            entries.append(contentsOf: work.entries)
+        }
+        if let through = work.compactThrough {
+            entries.removeAll { $0.index <= through }
+        }
+    }
+}
