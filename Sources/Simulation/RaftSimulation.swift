@@ -46,7 +46,6 @@ package struct SimulationParameters: Sendable, CustomStringConvertible {
         maxCreatedServers = initialServers + pick([0, 2, 4, 6])
         dropRate = pick([0, 0.01, 0.05, 0.1, 0.2])
         duplicateRate = pick([0, 0.01, 0.05])
-        stragglerRate = pick([0, 0, 0.005, 0.02])
         maxDelay = pick([milliseconds(2...20), milliseconds(20...80), milliseconds(80...250)])
         diskLatency = pick([milliseconds(1...8), milliseconds(1...8), milliseconds(10...60)])
         tornWriteRate = pick([0, 0.3, 0.8])
@@ -84,6 +83,8 @@ package struct SimulationParameters: Sendable, CustomStringConvertible {
         // drawn network, so a follower (or a newly added server) can always catch up within the bound.
         clientEvery = max(clientEvery, .nanoseconds(2 * roundTrip / pipeline))
         chaosDuration = milliseconds(5000...15000)
+        // New draws go last, so the scenarios of recorded seeds (regression tests) stay as they were.
+        stragglerRate = pick([0, 0, 0.005, 0.02])
     }
 
     package var description: String {
