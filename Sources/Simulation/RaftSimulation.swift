@@ -9,6 +9,9 @@ package struct SimulationParameters: Sendable, CustomStringConvertible {
     package var maxCreatedServers: Int
     package var dropRate: Double
     package var duplicateRate: Double
+    /// Messages held back far longer than the usual delay (up to two election timeouts), so they
+    /// arrive after elections and retransmissions: stale terms, stale acknowledgements.
+    package var stragglerRate: Double
     package var minDelay: Duration = .milliseconds(1)
     package var maxDelay: Duration
     package var diskLatency: Duration
@@ -80,11 +83,13 @@ package struct SimulationParameters: Sendable, CustomStringConvertible {
         // drawn network, so a follower (or a newly added server) can always catch up within the bound.
         clientEvery = max(clientEvery, .nanoseconds(2 * roundTrip / pipeline))
         chaosDuration = milliseconds(5000...15000)
+        // New draws go last, so the scenarios of recorded seeds (regression tests) stay as they were.
+        stragglerRate = pick([0, 0, 0.005, 0.02])
     }
 
     package var description: String {
         "servers=\(initialServers)(max created \(maxCreatedServers)) drop=\(dropRate) dup=\(duplicateRate) "
-            + "delay≤\(maxDelay) disk=\(diskLatency) torn=\(tornWriteRate) crash=\(crashEvery.map { "\($0)" } ?? "off") "
+            + "stragglers=\(stragglerRate) delay≤\(maxDelay) disk=\(diskLatency) torn=\(tornWriteRate) crash=\(crashEvery.map { "\($0)" } ?? "off") "
             + "partition=\(partitionEvery.map { "\($0)" } ?? "off") membership=\(membershipEvery.map { "\($0)" } ?? "off") "
             + "transfer=\(transferEvery.map { "\($0)" } ?? "off") pause=\(pauseEvery.map { "\($0)" } ?? "off") snapshotEvery=\(snapshotEvery.map { "\($0)" } ?? "off") "
             + "batch=\(raft.maxEntriesPerAppend) inflight=\(raft.maxInflightAppends) chunk=\(raft.snapshotChunkBytes) "
@@ -622,7 +627,10 @@ package final class RaftSimulation {
         }
         let copies = networkRandom.chance(duplicateRate) ? 2 : 1
         for _ in 0..<copies {
-            let spread = (parameters.maxDelay - parameters.minDelay).totalNanoseconds
+            var spread = (parameters.maxDelay - parameters.minDelay).totalNanoseconds
+            if phase == .chaos && networkRandom.chance(parameters.stragglerRate) {
+                spread = 2 * parameters.raft.electionTimeout.totalNanoseconds
+            }
             let delay = parameters.minDelay.totalNanoseconds + Int64(networkRandom.next() % UInt64(max(spread, 1)))
             queue.push(.deliver(message), at: now + .nanoseconds(delay))
         }

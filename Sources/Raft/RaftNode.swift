@@ -1,0 +1,360 @@
+import ConsulCore
+
+/// Carries messages to peers. `send` must not block or suspend: it hands the message to the
+/// network layer and returns, so a node's output batch is carried out without interleaving.
+package protocol RaftTransport: Sendable {
+    func send(_ message: Message)
+}
+
+/// The replicated state machine a node applies committed commands to.
+package protocol RaftStateMachine: Sendable {
+    /// Applies a committed command and returns the answer for the client that proposed it.
+    mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8]
+    /// The whole state, for a snapshot.
+    func snapshot() -> [UInt8]
+    /// Replaces the whole state with a snapshot's.
+    mutating func restore(_ data: [UInt8]) throws(RaftNodeError)
+}
+
+package enum RaftNodeError: Error, Hashable, Sendable {
+    /// The core refused the request (not leader, limits, bad membership change, ...).
+    case rejected(RaftError)
+    /// The entry's log slot was taken by another leader's entry: the request did not happen.
+    case lost
+    /// The node stopped before the request finished; it may or may not have happened.
+    case stopped
+    /// The node jumped past the request's entry by installing a snapshot: it may or may not have
+    /// happened (ask again).
+    case outcomeUnknown
+    case storage(String)
+    case badSnapshot(String)
+}
+
+/// The shell around `RaftCore`: owns the WAL, the snapshot store, the state machine and the
+/// waiting clients; carries out each output batch in the documented order (persist with fsync,
+/// send, apply, then feed back `.persisted`); turns proposals and reads into async calls.
+///
+/// Timers: `tick()` is driven by `start()` (a task sleeping until the core's next deadline) or by a
+/// test directly with a `ManualClock`.
+package actor RaftNode<Machine: RaftStateMachine> {
+    package nonisolated let id: ServerID
+    private var core: RaftCore
+    private var machine: Machine
+    private let wal: SegmentedWAL
+    private let snapshots: SnapshotStore
+    private let transport: any RaftTransport
+    private let clock: any MonotonicClock
+    /// Take a snapshot after this many applied entries (nil: never).
+    private let snapshotEvery: UInt64?
+    private var applied: LogIndex
+    private var lastSnapshot: LogIndex
+    private var nextRequest: RequestID = 1
+    /// Requests waiting for the core's acceptance: either just the position (transfers), or the
+    /// applied answer, in which case acceptance turns them into an applied-waiter right away (so a
+    /// single-server cluster, which commits within the next step, cannot apply before we wait).
+    private enum Waiting {
+        case position(CheckedContinuation<LogPosition, any Error>)
+        case applied(CheckedContinuation<[UInt8], any Error>)
+    }
+    private var proposals: [RequestID: Waiting] = [:]
+    private var appliedWaiters: [LogIndex: (term: Term, continuation: CheckedContinuation<[UInt8], any Error>)] = [:]
+    private var reads: [RequestID: CheckedContinuation<LogIndex, any Error>] = [:]
+    private var readWaiters: [(index: LogIndex, continuation: CheckedContinuation<Void, any Error>)] = []
+    private var wakeAt: Timestamp = .zero
+    private var timer: Task<Void, Never>?
+    private var stopped = false
+    /// Why the node stopped itself, if a write failed.
+    package private(set) var storageFailure: RaftNodeError?
+
+    /// Opens (or creates) the node's data in `directory` (`wal/` and `snapshots/`). A new server of
+    /// a new cluster passes `bootstrap`; it is written only when the log is empty.
+    package init(
+        id: ServerID, directory: String, machine: Machine, transport: any RaftTransport, clock: any MonotonicClock,
+        random: SeededRandom, options: RaftOptions = RaftOptions(), bootstrap: ClusterConfiguration? = nil,
+        snapshotEvery: UInt64? = 1024
+    ) throws(RaftNodeError) {
+        do {
+            let (wal, walState) = try SegmentedWAL.open(directory: directory + "/wal")
+            let snapshots = try SnapshotStore(directory: directory + "/snapshots")
+            var recovered = walState
+            if recovered == RecoveredState(), let bootstrap {
+                recovered = RecoveredState.bootstrap(bootstrap)
+                try wal.append(PersistWork(hardState: recovered.hardState, entries: recovered.entries))
+                try wal.sync()
+            }
+            var machine = machine
+            if let stored = try snapshots.latest() {
+                if stored.metadata.index < recovered.snapshot?.metadata.index ?? 0 {
+                    throw RaftNodeError.badSnapshot("the log refers to snapshot \(recovered.snapshot!.metadata.index), newest stored is \(stored.metadata.index)")
+                }
+                recovered.snapshot = stored
+                try machine.restore(stored.data)
+            } else if let expected = recovered.snapshot {
+                throw RaftNodeError.badSnapshot("the log refers to snapshot \(expected.metadata.index), none is stored")
+            }
+            self.core = try RaftCore(id: id, options: options, random: random, recovered: recovered, now: clock.now())
+            self.wal = wal
+            self.snapshots = snapshots
+            self.machine = machine
+        } catch let error as RaftNodeError {
+            throw error
+        } catch let error as RaftError {
+            throw .rejected(error)
+        } catch {
+            throw .storage("\(error)")
+        }
+        self.id = id
+        self.transport = transport
+        self.clock = clock
+        self.snapshotEvery = snapshotEvery
+        self.applied = core.appliedIndex
+        self.lastSnapshot = core.log.snapshotIndex
+    }
+
+    // MARK: - Driving
+
+    /// Starts the timer task. Call `stop()` to end it.
+    package func start() {
+        guard timer == nil else { return }
+        timer = Task { [weak self] in
+            while !Task.isCancelled {
+                guard let self else { return }
+                let delay = await self.delayUntilWake()
+                try? await Task.sleep(for: delay)
+                await self.tick()
+            }
+        }
+    }
+
+    /// Stops the timer and fails every waiting request with `.stopped`.
+    package func stop() {
+        stopped = true
+        timer?.cancel()
+        timer = nil
+        for waiting in proposals.values {
+            switch waiting {
+            case .position(let continuation): continuation.resume(throwing: RaftNodeError.stopped)
+            case .applied(let continuation): continuation.resume(throwing: RaftNodeError.stopped)
+            }
+        }
+        for waiter in appliedWaiters.values { waiter.continuation.resume(throwing: RaftNodeError.stopped) }
+        for continuation in reads.values { continuation.resume(throwing: RaftNodeError.stopped) }
+        for waiter in readWaiters { waiter.continuation.resume(throwing: RaftNodeError.stopped) }
+        proposals.removeAll()
+        appliedWaiters.removeAll()
+        reads.removeAll()
+        readWaiters.removeAll()
+    }
+
+    private func delayUntilWake() -> Duration {
+        let span = wakeAt.duration(since: clock.now())
+        return min(max(span, .milliseconds(1)), .seconds(1))
+    }
+
+    package func tick() { step(.tick) }
+
+    /// A message from a peer (the transport's receive side calls this).
+    package func receive(_ message: Message) { step(.message(message)) }
+
+    // MARK: - Requests
+
+    /// Proposes a command; returns the state machine's answer once it is committed and applied here.
+    package func propose(_ command: [UInt8]) async throws(RaftNodeError) -> [UInt8] {
+        try await submitAndApply { .propose($0, command) }
+    }
+
+    /// Blocks until everything committed before the call is applied here (hashicorp/raft's Barrier).
+    package func barrier() async throws(RaftNodeError) {
+        _ = try await submitAndApply { .barrier($0) }
+    }
+
+    package func changeMembership(_ change: MembershipChange) async throws(RaftNodeError) {
+        _ = try await submitAndApply { .changeMembership($0, change) }
+    }
+
+    package func transferLeadership(to target: ServerID?) async throws(RaftNodeError) {
+        _ = try await submit { .transferLeadership($0, target: target) }
+    }
+
+    /// A linearizable read point: returns once this node's state machine reflects every write that
+    /// completed before the call; then read `machine` (through `withMachine`).
+    package func linearizableRead() async throws(RaftNodeError) {
+        guard !stopped else { throw .stopped }
+        let requestID = nextRequest
+        nextRequest += 1
+        let index: LogIndex
+        do {
+            index = try await withCheckedThrowingContinuation { continuation in
+                reads[requestID] = continuation
+                step(.read(requestID))
+            }
+            if index > applied {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                    readWaiters.append((index, continuation))
+                }
+            }
+        } catch {
+            throw Self.typed(error)
+        }
+    }
+
+    /// Reads the state machine inside the node's isolation.
+    package func withMachine<T: Sendable>(_ body: (Machine) -> T) -> T { body(machine) }
+
+    package struct Status: Sendable, Hashable {
+        package var term: Term
+        package var role: String
+        package var leader: ServerID?
+        package var commitIndex: LogIndex
+        package var appliedIndex: LogIndex
+        package var lastIndex: LogIndex
+        package var configuration: ClusterConfiguration
+    }
+
+    package func status() -> Status {
+        Status(
+            term: core.term, role: core.role.name, leader: core.leader, commitIndex: core.commitIndex, appliedIndex: applied,
+            lastIndex: core.log.lastIndex, configuration: core.configuration)
+    }
+
+    private func submit(_ input: (RequestID) -> RaftInput) async throws(RaftNodeError) -> LogPosition {
+        guard !stopped else { throw .stopped }
+        let requestID = nextRequest
+        nextRequest += 1
+        let request = input(requestID)
+        do {
+            return try await withCheckedThrowingContinuation { continuation in
+                proposals[requestID] = .position(continuation)
+                step(request)
+            }
+        } catch {
+            throw Self.typed(error)
+        }
+    }
+
+    private func submitAndApply(_ input: (RequestID) -> RaftInput) async throws(RaftNodeError) -> [UInt8] {
+        guard !stopped else { throw .stopped }
+        let requestID = nextRequest
+        nextRequest += 1
+        let request = input(requestID)
+        do {
+            return try await withCheckedThrowingContinuation { continuation in
+                proposals[requestID] = .applied(continuation)
+                step(request)
+            }
+        } catch {
+            throw Self.typed(error)
+        }
+    }
+
+    private static func typed(_ error: any Error) -> RaftNodeError {
+        (error as? RaftNodeError) ?? .storage("\(error)")
+    }
+
+    // MARK: - Carrying out output
+
+    private func step(_ input: RaftInput) {
+        guard !stopped else { return }
+        var pending: [RaftInput] = [input]
+        var rounds = 0
+        // Each batch may ask for follow-up inputs (persisted, snapshotTaken); bounded, as each
+        // follow-up only moves indices forward.
+        while let next = pending.first, rounds < 64 {
+            pending.removeFirst()
+            rounds += 1
+            let output = core.handle(next, now: clock.now())
+            do {
+                pending += try carryOut(output)
+            } catch {
+                // A node that cannot write its log must not go on acknowledging anything.
+                storageFailure = error
+                stop()
+                return
+            }
+        }
+    }
+
+    private func carryOut(_ output: RaftOutput) throws(RaftNodeError) -> [RaftInput] {
+        var followUps: [RaftInput] = []
+        // 1. Persist (fsync) before anything that depends on it leaves this server.
+        if !output.persist.isEmpty {
+            do {
+                if let snapshot = output.persist.snapshot { try snapshots.save(snapshot) }
+                var work = output.persist
+                work.snapshot = work.snapshot.map { Snapshot(metadata: $0.metadata, data: []) }
+                try wal.append(work)
+                try wal.sync()
+                if work.compactThrough != nil || work.snapshot != nil {
+                    try wal.checkpoint(RecoveredState(
+                        hardState: core.hardState, snapshot: core.log.snapshot.map { Snapshot(metadata: $0.metadata, data: []) },
+                        entries: core.log.entries))
+                }
+            } catch {
+                throw .storage("\(error)")
+            }
+        }
+        // 2. Send.
+        for message in output.messages { transport.send(message) }
+        // 3. Apply (acceptances first, so their waiters see their entries applied).
+        for outcome in output.outcomes {
+            guard let waiting = proposals.removeValue(forKey: outcome.id) else { continue }
+            switch (waiting, outcome.result) {
+            case (.position(let continuation), .success(let position)):
+                continuation.resume(returning: position)
+            case (.applied(let continuation), .success(let position)):
+                appliedWaiters[position.index] = (position.term, continuation)
+            case (.position(let continuation), .failure(let error)):
+                continuation.resume(throwing: RaftNodeError.rejected(error))
+            case (.applied(let continuation), .failure(let error)):
+                continuation.resume(throwing: RaftNodeError.rejected(error))
+            }
+        }
+        if let snapshot = output.snapshotToRestore {
+            try machine.restore(snapshot.data)
+            applied = snapshot.metadata.index
+            lastSnapshot = snapshot.metadata.index
+            for index in appliedWaiters.keys.sorted() where index <= applied {
+                appliedWaiters.removeValue(forKey: index)?.continuation.resume(throwing: RaftNodeError.outcomeUnknown)
+            }
+        }
+        for entry in output.committed {
+            var answer: [UInt8] = []
+            if case .command(let command) = entry.payload { answer = machine.apply(command, at: entry.index) }
+            applied = entry.index
+            if let waiter = appliedWaiters.removeValue(forKey: entry.index) {
+                if waiter.term == entry.term {
+                    waiter.continuation.resume(returning: answer)
+                } else {
+                    waiter.continuation.resume(throwing: RaftNodeError.lost)
+                }
+            }
+        }
+        for read in output.readStates {
+            guard let continuation = reads.removeValue(forKey: read.id) else { continue }
+            switch read.result {
+            case .success(let index): continuation.resume(returning: index)
+            case .failure(let error): continuation.resume(throwing: RaftNodeError.rejected(error))
+            }
+        }
+        var waiting: [(index: LogIndex, continuation: CheckedContinuation<Void, any Error>)] = []
+        for waiter in readWaiters {
+            if waiter.index <= applied { waiter.continuation.resume() } else { waiting.append(waiter) }
+        }
+        readWaiters = waiting
+        wakeAt = output.wakeAt
+        // 4. Advance.
+        if let last = output.persist.entries.last {
+            followUps.append(.persisted(LogPosition(index: last.index, term: last.term)))
+        }
+        if let every = snapshotEvery, applied >= lastSnapshot + every, let term = core.log.term(at: applied) {
+            let data = machine.snapshot()
+            let snapshot = Snapshot(
+                metadata: SnapshotMetadata(index: applied, term: term, configuration: core.configuration(at: applied)), data: data)
+            do { try snapshots.save(snapshot) } catch { throw .storage("\(error)") }
+            lastSnapshot = applied
+            followUps.append(.snapshotTaken(index: applied, data: data))
+        }
+        return followUps
+    }
+
+}

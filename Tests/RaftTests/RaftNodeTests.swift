@@ -1,0 +1,149 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ConsulCore
+import Synchronization
+import Testing
+@testable import Raft
+
+/// A state machine that records every command; its answer is the number of commands so far.
+struct RecordingMachine: RaftStateMachine {
+    var commands: [[UInt8]] = []
+
+    mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8] {
+        commands.append(command)
+        return [UInt8(truncatingIfNeeded: commands.count)]
+    }
+
+    func snapshot() -> [UInt8] {
+        commands.flatMap { [UInt8(truncatingIfNeeded: $0.count)] + $0 }
+    }
+
+    mutating func restore(_ data: [UInt8]) throws(RaftNodeError) {
+        var restored: [[UInt8]] = []
+        var offset = 0
+        while offset < data.count {
+            let count = Int(data[offset])
+            guard offset + 1 + count <= data.count else { throw .badSnapshot("truncated") }
+            restored.append(Array(data[(offset + 1)..<(offset + 1 + count)]))
+            offset += 1 + count
+        }
+        commands = restored
+    }
+}
+
+/// Delivers messages between in-process nodes on separate tasks (so sends never block a node).
+final class LocalNetwork: RaftTransport {
+    let routes = Mutex<[ServerID: @Sendable (Message) -> Void]>([:])
+
+    func send(_ message: Message) {
+        let route = routes.withLock { $0[message.to] }
+        route?(message)
+    }
+
+    func attach(_ node: RaftNode<RecordingMachine>) {
+        let id = node.id
+        routes.withLock { $0[id] = { message in Task { await node.receive(message) } } }
+    }
+}
+
+@Suite(.serialized) struct RaftNodeTests {
+    let root: String
+
+    init() {
+        var template = Array("/tmp/raft-node-test-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        root = String(cString: made!)
+    }
+
+    func cleanUp() {
+        // Best effort: remove the files this test created, then the directories.
+        for node in ["n1", "n2", "n3"] {
+            for sub in ["wal", "snapshots"] {
+                let directory = root + "/" + node + "/" + sub
+                if let names = try? SnapshotStore.names(in: directory) {
+                    for name in names where name != "." && name != ".." { unlink(directory + "/" + name) }
+                }
+                rmdir(directory)
+            }
+            rmdir(root + "/" + node)
+        }
+        rmdir(root)
+    }
+
+    func makeNode(_ name: String, voters: [String], network: LocalNetwork, clock: ManualClock, snapshotEvery: UInt64? = nil) throws -> RaftNode<RecordingMachine> {
+        mkdir(root + "/" + name, 0o755)
+        var options = RaftOptions()
+        options.electionTimeout = .milliseconds(200)
+        options.heartbeatInterval = .milliseconds(40)
+        options.trailingEntries = 2
+        let node = try RaftNode(
+            id: ServerID(name), directory: root + "/" + name, machine: RecordingMachine(), transport: network, clock: clock,
+            random: SeededRandom(seed: UInt64(name.utf8.reduce(0) { $0 &* 31 &+ UInt64($1) })), options: options,
+            bootstrap: ClusterConfiguration(voters: voters.map { ServerID($0) }), snapshotEvery: snapshotEvery)
+        network.attach(node)
+        return node
+    }
+
+    /// Advances the manual clock and lets messages flow until `done` holds (bounded).
+    func drive(_ nodes: [RaftNode<RecordingMachine>], clock: ManualClock, until done: () async -> Bool) async -> Bool {
+        for _ in 0..<1000 {
+            if await done() { return true }
+            clock.advance(by: .milliseconds(10))
+            for node in nodes { await node.tick() }
+            for _ in 0..<20 { await Task.yield() }
+        }
+        return await done()
+    }
+
+    func leader(of nodes: [RaftNode<RecordingMachine>]) async -> RaftNode<RecordingMachine>? {
+        for node in nodes where await node.status().role == "leader" { return node }
+        return nil
+    }
+
+    @Test func singleServerSurvivesRestartWithSnapshotsAndCheckpoints() async throws {
+        defer { cleanUp() }
+        let clock = ManualClock()
+        let network = LocalNetwork()
+        var node = try makeNode("n1", voters: ["n1"], network: network, clock: clock, snapshotEvery: 4)
+        #expect(await drive([node], clock: clock) { await node.status().role == "leader" })
+        for n in 1...10 {
+            let answer = try await node.propose([UInt8(n)])
+            #expect(answer == [UInt8(n)])
+        }
+        let before = await node.withMachine { $0.commands }
+        await node.stop()
+        node = try makeNode("n1", voters: ["n1"], network: network, clock: clock, snapshotEvery: 4)
+        #expect(await drive([node], clock: clock) { await node.status().role == "leader" })
+        try await node.barrier()
+        #expect(await node.withMachine { $0.commands } == before)
+        #expect(before == (1...10).map { [UInt8($0)] })
+        await node.stop()
+    }
+
+    @Test func threeServersReplicateAndReadLinearizably() async throws {
+        defer { cleanUp() }
+        let clock = ManualClock()
+        let network = LocalNetwork()
+        let voters = ["n1", "n2", "n3"]
+        let nodes = try voters.map { try makeNode($0, voters: voters, network: network, clock: clock) }
+        #expect(await drive(nodes, clock: clock) { await leader(of: nodes) != nil })
+        let leaderNode = try #require(await leader(of: nodes))
+        for n in 1...5 { _ = try await leaderNode.propose([UInt8(n)]) }
+        try await leaderNode.linearizableRead()
+        #expect(await leaderNode.withMachine { $0.commands.count } == 5)
+        // Followers catch up and apply the same sequence.
+        #expect(await drive(nodes, clock: clock) {
+            for node in nodes where await node.withMachine({ $0.commands.count }) != 5 { return false }
+            return true
+        })
+        let follower = try #require(await { () async -> RaftNode<RecordingMachine>? in
+            for node in nodes where await node.status().role != "leader" { return node }
+            return nil
+        }())
+        await #expect(throws: RaftNodeError.self) { _ = try await follower.propose([9]) }
+        for node in nodes { await node.stop() }
+    }
+}
