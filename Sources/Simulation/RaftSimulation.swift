@@ -408,6 +408,7 @@ package final class RaftSimulation {
     // MARK: - Servers
 
     private func start(_ index: Int) throws(Violation) {
+        do { try nodes[index].disk.checkWALReplay() } catch { throw Violation("wal", "\(nodes[index].id): \(error.description)") }
         let recovered = nodes[index].disk.durable
         let core: RaftCore
         do {
