@@ -290,6 +290,7 @@ package final class RaftSimulation {
             let work = PersistWork(hardState: bootstrap.hardState, entries: bootstrap.entries)
             nodes[index].disk.write(work)
             do { try nodes[index].disk.sync() } catch { throw Violation("disk", error.description) }
+            try checkDurableWrites(index)
             nodes[index].everMember = true
             try start(index)
         }
@@ -348,6 +349,7 @@ package final class RaftSimulation {
             guard nodes[node].epoch == epoch, nodes[node].core != nil else { return }
             nodes[node].syncScheduled = false
             do { try nodes[node].disk.sync() } catch { throw Violation("disk", "\(nodes[node].id): \(error.description)") }
+            try checkDurableWrites(node)
             for index in nodes[node].batches.indices { nodes[node].batches[index].durable = true }
             try drainBatches(node)
         case .persisted(let node, let epoch, let position):
@@ -449,11 +451,6 @@ package final class RaftSimulation {
         } else if wasLeader {
             trace("\(id) steps down (term \(core.term))")
         }
-        var previousTerm = output.persist.entries.first.flatMap { core.log.term(at: $0.index - 1) }
-        for entry in output.persist.entries {
-            try checker.observeWrite(entry, previousTerm: previousTerm, by: id)
-            previousTerm = entry.term
-        }
         if core.commitIndex > nodes[index].checkedCommit {
             var position = max(nodes[index].checkedCommit + 1, core.log.firstIndex)
             while position <= core.commitIndex {
@@ -475,6 +472,13 @@ package final class RaftSimulation {
             queue.push(.tick(node: index, epoch: nodes[index].epoch), at: max(output.wakeAt, now))
         }
         try drainBatches(index)
+    }
+
+    /// Log matching, on what reached a disk: every (index, term) names one entry with one predecessor.
+    private func checkDurableWrites(_ index: Int) throws(Violation) {
+        for write in nodes[index].disk.takeDurableWrites() {
+            try checker.observeWrite(write.entry, previousTerm: write.previousTerm, by: nodes[index].id)
+        }
     }
 
     /// Carries out batches in order, each only once its writes are durable: send, apply, answer.
@@ -594,6 +598,7 @@ package final class RaftSimulation {
         do { try nodes[index].disk.crash(survivors: survivors, tornEntries: torn) } catch {
             throw Violation("disk", "\(nodes[index].id): \(error.description)")
         }
+        try checkDurableWrites(index)
         trace("\(nodes[index].id) crashes (\(survivors) of \(pending) unsynced writes survive\(torn.map { ", torn tail keeps \($0) entries" } ?? ""))")
         nodes[index].core = nil
         nodes[index].pausedUntil = nil

@@ -14,6 +14,15 @@ struct SimDisk {
     private(set) var unsynced: [PersistWork] = []
     /// The WAL bytes for `durable` (snapshot data lives in the snapshot store, not here).
     private(set) var walImage: [UInt8] = []
+    /// Entries that became durable since the last `takeDurableWrites`, each with the term of the
+    /// entry before it on this disk: what the log-matching checker looks at. Entries that never
+    /// reached the disk were never visible to anyone (messages leave only after persistence).
+    private var durableWrites: [(entry: LogEntry, previousTerm: Term?)] = []
+
+    mutating func takeDurableWrites() -> [(entry: LogEntry, previousTerm: Term?)] {
+        defer { durableWrites.removeAll() }
+        return durableWrites
+    }
 
     /// A stored log that does not line up with a write (a gap) is a harness or core bug.
     struct Inconsistency: Error, CustomStringConvertible {
@@ -76,6 +85,13 @@ struct SimDisk {
 
     private mutating func makeDurable(_ work: PersistWork) throws(Inconsistency) {
         try SimDisk.apply(work, to: &durable)
+        if let first = work.entries.first {
+            var previous = Self.term(at: first.index - 1, in: durable)
+            for entry in work.entries {
+                durableWrites.append((entry, previous))
+                previous = entry.term
+            }
+        }
         do {
             if work.compactThrough != nil || work.snapshot != nil {
                 // As RaftNode does: after compaction or an installed snapshot, the log is rewritten
@@ -89,6 +105,15 @@ struct SimDisk {
         } catch {
             throw Inconsistency(description: "WAL record: \(error)")
         }
+    }
+
+    private static func term(at index: LogIndex, in state: RecoveredState) -> Term? {
+        if index == 0 { return 0 }
+        if let first = state.entries.first, index >= first.index, index - first.index < UInt64(state.entries.count) {
+            return state.entries[Int(index - first.index)].term
+        }
+        if let meta = state.snapshot?.metadata, meta.index == index { return meta.term }
+        return nil
     }
 
     private static func withoutSnapshotData(_ work: PersistWork) -> PersistWork {
