@@ -19,7 +19,7 @@ let package = Package(
         .testTarget(name: "ConsulCoreTests", dependencies: ["ConsulCore"]),
 
         // --- raft: begin ---
-        // Raft consensus: the pure RaftCore state machine (later: WAL, stores, transport, RaftNode shell).
+        // Raft consensus: the pure RaftCore state machine, WAL and snapshot store, wire codec, RaftNode shell.
         .target(name: "Raft", dependencies: ["ConsulCore"]),
         // Deterministic simulation (test support, not shipped): simulated network/disk/clock, checkers, workload.
         .target(name: "Simulation", dependencies: ["Raft", "ConsulCore"]),
