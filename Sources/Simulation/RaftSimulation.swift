@@ -150,6 +150,11 @@ package final class RaftSimulation {
 
     private enum Phase { case chaos, liveness }
 
+    /// A run that needs more events than this is stuck (a storm of messages breeding messages, or
+    /// a timer firing without time passing): it fails instead of hanging CI. Normal runs stay well
+    /// below it (5000 seeds in a row pass).
+    package static let maxEvents = 500_000
+
     private struct Link: Hashable {
         var from: Int
         var to: Int
@@ -266,6 +271,9 @@ package final class RaftSimulation {
                 }
                 now = time
                 events += 1
+                guard events <= Self.maxEvents else {
+                    throw Violation("liveness", "more than \(Self.maxEvents) events by \(now): a message storm or a timer loop")
+                }
                 fingerprint = (fingerprint ^ time.nanoseconds ^ (event.code << 56)) &* 0x0000_0100_0000_01B3
                 try process(event)
             }

@@ -31,6 +31,15 @@ import Testing
         #expect(report.violation == nil, "\(report.violation.map { "\($0)" } ?? "")")
     }
 
+    /// Duplicated InstallSnapshot responses each made the leader send another chunk, whose answers
+    /// did the same: a storm that grew without virtual time moving (seed 202709 hung). The leader
+    /// now only advances on an answer to the chunk in flight; runaway runs also hit an event budget.
+    @Test func duplicatedSnapshotAnswersDoNotBreedAStorm() {
+        let report = RaftSimulation(seed: 202_709).run()
+        #expect(report.violation == nil, "\(report.violation.map { "\($0)" } ?? "")")
+        #expect(report.events < RaftSimulation.maxEvents / 10)
+    }
+
     /// Same seed, same run: the whole trace (and the event fingerprint) repeat exactly.
     @Test func sameSeedGivesSameTrace() {
         let first = RaftSimulation(seed: 12345, trace: true).run()
