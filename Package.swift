@@ -69,7 +69,7 @@ let package = Package(
         .target(name: "Gossip", dependencies: ["ConsulCore", "ConsulCrypto"]),
         .testTarget(name: "GossipTests", dependencies: ["Gossip", "ConsulCore", "ConsulCrypto"]),
 
-        // Raft consensus: the pure RaftCore state machine (later: WAL, stores, transport, RaftNode shell).
+        // Raft consensus: the pure RaftCore state machine, WAL and snapshot store, wire codec, RaftNode shell.
         .target(name: "Raft", dependencies: ["ConsulCore"]),
         // Deterministic simulation (test support, not shipped): simulated network/disk/clock, checkers, workload.
         .target(name: "Simulation", dependencies: ["Raft", "ConsulCore"]),

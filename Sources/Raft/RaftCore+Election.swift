@@ -5,8 +5,9 @@ extension RaftCore {
     /// configuration before it while that latest one (which removes them) is uncommitted. Without the
     /// second case a leader that stepped down (or crashed) right after appending its own removal can
     /// deadlock the cluster: it holds the most up-to-date log, so the remaining voters cannot win
-    /// without it, yet it would not campaign (found by the simulator, seed 6). Votes are still
-    /// counted in the latest configuration, which is what safety rests on.
+    /// without it, yet it would not campaign (found by the simulator; its seeds are regression tests
+    /// in SimulationTests). Votes are still counted in the latest configuration, which is what
+    /// safety rests on.
     var canCampaign: Bool {
         if configuration.isVoter(id) { return true }
         guard configurationIndex > commitIndex, configurationIndex > 0 else { return false }

@@ -22,8 +22,12 @@ package struct Progress: Sendable {
     /// Highest ReadIndex round this follower acknowledged in the current term.
     var ackedRound: UInt64 = 0
     var snapshotIndex: LogIndex = 0
+    /// Start of the chunk in flight (stop-and-wait: one chunk at a time).
     var snapshotOffset: UInt64 = 0
     var snapshotSentAt: Timestamp = .zero
+    /// Where the follower last asked to continue when that did not acknowledge the chunk in
+    /// flight (it lost its buffer, or the answer is stale); used at the next retransmission.
+    var snapshotWanted: UInt64?
 
     init(next: LogIndex) {
         self.next = next
@@ -137,7 +141,13 @@ extension RaftCore {
             }
             leadership!.progress[peer] = progress
             if progress.mode == .snapshot {
-                if now >= progress.snapshotSentAt + options.retransmitTimeout { sendSnapshotChunk(peer) }
+                if now >= progress.snapshotSentAt + options.retransmitTimeout {
+                    if let wanted = progress.snapshotWanted {
+                        leadership!.progress[peer]!.snapshotOffset = wanted
+                        leadership!.progress[peer]!.snapshotWanted = nil
+                    }
+                    sendSnapshotChunk(peer)
+                }
             } else {
                 sendAppend(to: peer)
             }
@@ -192,6 +202,7 @@ extension RaftCore {
         progress.mode = .snapshot
         progress.snapshotIndex = snapshot.metadata.index
         progress.snapshotOffset = 0
+        progress.snapshotWanted = nil
         progress.inflight.removeAll()
         leadership!.progress[peer] = progress
         sendSnapshotChunk(peer)
@@ -282,13 +293,18 @@ extension RaftCore {
             leadership!.progress[message.from] = progress
             return
         }
-        if response.snapshotIndex == progress.snapshotIndex {
+        // Only an answer that acknowledges the chunk in flight sends the next one. Answering every
+        // response would let duplicated messages breed ever more chunk/response pairs (found by
+        // the simulator, seed 202709: a storm that froze virtual time).
+        if response.snapshotIndex == progress.snapshotIndex && response.nextOffset > progress.snapshotOffset {
             progress.snapshotOffset = response.nextOffset
+            progress.snapshotWanted = nil
+            leadership!.progress[message.from] = progress
+            sendSnapshotChunk(message.from)
         } else {
-            progress.snapshotOffset = 0
+            progress.snapshotWanted = response.snapshotIndex == progress.snapshotIndex ? response.nextOffset : 0
+            leadership!.progress[message.from] = progress
         }
-        leadership!.progress[message.from] = progress
-        sendSnapshotChunk(message.from)
     }
 
     /// §5.3/§5.4.2: commit the highest index stored on a quorum of voters, but only by counting

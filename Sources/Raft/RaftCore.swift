@@ -239,7 +239,8 @@ package struct RaftCore: Sendable {
                 return
             }
         }
-        setConfiguration(log.snapshot?.metadata.configuration ?? configurationBefore(log.firstIndex), index: log.snapshotIndex)
+        // Without a snapshot, the configuration before the log starts is empty (a new server).
+        setConfiguration(log.snapshot?.metadata.configuration ?? ClusterConfiguration(), index: log.snapshotIndex)
     }
 
     /// The configuration in force at `index` (scanning the log, falling back to the snapshot's).
@@ -249,11 +250,8 @@ package struct RaftCore: Sendable {
             if case .configuration(let configuration) = entry.payload { return configuration }
             cursor -= 1
         }
-        return log.snapshot?.metadata.configuration ?? configurationBefore(log.firstIndex)
+        return log.snapshot?.metadata.configuration ?? ClusterConfiguration()
     }
-
-    /// Without a snapshot, the configuration before the log starts is empty.
-    func configurationBefore(_ index: LogIndex) -> ClusterConfiguration { ClusterConfiguration() }
 
     mutating func setConfiguration(_ configuration: ClusterConfiguration, index: LogIndex) {
         self.configuration = configuration

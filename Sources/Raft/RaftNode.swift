@@ -63,6 +63,9 @@ package actor RaftNode<Machine: RaftStateMachine> {
     private var wakeAt: Timestamp = .zero
     private var timer: Task<Void, Never>?
     private var stopped = false
+    /// Follow-up inputs left over when one call hit `maxFollowUpsPerCall`.
+    private var deferred: [RaftInput] = []
+    static var maxFollowUpsPerCall: Int { 64 }
     /// Why the node stopped itself, if a write failed.
     package private(set) var storageFailure: RaftNodeError?
 
@@ -255,11 +258,17 @@ package actor RaftNode<Machine: RaftStateMachine> {
 
     private func step(_ input: RaftInput) {
         guard !stopped else { return }
-        var pending: [RaftInput] = [input]
+        var pending = deferred + [input]
+        deferred.removeAll()
         var rounds = 0
-        // Each batch may ask for follow-up inputs (persisted, snapshotTaken); bounded, as each
-        // follow-up only moves indices forward.
-        while let next = pending.first, rounds < 64 {
+        // Each batch may ask for follow-up inputs (persisted, snapshotTaken). The chain is short
+        // (a follow-up's own output holds no new entries), but never let one call run away: past
+        // the limit, what is left waits for the next call.
+        while let next = pending.first {
+            guard rounds < Self.maxFollowUpsPerCall else {
+                deferred = pending
+                return
+            }
             pending.removeFirst()
             rounds += 1
             let output = core.handle(next, now: clock.now())

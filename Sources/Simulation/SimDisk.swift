@@ -4,11 +4,25 @@ import Raft
 /// A simulated disk. Writes land in a volatile queue and become durable only when a sync completes;
 /// a crash loses the unsynced queue except for a random prefix, possibly tearing the last write
 /// (as a real WAL's tail is cut back to its last good record).
+///
+/// Alongside the durable state it keeps the byte image the real WAL (`WALRecord`) would hold, torn
+/// tails included, so every restart also checks that replaying those bytes gives the same state.
 struct SimDisk {
     /// What survives a crash.
     private(set) var durable = RecoveredState()
     /// Written but not yet fsynced, oldest first.
     private(set) var unsynced: [PersistWork] = []
+    /// The WAL bytes for `durable` (snapshot data lives in the snapshot store, not here).
+    private(set) var walImage: [UInt8] = []
+    /// Entries that became durable since the last `takeDurableWrites`, each with the term of the
+    /// entry before it on this disk: what the log-matching checker looks at. Entries that never
+    /// reached the disk were never visible to anyone (messages leave only after persistence).
+    private var durableWrites: [(entry: LogEntry, previousTerm: Term?)] = []
+
+    mutating func takeDurableWrites() -> [(entry: LogEntry, previousTerm: Term?)] {
+        defer { durableWrites.removeAll() }
+        return durableWrites
+    }
 
     /// A stored log that does not line up with a write (a gap) is a harness or core bug.
     struct Inconsistency: Error, CustomStringConvertible {
@@ -23,7 +37,7 @@ struct SimDisk {
     mutating func sync() throws(Inconsistency) {
         let pending = unsynced
         unsynced.removeAll()
-        for work in pending { try SimDisk.apply(work, to: &durable) }
+        for work in pending { try makeDurable(work) }
     }
 
     /// Snapshots are written atomically (write + rename) when the state machine takes them.
@@ -36,14 +50,76 @@ struct SimDisk {
     /// entries, compaction within a write, so a torn write keeps a prefix of them.
     mutating func crash(survivors: Int, tornEntries: Int?) throws(Inconsistency) {
         let kept = min(max(survivors, 0), unsynced.count)
-        for work in unsynced.prefix(kept) { try SimDisk.apply(work, to: &durable) }
+        for work in unsynced.prefix(kept) { try makeDurable(work) }
         if let tornEntries, kept < unsynced.count, unsynced[kept].snapshot == nil {
             var torn = unsynced[kept]
             torn.entries = Array(torn.entries.prefix(tornEntries))
             torn.compactThrough = nil
-            try SimDisk.apply(torn, to: &durable)
+            try makeDurable(torn)
+        }
+        // The write after the last survivor reached the platter only partly: half its bytes.
+        if kept < unsynced.count, let lost = try? WALRecord.encode(Self.withoutSnapshotData(unsynced[kept])) {
+            walImage += lost.prefix(lost.count / 2)
         }
         unsynced.removeAll()
+    }
+
+    /// Replays the WAL image as a restarting server would (cutting a torn tail) and checks it
+    /// agrees with the durable state on the hard state and the log.
+    mutating func checkWALReplay() throws(Inconsistency) {
+        let scan = WALRecord.scan(walImage)
+        var replayed = RecoveredState()
+        for record in scan.records {
+            if record.isCheckpoint { replayed = RecoveredState() }
+            do { try replayed.apply(record.work) } catch {
+                throw Inconsistency(description: "WAL replay failed: \(error)")
+            }
+        }
+        guard replayed.hardState == durable.hardState, replayed.entries == durable.entries else {
+            throw Inconsistency(description:
+                "WAL replay gives term \(replayed.hardState.term), \(replayed.entries.count) entries; disk holds term \(durable.hardState.term), \(durable.entries.count) entries")
+        }
+        // A restarted server cuts the torn tail off before appending again.
+        walImage.removeSubrange(scan.validBytes...)
+    }
+
+    private mutating func makeDurable(_ work: PersistWork) throws(Inconsistency) {
+        try SimDisk.apply(work, to: &durable)
+        if let first = work.entries.first {
+            var previous = Self.term(at: first.index - 1, in: durable)
+            for entry in work.entries {
+                durableWrites.append((entry, previous))
+                previous = entry.term
+            }
+        }
+        do {
+            if work.compactThrough != nil || work.snapshot != nil {
+                // As RaftNode does: after compaction or an installed snapshot, the log is rewritten
+                // as one checkpoint record (older segments deleted), which carries the snapshot point.
+                let checkpoint = PersistWork(
+                    snapshot: durable.snapshot, hardState: durable.hardState, entries: durable.entries)
+                walImage = try WALRecord.encode(Self.withoutSnapshotData(checkpoint), checkpoint: true)
+            } else {
+                walImage += try WALRecord.encode(Self.withoutSnapshotData(work))
+            }
+        } catch {
+            throw Inconsistency(description: "WAL record: \(error)")
+        }
+    }
+
+    private static func term(at index: LogIndex, in state: RecoveredState) -> Term? {
+        if index == 0 { return 0 }
+        if let first = state.entries.first, index >= first.index, index - first.index < UInt64(state.entries.count) {
+            return state.entries[Int(index - first.index)].term
+        }
+        if let meta = state.snapshot?.metadata, meta.index == index { return meta.term }
+        return nil
+    }
+
+    private static func withoutSnapshotData(_ work: PersistWork) -> PersistWork {
+        var stripped = work
+        stripped.snapshot = stripped.snapshot.map { Snapshot(metadata: $0.metadata, data: []) }
+        return stripped
     }
 
     static func apply(_ work: PersistWork, to state: inout RecoveredState) throws(Inconsistency) {

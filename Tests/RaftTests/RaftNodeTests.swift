@@ -123,6 +123,40 @@ final class LocalNetwork: RaftTransport {
         await node.stop()
     }
 
+    /// The timer task alone (real clock, no manual ticks) gets a cluster to elect and commit.
+    @Test func timerTaskDrivesElections() async throws {
+        defer { cleanUp() }
+        let clock = SystemMonotonicClock()
+        let network = LocalNetwork()
+        let voters = ["n1", "n2", "n3"]
+        var nodes: [RaftNode<RecordingMachine>] = []
+        for name in voters {
+            mkdir(root + "/" + name, 0o755)
+            var options = RaftOptions()
+            options.electionTimeout = .milliseconds(300)
+            options.heartbeatInterval = .milliseconds(50)
+            options.retransmitTimeout = .milliseconds(150)
+            let node = try RaftNode(
+                id: ServerID(name), directory: root + "/" + name, machine: RecordingMachine(), transport: network, clock: clock,
+                random: SeededRandom(seed: UInt64(nodes.count + 1)), options: options,
+                bootstrap: ClusterConfiguration(voters: voters.map { ServerID($0) }))
+            network.attach(node)
+            nodes.append(node)
+        }
+        for node in nodes { await node.start() }
+        // Bounded (no timing assertion): up to ~20 s for a leader that commits a proposal; a loaded
+        // machine may see leadership move in between, so a refused or lost proposal is retried.
+        var answer: [UInt8]?
+        for _ in 0..<2000 where answer == nil {
+            try await Task.sleep(for: .milliseconds(10))
+            if let current = await leader(of: nodes) {
+                answer = try? await current.propose([42])
+            }
+        }
+        #expect(answer == [1] || answer == [2])
+        for node in nodes { await node.stop() }
+    }
+
     @Test func threeServersReplicateAndReadLinearizably() async throws {
         defer { cleanUp() }
         let clock = ManualClock()
