@@ -41,44 +41,14 @@ func isDeliberateDifference(_ cause: MessagePackError) -> Bool {
         default: .indirectPing(IndirectPingMessage(seqNo: 300, target: [10, 0, 0, 2], port: 8301, node: "target", nack: true,
                                                    sourceAddr: local, sourcePort: 8301, sourceNode: "asker"))
         }
-        var both = 0
-        var onlyGo: [Int] = []
-        var onlySwift: [Int] = []
-        for index in 0..<300 {
-            let key = "diff_\(name)_\(String(repeating: "0", count: 3 - String(index).count))\(index)"
-            guard let expected = GoGoldenVectors.decodeOutcomes[key] else {
-                Issue.record("missing vector \(key)")
-                continue
-            }
-            let input = Self.corrupt(base.encoded, index)
-            let ours: MemberlistMessage?
-            var ourError: GossipCodecError?
-            do {
-                ours = try MemberlistMessage.decode(input)
-            } catch {
-                ours = nil
-                ourError = error
-            }
-            switch (ours, expected) {
-            case (let message?, let goHex) where goHex != "err":
-                both += 1
-                #expect(message.encoded == hexBytes(goHex), "\(key): both accepted, values differ")
-            case (_?, _):
-                onlySwift.append(index)
-            case (nil, "err"):
-                break
-            case (nil, _):
-                onlyGo.append(index)
-                if case .malformedBody(_, let cause)? = ourError, isDeliberateDifference(cause) {
-                } else {
-                    Issue.record("\(key): Go accepted, we rejected with \(String(describing: ourError))")
-                }
-            }
+        compareWithGo(name: name, label: "decode differential", base: base.encoded) { bytes throws(GossipCodecError) in
+            try MemberlistMessage.decode(bytes)
+        } sameValue: { message, goBytes in
+            message.encoded == goBytes
+        } deliberateCause: { error in
+            if case .malformedBody(_, let cause) = error { return cause }
+            return nil
         }
-        // Where we accept more than Go (for example a value skipped as an unknown field that Go's
-        // decoder chokes on) there is no interoperability risk; the count is only reported.
-        print("decode differential \(name): both=\(both) onlyGo(deliberate)=\(onlyGo.count) onlySwift=\(onlySwift)")
-        #expect(both > 50)
     }
 }
 
@@ -99,41 +69,63 @@ func isDeliberateDifference(_ cause: MessagePackError) -> Bool {
             filters: [SerfQueryFilter.nodes(["a", "b"]).encoded], flags: SerfQueryMessage.flagAck, relayFactor: 2,
             timeoutNanoseconds: 5_000_000_000, name: "q", payload: [7, 0x80]))
         }
-        var both = 0
-        var onlyGo = 0
-        var onlySwift: [Int] = []
-        for index in 0..<300 {
-            let key = "diff_\(name)_\(String(repeating: "0", count: 3 - String(index).count))\(index)"
-            guard let expected = GoGoldenVectors.decodeOutcomes[key] else {
-                Issue.record("missing vector \(key)")
-                continue
-            }
-            let input = DecodeDifferentialTests.corrupt(base.encoded, index)
-            var ourError: GossipCodecError?
-            let ours: SerfMessage?
-            do {
-                ours = try SerfMessage.decode(input)
-            } catch {
-                ours = nil
-                ourError = error
-            }
-            switch (ours, expected) {
-            case (let message?, let goHex) where goHex != "err":
-                both += 1
-                #expect(try SerfMessage.decode(hexBytes(goHex)) == message, "\(key): both accepted, values differ")
-            case (_?, _):
-                onlySwift.append(index)
-            case (nil, "err"):
-                break
-            case (nil, _):
-                onlyGo += 1
-                if case .malformedSerfBody(_, let cause)? = ourError, isDeliberateDifference(cause) {
-                } else {
-                    Issue.record("\(key): Go accepted, we rejected with \(String(describing: ourError))")
-                }
+        compareWithGo(name: name, label: "serf decode differential", base: base.encoded) { bytes throws(GossipCodecError) in
+            try SerfMessage.decode(bytes)
+        } sameValue: { message, goBytes in
+            (try? SerfMessage.decode(goBytes)) == message
+        } deliberateCause: { error in
+            if case .malformedSerfBody(_, let cause) = error { return cause }
+            return nil
+        }
+    }
+}
+
+/// Runs our decoder on the 300 corrupted variants of `base` that Tools/golden-vectors fed to Go's,
+/// and checks each outcome against Go's: where both accept, the values must agree (`sameValue`,
+/// given Go's re-encoding); where only Go accepts, our rejection must be a deliberate difference.
+/// Inputs only we accept carry no interoperability risk and are just reported.
+func compareWithGo<Message>(
+    name: String,
+    label: String,
+    base: [UInt8],
+    decode: ([UInt8]) throws(GossipCodecError) -> Message,
+    sameValue: (Message, [UInt8]) -> Bool,
+    deliberateCause: (GossipCodecError) -> MessagePackError?
+) {
+    var both = 0
+    var onlyGo = 0
+    var onlySwift: [Int] = []
+    for index in 0..<300 {
+        let key = "diff_\(name)_\(String(repeating: "0", count: 3 - String(index).count))\(index)"
+        guard let expected = GoGoldenVectors.decodeOutcomes[key] else {
+            Issue.record("missing vector \(key)")
+            continue
+        }
+        let input = DecodeDifferentialTests.corrupt(base, index)
+        let ours: Message?
+        var ourError: GossipCodecError?
+        do {
+            ours = try decode(input)
+        } catch {
+            ours = nil
+            ourError = error
+        }
+        switch (ours, expected) {
+        case (let message?, let goHex) where goHex != "err":
+            both += 1
+            #expect(sameValue(message, hexBytes(goHex)), "\(key): both accepted, values differ")
+        case (_?, _):
+            onlySwift.append(index)
+        case (nil, "err"):
+            break
+        case (nil, _):
+            onlyGo += 1
+            if let ourError, let cause = deliberateCause(ourError), isDeliberateDifference(cause) {
+            } else {
+                Issue.record("\(key): Go accepted, we rejected with \(String(describing: ourError))")
             }
         }
-        print("serf decode differential \(name): both=\(both) onlyGo(deliberate)=\(onlyGo) onlySwift=\(onlySwift)")
-        #expect(both > 50)
     }
+    print("\(label) \(name): both=\(both) onlyGo(deliberate)=\(onlyGo) onlySwift=\(onlySwift)")
+    #expect(both > 50)
 }
