@@ -72,11 +72,11 @@ let package = Package(
         // Raft consensus: the pure RaftCore state machine, WAL and snapshot store, wire codec, RaftNode shell.
         .target(name: "Raft", dependencies: ["ConsulCore"]),
         // Deterministic simulation (test support, not shipped): simulated network/disk/clock, checkers, workload.
-        .target(name: "Simulation", dependencies: ["Raft", "ConsulCore"]),
+        .target(name: "Simulation", dependencies: ["Raft", "ConsulCore", "Gossip"]),
         // `consul-sim raft --seed S --count N`: runs simulation seeds; thin, subcommands live in Simulation.
         .executableTarget(name: "consul-sim", dependencies: ["Simulation"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "ConsulCore"]),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft", "ConsulCore"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft", "ConsulCore", "Gossip"]),
     ],
     swiftLanguageModes: [.v6]
 )

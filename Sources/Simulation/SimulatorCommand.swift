@@ -15,6 +15,9 @@ package enum SimulatorCommand {
         Entry(
             name: "raft", summary: "raft --seed S [--count N | --trace]: simulate Raft clusters for seeds S..S+N-1",
             run: { RaftSimulationCommand.run($0, out: $1, err: $2) }),
+        Entry(
+            name: "gossip", summary: "gossip --seed S [--count N | --trace] [--members M]: simulate gossip pools for seeds S..S+N-1",
+            run: { GossipSimulationCommand.run($0, out: $1, err: $2) }),
     ]
 
     package static var usage: String {
