@@ -15,6 +15,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         // X.509 certificates for `consul tls ca create` / `consul tls cert create`.
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        // The gossip shell's UDP and TCP listeners.
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // Pure building blocks shared by every core: seeded randomness, time, limits. No I/O.
@@ -65,8 +67,15 @@ let package = Package(
         ),
         .testTarget(name: "ConsulAgentTests", dependencies: ["ConsulAgent"]),
 
-        // Gossip: memberlist/serf wire codec (pure). SWIM core and NIO shell join it later.
-        .target(name: "Gossip", dependencies: ["ConsulCore", "ConsulCrypto"]),
+        // Gossip: memberlist/serf wire codec, SWIM core and serf layer (pure), NIO shell.
+        .target(
+            name: "Gossip",
+            dependencies: [
+                "ConsulCore", "ConsulCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "GossipTests", dependencies: ["Gossip", "ConsulCore", "ConsulCrypto"]),
 
         // Raft consensus: the pure RaftCore state machine, WAL and snapshot store, wire codec, RaftNode shell.
