@@ -14,7 +14,8 @@ import Synchronization
 /// Prints `ready <address>` once listening, then events as lines (`member-join <name> <addr>`,
 /// `member-failed ...`, `member-leave ...`, `user-event <name> <payload>`). Reads commands from
 /// standard input, one per line, each answered by one line (`members` by `member` lines then
-/// `end`): `members`, `event <name> [payload]`, `keys`, `leave` (graceful, then exit), `quit`.
+/// `end`): `members`, `summary` (member counts by status), `status <name>`, `join <ip:port>`,
+/// `event <name> [payload]`, `keys`, `metrics`, `leave` (graceful, then exit), `quit`.
 /// SIGINT leaves gracefully, SIGTERM stops at once. With `--exit-on-eof`, end of input stops the
 /// node (so a test that dies does not leave it running).
 package enum GossipNodeCommand {
@@ -140,7 +141,7 @@ package enum GossipNodeCommand {
             default:
                 break
             }
-            switch input.nextLine(timeoutMilliseconds: 50) {
+            switch input.nextLine(timeoutMilliseconds: 200) {
             case .line(let line):
                 if execute(line, on: node) == .stop { return 0 }
             case .eof where parsed.exitOnEOF:
@@ -162,6 +163,24 @@ package enum GossipNodeCommand {
         case "members":
             for member in node.members { emit(1, "member \(member.name) \(member.address) \(member.status)") }
             emit(1, "end")
+        case "summary":
+            var counts: [SerfMemberStatus: Int] = [:]
+            for member in node.members { counts[member.status, default: 0] += 1 }
+            let order: [SerfMemberStatus] = [.alive, .leaving, .left, .failed]
+            emit(1, "summary " + order.map { "\($0)=\(counts[$0] ?? 0)" }.joined(separator: " "))
+        case "status":
+            guard words.count >= 2 else { emit(1, "error: status needs a name"); break }
+            emit(1, "status \(words[1]) \(node.member(words[1]).map { "\($0.status)" } ?? "none")")
+        case "join":
+            guard words.count >= 2, let address = GossipAddress(words[1]) else { emit(1, "error: join needs ip:port"); break }
+            let result = blocking { () async -> String in
+                do throws(GossipNodeError) {
+                    return "joined \(try await node.join([address], ignoreOld: true))"
+                } catch {
+                    return "join-failed: \(error)"
+                }
+            }
+            emit(1, result)
         case "event":
             guard words.count >= 2 else { emit(1, "error: event needs a name"); break }
             do throws(GossipNodeError) {
