@@ -15,6 +15,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         // X.509 certificates for `consul tls ca create` / `consul tls cert create`.
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        // Sockets for the agent's HTTP API and DNS, and for the Raft and gossip transports.
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // Pure building blocks shared by every core: seeded randomness, time, limits. No I/O.
@@ -42,7 +44,12 @@ let package = Package(
         // The agent and every CLI command.
         .target(
             name: "ConsulAgent",
-            dependencies: ["ConsulCore", "ConsulCrypto"],
+            dependencies: [
+                "ConsulCore", "ConsulCrypto", "Raft",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             path: "Sources/agent"
         ),
 
