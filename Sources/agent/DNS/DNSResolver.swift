@@ -148,6 +148,13 @@ final class DNSResolver: Sendable {
         _ query: DNSQuery, transport: DNSTransport, catalog: some DNSCatalogView, serial: UInt32,
         random: inout SeededRandom, memo: inout DNSAnswerMemo
     ) -> DNSResolution {
+        // The hot path: an answer already compiled for this catalog generation (only names in our
+        // domains are ever compiled). Only for answers small enough that every SRV target can be
+        // the target of a compression pointer.
+        let generation = limit(query, transport) < DNSLimits.maxCompressionOffset ? catalog.dnsGeneration : nil
+        if let generation, case .some(.some(let compiled)) = memo.answer(for: query, generation: generation) {
+            return .respond(encode(compiled, query: query, transport: transport, random: &random), .noError)
+        }
         let lookup = DNSLookup(resolver: self, catalog: catalog, serial: serial)
         guard let zone = Self.zone(of: query.name, settings: settings) else {
             if query.name == "arpa" || query.name.hasSuffix(".arpa") {
@@ -159,12 +166,6 @@ final class DNSResolver: Sendable {
             }
             if settings.recursorsConfigured { return .forward(query) }
             return .respond(bareResponse(query, code: .refused, authoritative: false), .refused)
-        }
-        // The hot path: an answer already compiled for this catalog generation. (Only for answers
-        // small enough that every SRV target can be the target of a compression pointer.)
-        let generation = limit(query, transport) < DNSLimits.maxCompressionOffset ? catalog.dnsGeneration : nil
-        if let generation, let compiled = memo.answer(for: query, generation: generation) {
-            if let compiled { return .respond(encode(compiled, query: query, transport: transport, random: &random), .noError) }
         }
         let question = DNSQuestion(name: query.name, originalName: query.originalName, type: query.type, domain: zone.domain)
         switch lookup.answer(question, labels: zone.labels, random: &random) {
@@ -268,10 +269,10 @@ extension DNSResolver {
         let cut = plan.answers.count > cap
         if cut { plan.answers.removeSubrange(cap...) }
         let planned = plan.answers.count
-        if let writer = attempt(plan, query: query, limit: limit, answers: planned, extras: true) {
+        if var writer = attempt(plan, query: query, limit: limit, answers: planned, extras: true) {
             return writer.finish(truncated: cut && settings.enableTruncate)
         }
-        if let writer = attempt(plan, query: query, limit: limit, answers: planned, extras: false) {
+        if var writer = attempt(plan, query: query, limit: limit, answers: planned, extras: false) {
             return writer.finish(truncated: cut && settings.enableTruncate)
         }
         // The largest count that fits lies in [low, high): zero answers always fit.
@@ -287,7 +288,7 @@ extension DNSResolver {
                 high = middle
             }
         }
-        guard let best else {
+        guard var best else {
             // Not even the question fits (a client buffer below 512 cannot happen: udpLimit >= 512).
             return DNSResponseWriter.errorResponse(id: query.id, code: .serverFailure)
         }

@@ -171,18 +171,17 @@ struct DNSResponseWriter {
         }
     }
 
-    /// The finished message, with the record counts and (when asked) the TC bit set.
-    consuming func finish(truncated: Bool = false) -> [UInt8] {
-        var message = bytes
-        bytes = []
-        if truncated { message[2] |= 0x02 }
-        message[6] = UInt8(answerCount >> 8)
-        message[7] = UInt8(answerCount & 0xFF)
-        message[8] = UInt8(authorityCount >> 8)
-        message[9] = UInt8(authorityCount & 0xFF)
-        message[10] = UInt8(additionalCount >> 8)
-        message[11] = UInt8(additionalCount & 0xFF)
-        return message
+    /// The finished message, with the record counts and (when asked) the TC bit set. Patches the
+    /// buffer in place and hands it over (the writer is done after this).
+    mutating func finish(truncated: Bool = false) -> [UInt8] {
+        if truncated { bytes[2] |= 0x02 }
+        bytes[6] = UInt8(answerCount >> 8)
+        bytes[7] = UInt8(answerCount & 0xFF)
+        bytes[8] = UInt8(authorityCount >> 8)
+        bytes[9] = UInt8(authorityCount & 0xFF)
+        bytes[10] = UInt8(additionalCount >> 8)
+        bytes[11] = UInt8(additionalCount & 0xFF)
+        return bytes
     }
 
     /// A bare response with no records (errors, and answers to unparseable but identifiable queries).
