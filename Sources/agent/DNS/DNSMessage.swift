@@ -29,6 +29,8 @@ enum DNSLimits {
     static let maxCompiledAnswers = 256
     /// Compression pointers have 14 bits: names past this offset cannot be pointed at.
     static let maxCompressionOffset = 0x3FFF
+    /// Earlier names a new name is compared with when compressing.
+    static let maxCompressionCandidates = 64
 }
 
 enum DNSType: UInt16, Sendable {

@@ -306,14 +306,25 @@ extension DNSResolver {
         var writer = DNSResponseWriter(
             query: query, code: plan.code, authoritative: true, recursionAvailable: settings.recursorsConfigured, sizeLimit: limit)
         let entries = plan.answers
-        for index in 0..<answers where !writer.add(entries[index].record, to: .answer) { return nil }
+        // Where each SRV target landed, so its glue record points there without a search.
+        var targets: [Int?] = []
+        targets.reserveCapacity(answers)
+        for index in 0..<answers {
+            guard writer.add(entries[index].record, to: .answer) else { return nil }
+            if case .srv = entries[index].record.data { targets.append(writer.lastTargetOffset) } else { targets.append(nil) }
+        }
         if extras {
             for index in plan.authority.indices where !writer.add(plan.authority[index], to: .authority) { return nil }
         }
         var written: Set<String>?  // only for long answers; short ones compare with earlier entries
         for index in 0..<answers where entries[index].glue != nil || !entries[index].additional.isEmpty {
             if let key = entries[index].key, !Self.firstSighting(of: key, at: index, in: entries, seen: &written) { continue }
-            if let glue = entries[index].glue, !writer.add(glue, to: .additional) { return nil }
+            if let glue = entries[index].glue {
+                // The first entry with this target wrote it: that is where the glue's name is.
+                let targetOffset: Int? =
+                    if case .srv(_, _, _, let target) = entries[index].record.data, glue.name == target { targets[index] } else { nil }
+                guard writer.add(glue, to: .additional, nameAt: targetOffset) else { return nil }
+            }
             for record in entries[index].additional where !writer.add(record, to: .additional) { return nil }
         }
         if extras {
