@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(
             name: "ConsulCryptoTests",
             dependencies: [
-                "ConsulCrypto",
+                "ConsulCrypto", "ConsulCore",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
