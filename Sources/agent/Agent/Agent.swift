@@ -54,6 +54,17 @@ final class Agent: Sendable {
         } else {
             throw StartFailure(description: "data_dir cannot be empty")
         }
+        do throws(StartFailure) {
+            return try await start(config: config, logger: logger, address: address, dataPath: dataPath, temporaryDirectory: temporaryDirectory)
+        } catch {
+            if let temporaryDirectory { try? FileManager.default.removeItem(atPath: temporaryDirectory) }
+            throw error
+        }
+    }
+
+    private static func start(
+        config: AgentConfig, logger: AgentLogger, address: String, dataPath: String, temporaryDirectory: String?
+    ) async throws(StartFailure) -> Agent {
         let nodeID: String
         let dataDir: AgentDataDir
         do {

@@ -51,6 +51,16 @@ enum AgentProcess {
             source.resume()
             sources.append(source)
         }
+        agent.runtime.onLeave {
+            let first = signalName.withLock { current -> Bool in
+                defer { current = current ?? "leave" }
+                return current == nil
+            }
+            if first {
+                agent.logger.info("agent", "graceful leave requested over the HTTP API")
+                stop.signal()
+            }
+        }
         stop.wait()
         io.line("==> Gracefully shutting down agent...")
         let finished = DispatchSemaphore(value: 0)

@@ -32,6 +32,17 @@ final class AgentRuntime: Sendable {
     }
 
     private let cluster: Mutex<ClusterView>
+    /// Set by the process running the agent: how `/v1/agent/leave` ends it.
+    private let leaveHandler = Mutex<(@Sendable () -> Void)?>(nil)
+
+    func onLeave(_ handler: @escaping @Sendable () -> Void) { leaveHandler.withLock { $0 = handler } }
+
+    /// Asks the process to leave the cluster and shut down (after the current answer is sent).
+    func requestLeave() -> Bool {
+        guard let handler = leaveHandler.withLock({ $0 }) else { return false }
+        handler()
+        return true
+    }
 
     init(
         config: AgentConfig, nodeName: String, nodeID: String, advertiseAddress: String, watch: StateWatch,

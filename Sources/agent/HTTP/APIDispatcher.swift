@@ -20,9 +20,15 @@ final class APIDispatcher: Sendable {
         do {
             let route = try router.route(request)
             let options = try QueryOptions.parse(request, localDatacenter: agent.datacenter)
-            if case .respond(let response) = route.action {
+            switch route.action {
+            case .respond(let response):
                 _ = try agent.acl.authorize(token: options.token, route.resource, route.access)
                 return loop.makeSucceededFuture(response)
+            case .agentOperation(let perform):
+                _ = try agent.acl.authorize(token: options.token, route.resource, route.access)
+                return run(perform, on: loop)
+            case .read, .write:
+                break
             }
             let decision = try Forwarder.decide(
                 datacenter: options.datacenter, consistency: options.consistency, isWrite: route.isWrite, state: agent.forwardingState)
@@ -40,22 +46,26 @@ final class APIDispatcher: Sendable {
                 return loop.makeSucceededFuture(response)
             case .read(let tables, let render):
                 return read(tables: tables, render: render, options: options, on: loop)
-            case .write(let perform):
-                let promise = loop.makePromise(of: APIResponse.self)
-                Task {
-                    do throws(APIError) {
-                        promise.succeed(try await perform())
-                    } catch {
-                        promise.succeed(error.response)
-                    }
-                }
-                return promise.futureResult
+            case .write(let perform), .agentOperation(let perform):
+                return run(perform, on: loop)
             }
         } catch let error as APIError {
             return loop.makeSucceededFuture(error.response)
         } catch {
             return loop.makeSucceededFuture(APIError.internalError("\(error)").response)
         }
+    }
+
+    private func run(_ perform: @escaping @Sendable () async throws(APIError) -> APIResponse, on loop: any EventLoop) -> EventLoopFuture<APIResponse> {
+        let promise = loop.makePromise(of: APIResponse.self)
+        Task {
+            do throws(APIError) {
+                promise.succeed(try await perform())
+            } catch {
+                promise.succeed(error.response)
+            }
+        }
+        return promise.futureResult
     }
 
     private func read(

@@ -7,6 +7,8 @@ enum APIAction: Sendable {
     case read(tables: [StateTable], render: @Sendable (StateStore) throws(APIError) -> APIResponse)
     /// A change: goes through Raft, answered when applied.
     case write(@Sendable () async throws(APIError) -> APIResponse)
+    /// Something this agent does to itself (leave, join): never forwarded.
+    case agentOperation(@Sendable () async throws(APIError) -> APIResponse)
 }
 
 /// A routed request: the endpoint's action plus what the request path needs to know about it.
@@ -27,6 +29,10 @@ struct APIRoute: Sendable {
     /// Answered by this agent itself (agent endpoints, status), never forwarded.
     static func local(_ response: APIResponse) -> APIRoute {
         APIRoute(action: .respond(response), isWrite: false, resource: .none, access: .read)
+    }
+
+    static func agentOperation(_ resource: ACLResource, _ perform: @escaping @Sendable () async throws(APIError) -> APIResponse) -> APIRoute {
+        APIRoute(action: .agentOperation(perform), isWrite: true, resource: resource, access: .write)
     }
 }
 

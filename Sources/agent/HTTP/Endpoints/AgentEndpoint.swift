@@ -34,6 +34,17 @@ struct AgentEndpoint {
                     }
                 }
             }
+        case "leave":
+            try APIRouter.requireMethod(request, "PUT")
+            let agent = self.agent
+            return .agentOperation(.agent(agent.nodeName)) { () async throws(APIError) -> APIResponse in
+                // Answer first, then go: the shutdown closes this listener.
+                Task {
+                    try? await Task.sleep(for: .milliseconds(50))
+                    _ = agent.requestLeave()
+                }
+                return APIResponse()
+            }
         default:
             throw .notImplemented("/v1/agent/\(tail) is not implemented in this build yet")
         }
