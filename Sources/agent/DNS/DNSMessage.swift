@@ -17,10 +17,17 @@ enum DNSLimits {
     static let maxPointerHops = 32
     /// Records of each section we are willing to look at in a query.
     static let maxRecordsPerSection = 64
+    /// The largest UDP answer whatever the client's EDNS0 buffer says (the IPv4 UDP payload limit).
+    static let maxUDPResponseSize = 65_507
+    /// Consul's cap on `udp_answer_limit`: answers to a classic 512-byte client.
+    static let maxUDPAnswerLimit = 8
+    /// Answers built for one response at most; 64 KiB holds fewer than this anyway.
+    static let maxAnswers = 4096
 }
 
 enum DNSType: UInt16, Sendable {
-    case a = 1, ns = 2, cname = 5, soa = 6, ptr = 12, mx = 15, txt = 16, aaaa = 28, srv = 33, opt = 41, any = 255
+    case a = 1, ns = 2, cname = 5, soa = 6, ptr = 12, mx = 15, txt = 16, aaaa = 28, srv = 33, opt = 41
+    case ixfr = 251, axfr = 252, any = 255
 }
 
 enum DNSClass {
