@@ -12,14 +12,16 @@ final class Agent: Sendable {
     let logger: AgentLogger
     private let group: MultiThreadedEventLoopGroup
     private let httpServers: [HTTPServer]
+    private let dnsServer: DNSServer?
     private let background: Task<Void, Never>
     /// A `-dev` agent keeps its Raft data here and removes it on shutdown (Consul's dev mode is in memory).
     private let temporaryDirectory: String?
 
     private init(
-        runtime: AgentRuntime, logger: AgentLogger, group: MultiThreadedEventLoopGroup, httpServers: [HTTPServer],
+        runtime: AgentRuntime, logger: AgentLogger, group: MultiThreadedEventLoopGroup, httpServers: [HTTPServer], dnsServer: DNSServer?,
         background: Task<Void, Never>, temporaryDirectory: String?
     ) {
+        self.dnsServer = dnsServer
         self.runtime = runtime
         self.logger = logger
         self.group = group
@@ -122,16 +124,30 @@ final class Agent: Sendable {
             try? await group.shutdownGracefully()
             throw StartFailure(description: "Error starting HTTP listener on \(config.clientAddrs.joined(separator: " ")):\(config.ports.http): \(error)")
         }
+        var dnsServer: DNSServer?
+        if config.ports.dns > 0 {
+            do {
+                dnsServer = try await DNSServer.start(
+                    configuration: DNSServerConfiguration(config: config), group: group, catalog: { watch.current }, seed: randomSeed())
+            } catch {
+                for server in servers { await server.close() }
+                try? await group.shutdownGracefully()
+                throw StartFailure(description: "Error starting DNS server: \(error)")
+            }
+        }
 
         await raft?.start()
         let duties = LeaderDuties(runtime: runtime, logger: logger)
         let background = Task { await duties.run() }
-        return Agent(runtime: runtime, logger: logger, group: group, httpServers: servers, background: background, temporaryDirectory: temporaryDirectory)
+        return Agent(
+            runtime: runtime, logger: logger, group: group, httpServers: servers, dnsServer: dnsServer, background: background,
+            temporaryDirectory: temporaryDirectory)
     }
 
     func shutdown() async {
         background.cancel()
         for server in httpServers { await server.close() }
+        await dnsServer?.stop()
         await runtime.raft?.stop()
         try? await group.shutdownGracefully()
         if let temporaryDirectory { try? FileManager.default.removeItem(atPath: temporaryDirectory) }

@@ -109,6 +109,36 @@ final class AgentProcessHarness: @unchecked Sendable {
         return (status, parsed, String(text[split.upperBound...]))
     }
 
+    /// Finds `tool` on PATH, installing Debian's `package` with apt-get when it is missing.
+    static func ensureTool(_ tool: String, package: String) throws -> String {
+        for directory in ["/usr/bin", "/usr/local/bin", "/bin"] where FileManager.default.isExecutableFile(atPath: "\(directory)/\(tool)") {
+            return "\(directory)/\(tool)"
+        }
+        let install = Process()
+        install.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        install.arguments = ["bash", "-c", "(apt-get install -y \(package) || (apt-get update && apt-get install -y \(package))) >/dev/null 2>&1"]
+        install.environment = ["DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        try install.run()
+        install.waitUntilExit()
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/\(tool)") else {
+            throw HarnessError("\(tool) is missing and `apt-get install \(package)` did not provide it")
+        }
+        return "/usr/bin/\(tool)"
+    }
+
+    /// Runs any program to completion: (exit code, stdout).
+    static func run(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
     /// Polls `condition` every 50 ms until it holds or `seconds` pass.
     static func eventually(_ seconds: Double, _ condition: () -> Bool) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)

@@ -6,11 +6,13 @@ import Testing
 @Suite(.serialized) struct DevAgentEndToEndTests {
     static let host = "127.0.0.61"
     static let port = 18500
+    static let dnsPort = 18600
     var addr: [String] { ["-http-addr", "\(Self.host):\(Self.port)"] }
 
     func startAgent() throws -> AgentProcessHarness {
         let agent = try AgentProcessHarness(arguments: [
             "agent", "-dev", "-node", "e2e-dev", "-bind", Self.host, "-client", Self.host, "-http-port", String(Self.port),
+            "-dns-port", String(Self.dnsPort),
         ])
         let ready = AgentProcessHarness.eventually(15) {
             (try? AgentProcessHarness.http("GET", host: Self.host, port: Self.port, path: "/v1/catalog/nodes").body.contains("e2e-dev")) ?? false
@@ -61,6 +63,25 @@ import Testing
         #expect(health.headers["x-consul-knownleader"] == "true")
         #expect(agent.stop(signal: SIGINT) == 0)
         #expect(agent.log.contains("==> Caught signal: interrupt"))
+    }
+
+    @Test func digFindsTheNodeAndARegisteredServiceFromTheCatalog() throws {
+        let dig = try AgentProcessHarness.ensureTool("dig", package: "bind9-dnsutils")
+        let agent = try startAgent()
+        defer { _ = agent.stop() }
+        let register = #"{"Node":"web-node","Address":"10.1.2.3","Service":{"Service":"web","Port":8080,"Tags":["v1"]},"Check":{"CheckID":"web-alive","Status":"passing","ServiceID":"web"}}"#
+        let registered = try AgentProcessHarness.http("PUT", host: Self.host, port: Self.port, path: "/v1/catalog/register", body: Array(register.utf8))
+        #expect(registered.body == "true")
+        let base = ["@\(Self.host)", "-p", String(Self.dnsPort), "+short", "+time=2", "+tries=1"]
+        #expect(try AgentProcessHarness.run(dig, base + ["e2e-dev.node.consul"]).1 == "\(Self.host)\n")
+        #expect(try AgentProcessHarness.run(dig, base + ["v1.web.service.consul", "SRV"]).1 == "1 1 8080 web-node.node.dc1.consul.\n")
+        // A critical check takes the instance out of DNS.
+        let failing = #"{"Node":"web-node","Address":"10.1.2.3","Check":{"CheckID":"web-alive","Status":"critical","ServiceID":"web"}}"#
+        _ = try AgentProcessHarness.http("PUT", host: Self.host, port: Self.port, path: "/v1/catalog/register", body: Array(failing.utf8))
+        #expect(try AgentProcessHarness.run(dig, base + ["web.service.consul", "SRV"]).1 == "")
+        let nx = try AgentProcessHarness.run(dig, ["@\(Self.host)", "-p", String(Self.dnsPort), "+time=2", "+tries=1", "nothere.node.consul"]).1
+        #expect(nx.contains("status: NXDOMAIN"))
+        #expect(nx.contains("SOA"))
     }
 
     @Test func blockingQueryReturnsWhenTheKeyChanges() throws {
