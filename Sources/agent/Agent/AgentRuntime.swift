@@ -17,6 +17,7 @@ final class AgentRuntime: Sendable {
     let acl: ACLGate
     let startedAt: Timestamp
     let clock: any MonotonicClock
+    let sessionTimers: SessionTimers
 
     /// What the agent last learned of Raft leadership; refreshed by `AgentLifecycle`.
     struct ClusterView: Sendable, Equatable {
@@ -57,6 +58,7 @@ final class AgentRuntime: Sendable {
         self.acl = acl
         self.clock = clock
         self.startedAt = clock.now()
+        self.sessionTimers = SessionTimers(clock: clock)
         self.cluster = Mutex(ClusterView())
     }
 

@@ -48,6 +48,17 @@ struct LeaderDuties: Sendable {
                     logger.warn("agent.leader", "failed to register this node in the catalog", ["error": error.message])
                 }
             }
+            if isLeader {
+                for id in runtime.sessionTimers.expired(among: runtime.watch.current.allSessions) {
+                    do throws(APIError) {
+                        _ = try await runtime.apply(.destroySession(id: id))
+                        runtime.sessionTimers.forget(id)
+                        logger.info("agent.server.session", "session TTL expired, destroying", ["session": id])
+                    } catch {
+                        logger.warn("agent.server.session", "failed to destroy expired session", ["session": id, "error": error.message])
+                    }
+                }
+            }
             try? await Task.sleep(for: Self.refreshInterval)
         }
     }

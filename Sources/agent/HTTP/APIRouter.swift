@@ -53,6 +53,7 @@ struct APIRouter: Sendable {
         case "status": return try StatusEndpoint(agent: agent).route(request, tail: tail)
         case "agent": return try AgentEndpoint(agent: agent).route(request, tail: tail)
         case "operator": return try OperatorEndpoint(agent: agent).route(request, tail: tail)
+        case "session": return try SessionEndpoint(agent: agent).route(request, tail: tail)
         case "connect", "config", "peering", "partition", "partitions", "namespace", "namespaces", "discovery-chain", "internal":
             throw .notFound("\(path): service mesh, config entries, peering, admin partitions and namespaces are not part of this edition")
         default:

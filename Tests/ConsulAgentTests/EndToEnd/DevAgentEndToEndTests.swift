@@ -84,6 +84,33 @@ import Testing
         #expect(nx.contains("SOA"))
     }
 
+    @Test func sessionsHoldLocksUntilDestroyed() throws {
+        let agent = try startAgent()
+        defer { _ = agent.stop() }
+        func call(_ method: String, _ path: String, _ body: String = "") throws -> (Int, String) {
+            let response = try AgentProcessHarness.http(method, host: Self.host, port: Self.port, path: path, body: Array(body.utf8))
+            return (response.status, response.body)
+        }
+        func sessionID(_ body: String) -> String {
+            body.components(separatedBy: "\"ID\":\"").dropFirst().first?.components(separatedBy: "\"").first ?? ""
+        }
+        let first = sessionID(try call("PUT", "/v1/session/create", #"{"Name":"a","TTL":"30s"}"#).1)
+        let second = sessionID(try call("PUT", "/v1/session/create", "").1)
+        #expect(first.count == 36 && second.count == 36)
+        #expect(try call("PUT", "/v1/kv/service/leader?acquire=\(first)", "me") == (200, "true"))
+        #expect(try call("PUT", "/v1/kv/service/leader?acquire=\(second)", "you") == (200, "false"))
+        #expect(try call("GET", "/v1/kv/service/leader").1.contains("\"Session\":\"\(first)\""))
+        #expect(try call("GET", "/v1/session/info/\(first)").1.contains("\"TTL\":\"30s\""))
+        #expect(try call("PUT", "/v1/session/renew/\(first)").0 == 200)
+        #expect(try call("PUT", "/v1/session/destroy/\(first)") == (200, "true"))
+        #expect(!(try call("GET", "/v1/kv/service/leader").1.contains("Session")))
+        #expect(try call("PUT", "/v1/kv/service/leader?acquire=\(second)", "you") == (200, "true"))
+        #expect(try call("PUT", "/v1/session/renew/\(first)").0 == 404)
+        #expect(try call("PUT", "/v1/session/create", #"{"TTL":"1s"}"#) == (400, "Invalid Session TTL '1s', must be between [10s-24h0m0s]"))
+        #expect(try call("PUT", "/v1/session/create", #"{"Behavior":"explode"}"#) == (400, "Invalid Behavior setting 'explode'"))
+        #expect(try call("PUT", "/v1/session/create", #"{"Node":"ghost"}"#) == (500, "Missing node registration"))
+    }
+
     @Test func blockingQueryReturnsWhenTheKeyChanges() throws {
         let agent = try startAgent()
         defer { _ = agent.stop() }
