@@ -28,6 +28,8 @@ package enum RaftNodeError: Error, Hashable, Sendable {
     case outcomeUnknown
     case storage(String)
     case badSnapshot(String)
+    /// `raft/peers.json` is malformed, or there is no state for it to recover.
+    case peersFile(PeersFile.ParseError)
 }
 
 /// The shell around `RaftCore`: owns the state machine and the waiting clients, hands durable
@@ -94,8 +96,10 @@ package actor RaftNode<Machine: RaftStateMachine> {
         var work: StagedWork
     }
 
-    /// Opens (or creates) the node's data in `directory` (`wal/` and `snapshots/`). A new server of
-    /// a new cluster passes `bootstrap`; it is written only when the log is empty.
+    /// Opens (or creates) the node's data in `directory` (`wal/` and `snapshots/`; Consul's
+    /// `data-dir/raft`). A new server of a new cluster passes `bootstrap`; it is written only when
+    /// the log is empty. A `peers.json` in `directory` replaces the cluster configuration first
+    /// (outage recovery, see `recoverCluster`) and is then deleted.
     /// `beforeSync` is test instrumentation, run on the writer's queue before each log sync.
     package init(
         id: ServerID, directory: String, machine: Machine, transport: any RaftTransport, clock: any MonotonicClock,
@@ -121,6 +125,14 @@ package actor RaftNode<Machine: RaftStateMachine> {
                 try machine.restore(stored.data)
             } else if let expected = recovered.snapshot {
                 throw RaftNodeError.badSnapshot("the log refers to snapshot \(expected.metadata.index), none is stored")
+            }
+            let peersPath = directory + "/" + PeersFile.fileName
+            if let bytes = try readFileIfPresent(peersPath) {
+                let configuration: ClusterConfiguration
+                do { configuration = try PeersFile.parse(bytes, path: peersPath) } catch { throw RaftNodeError.peersFile(error) }
+                try Self.recoverCluster(
+                    configuration, peersPath: peersPath, recovered: &recovered, machine: &machine, wal: wal, snapshots: snapshots,
+                    view: RaftCore(id: id, options: options, random: random, recovered: recovered, now: clock.now()))
             }
             self.core = try RaftCore(id: id, options: options, random: random, recovered: recovered, now: clock.now())
             self.durableTerm = recovered.hardState.term
