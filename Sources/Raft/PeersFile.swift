@@ -53,7 +53,7 @@ package enum PeersFile {
             guard case .string(let address)? = object["address"], !address.isEmpty else {
                 throw fail("\(item) (\(id)) has no \"address\" (a non-empty \"host:port\" string)")
             }
-            guard validHostPort(address) else {
+            guard splitHostPort(address) != nil else {
                 throw fail("\(item) (\(id)) has address \"\(address)\", expected \"host:port\"")
             }
             var suffrage = Suffrage.voter
@@ -69,14 +69,5 @@ package enum PeersFile {
         let configuration = ClusterConfiguration(servers: servers)
         guard !configuration.voters.isEmpty else { throw fail("no voter listed: a cluster needs at least one") }
         return configuration
-    }
-
-    /// "host:port" with a port in 1...65535; IPv6 hosts in brackets ("[::1]:8300").
-    package static func validHostPort(_ text: String) -> Bool {
-        guard let colon = text.lastIndex(of: ":") else { return false }
-        let host = text[..<colon]
-        guard let port = Int(text[text.index(after: colon)...]), (1...65_535).contains(port), !host.isEmpty else { return false }
-        if host.contains(":") { return host.hasPrefix("[") && host.hasSuffix("]") }
-        return true
     }
 }

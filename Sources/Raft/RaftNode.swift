@@ -4,6 +4,12 @@ import ConsulCore
 /// network layer and returns, so a node's output batch is carried out without interleaving.
 package protocol RaftTransport: Sendable {
     func send(_ message: Message)
+    /// The node's configuration changed (or is first known): servers' addresses may be in it.
+    func configurationChanged(_ configuration: ClusterConfiguration)
+}
+
+extension RaftTransport {
+    package func configurationChanged(_ configuration: ClusterConfiguration) {}
 }
 
 /// The replicated state machine a node applies committed commands to.
@@ -80,6 +86,8 @@ package actor RaftNode<Machine: RaftStateMachine> {
     private var durableSeq: UInt64 = 0
     /// The term of the newest hard state known to be on disk (early sends never outrun it).
     private var durableTerm: Term
+    /// The configuration the transport was last told about.
+    private var announcedConfiguration: ClusterConfiguration
     static var maxFollowUpsPerCall: Int { 64 }
     /// Why the node stopped itself, if a write failed.
     package private(set) var storageFailure: RaftNodeError?
@@ -152,6 +160,8 @@ package actor RaftNode<Machine: RaftStateMachine> {
         self.snapshotEvery = snapshotEvery
         self.applied = core.appliedIndex
         self.lastSnapshot = core.log.snapshotIndex
+        self.announcedConfiguration = core.configuration
+        transport.configurationChanged(core.configuration)
         // The writer's reports come back through this task (it ends when `stop()` closes the writer).
         Task { [weak self] in
             for await event in events {
@@ -214,6 +224,9 @@ package actor RaftNode<Machine: RaftStateMachine> {
 
     /// A message from a peer (the transport's receive side calls this).
     package func receive(_ message: Message) { step(.message(message)) }
+
+    /// Messages from peers, in arrival order (one read burst of a connection).
+    package func receive(_ messages: [Message]) { process(messages.map { .message($0) }) }
 
     // MARK: - Requests
 
@@ -341,7 +354,8 @@ package actor RaftNode<Machine: RaftStateMachine> {
         guard !stopped else { return }
         var pending = deferred + inputs
         deferred.removeAll()
-        var rounds = 0
+        // The inputs given are all taken; the limit is on what they set off.
+        var rounds = -pending.count
         // Each batch may ask for follow-up inputs (persisted, snapshotTaken). The chain is short
         // (a follow-up's own output holds no new entries, and the `.persisted` of batches released
         // together collapse into one), but never let one call run away: past the limit, what is
@@ -355,6 +369,10 @@ package actor RaftNode<Machine: RaftStateMachine> {
                 pending.removeFirst()
                 rounds += 1
                 stage(core.handle(next, now: clock.now()))
+                if core.configuration != announcedConfiguration {
+                    announcedConfiguration = core.configuration
+                    transport.configurationChanged(announcedConfiguration)
+                }
             }
             var released = false
             while stagedHead < staged.count, staged[stagedHead].seq <= durableSeq, !stopped {
