@@ -4,6 +4,12 @@ import ConsulCore
 /// network layer and returns, so a node's output batch is carried out without interleaving.
 package protocol RaftTransport: Sendable {
     func send(_ message: Message)
+    /// The node's configuration changed (or is first known): servers' addresses may be in it.
+    func configurationChanged(_ configuration: ClusterConfiguration)
+}
+
+extension RaftTransport {
+    package func configurationChanged(_ configuration: ClusterConfiguration) {}
 }
 
 /// The replicated state machine a node applies committed commands to.
@@ -28,6 +34,8 @@ package enum RaftNodeError: Error, Hashable, Sendable {
     case outcomeUnknown
     case storage(String)
     case badSnapshot(String)
+    /// `raft/peers.json` is malformed, or there is no state for it to recover.
+    case peersFile(PeersFile.ParseError)
 }
 
 /// The shell around `RaftCore`: owns the state machine and the waiting clients, hands durable
@@ -78,6 +86,8 @@ package actor RaftNode<Machine: RaftStateMachine> {
     private var durableSeq: UInt64 = 0
     /// The term of the newest hard state known to be on disk (early sends never outrun it).
     private var durableTerm: Term
+    /// The configuration the transport was last told about.
+    private var announcedConfiguration: ClusterConfiguration
     static var maxFollowUpsPerCall: Int { 64 }
     /// Why the node stopped itself, if a write failed.
     package private(set) var storageFailure: RaftNodeError?
@@ -94,8 +104,10 @@ package actor RaftNode<Machine: RaftStateMachine> {
         var work: StagedWork
     }
 
-    /// Opens (or creates) the node's data in `directory` (`wal/` and `snapshots/`). A new server of
-    /// a new cluster passes `bootstrap`; it is written only when the log is empty.
+    /// Opens (or creates) the node's data in `directory` (`wal/` and `snapshots/`; Consul's
+    /// `data-dir/raft`). A new server of a new cluster passes `bootstrap`; it is written only when
+    /// the log is empty. A `peers.json` in `directory` replaces the cluster configuration first
+    /// (outage recovery, see `recoverCluster`) and is then deleted.
     /// `beforeSync` is test instrumentation, run on the writer's queue before each log sync.
     package init(
         id: ServerID, directory: String, machine: Machine, transport: any RaftTransport, clock: any MonotonicClock,
@@ -122,6 +134,14 @@ package actor RaftNode<Machine: RaftStateMachine> {
             } else if let expected = recovered.snapshot {
                 throw RaftNodeError.badSnapshot("the log refers to snapshot \(expected.metadata.index), none is stored")
             }
+            let peersPath = directory + "/" + PeersFile.fileName
+            if let bytes = try readFileIfPresent(peersPath) {
+                let configuration: ClusterConfiguration
+                do { configuration = try PeersFile.parse(bytes, path: peersPath) } catch { throw RaftNodeError.peersFile(error) }
+                try Self.recoverCluster(
+                    configuration, peersPath: peersPath, recovered: &recovered, machine: &machine, wal: wal, snapshots: snapshots,
+                    view: RaftCore(id: id, options: options, random: random, recovered: recovered, now: clock.now()))
+            }
             self.core = try RaftCore(id: id, options: options, random: random, recovered: recovered, now: clock.now())
             self.durableTerm = recovered.hardState.term
             self.writer = DiskWriter(
@@ -140,6 +160,8 @@ package actor RaftNode<Machine: RaftStateMachine> {
         self.snapshotEvery = snapshotEvery
         self.applied = core.appliedIndex
         self.lastSnapshot = core.log.snapshotIndex
+        self.announcedConfiguration = core.configuration
+        transport.configurationChanged(core.configuration)
         // The writer's reports come back through this task (it ends when `stop()` closes the writer).
         Task { [weak self] in
             for await event in events {
@@ -202,6 +224,9 @@ package actor RaftNode<Machine: RaftStateMachine> {
 
     /// A message from a peer (the transport's receive side calls this).
     package func receive(_ message: Message) { step(.message(message)) }
+
+    /// Messages from peers, in arrival order (one read burst of a connection).
+    package func receive(_ messages: [Message]) { process(messages.map { .message($0) }) }
 
     // MARK: - Requests
 
@@ -329,7 +354,8 @@ package actor RaftNode<Machine: RaftStateMachine> {
         guard !stopped else { return }
         var pending = deferred + inputs
         deferred.removeAll()
-        var rounds = 0
+        // The inputs given are all taken; the limit is on what they set off.
+        var rounds = -pending.count
         // Each batch may ask for follow-up inputs (persisted, snapshotTaken). The chain is short
         // (a follow-up's own output holds no new entries, and the `.persisted` of batches released
         // together collapse into one), but never let one call run away: past the limit, what is
@@ -343,6 +369,10 @@ package actor RaftNode<Machine: RaftStateMachine> {
                 pending.removeFirst()
                 rounds += 1
                 stage(core.handle(next, now: clock.now()))
+                if core.configuration != announcedConfiguration {
+                    announcedConfiguration = core.configuration
+                    transport.configurationChanged(announcedConfiguration)
+                }
             }
             var released = false
             while stagedHead < staged.count, staged[stagedHead].seq <= durableSeq, !stopped {

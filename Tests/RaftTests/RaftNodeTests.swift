@@ -205,7 +205,7 @@ final class LocalNetwork: RaftTransport {
 
     /// Group commit, counted rather than timed: while the writer's first fsync is held, 100
     /// concurrent proposals queue behind it; none is acknowledged before its fsync, and all of
-    /// them together cost far fewer fsyncs than entries.
+    /// them together cost two fsyncs.
     @Test func concurrentProposalsShareFsyncs() async throws {
         defer { cleanUp() }
         let clock = ManualClock()
@@ -243,9 +243,55 @@ final class LocalNetwork: RaftTransport {
         let after = await node.diskStats()
         #expect(acknowledged.value.withLock { $0 } == count)
         #expect(after.entries - before.entries == count)
-        #expect(after.syncs - before.syncs < count)
-        #expect(after.largestGroup >= count - 1)
+        // The held group and the one that queued behind it: two fsyncs for 100 entries.
+        #expect(after.syncs - before.syncs <= 2)
+        #expect(after.largestGroup >= count / 2)
         #expect(await node.withMachine { $0.commands.count } == count)
         await node.stop()
+    }
+
+    /// Outage recovery: two of three servers are gone for good; `peers.json` listing only the
+    /// survivor makes it a one-server cluster that still holds every write, and the file is removed.
+    @Test func peersFileRecoversFromLostQuorum() async throws {
+        defer { cleanUp() }
+        let clock = ManualClock()
+        let network = LocalNetwork()
+        let voters = ["n1", "n2", "n3"]
+        let nodes = try voters.map { try makeNode($0, voters: voters, network: network, clock: clock) }
+        #expect(await drive(nodes, clock: clock) { await leader(of: nodes) != nil })
+        let leaderNode = try #require(await leader(of: nodes))
+        for n in 1...5 { _ = try await leaderNode.propose([UInt8(n)]) }
+        #expect(await drive(nodes, clock: clock) { await nodes[0].withMachine { $0.commands.count } == 5 })
+        for node in nodes { await node.stop() }
+
+        let path = root + "/n1/peers.json"
+        func writePeers(_ text: String) {
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            _ = text.utf8CString.withUnsafeBytes { write(fd, $0.baseAddress, $0.count - 1) }
+            close(fd)
+        }
+        // A malformed file stops the start with an error naming it; nothing is changed.
+        writePeers(#"[{"id": "n1"}]"#)
+        #expect(throws: RaftNodeError.peersFile(PeersFile.ParseError(
+            path: path, problem: #"server 1 (n1) has no "address" (a non-empty "host:port" string)"#))) {
+            _ = try makeNode("n1", voters: voters, network: network, clock: clock)
+        }
+        writePeers(#"[{"id": "n1", "address": "127.0.0.1:8300", "non_voter": false}]"#)
+        let survivor = try makeNode("n1", voters: voters, network: network, clock: clock)
+        #expect(access(path, F_OK) != 0)
+        #expect(await survivor.status().configuration.servers == [
+            ServerEntry(id: ServerID("n1"), suffrage: .voter, address: "127.0.0.1:8300"),
+        ])
+        #expect(await drive([survivor], clock: clock) { await survivor.status().role == "leader" })
+        _ = try await survivor.propose([6])
+        #expect(await survivor.withMachine { $0.commands } == (1...6).map { [UInt8($0)] })
+        await survivor.stop()
+        // The recovered configuration is durable: a plain restart keeps it.
+        let again = try makeNode("n1", voters: voters, network: network, clock: clock)
+        #expect(await again.status().configuration.voters == [ServerID("n1")])
+        #expect(await drive([again], clock: clock) { await again.status().role == "leader" })
+        try await again.barrier()
+        #expect(await again.withMachine { $0.commands.count } == 6)
+        await again.stop()
     }
 }
