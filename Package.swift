@@ -58,7 +58,7 @@ let package = Package(
         // Micro-benchmarks driven by the scripts in bench/.
         .executableTarget(
             name: "consul-bench",
-            dependencies: ["ConsulCrypto"],
+            dependencies: ["ConsulCrypto", "ConsulAgent"],
             path: "bench/Sources/consul-bench"
         ),
 

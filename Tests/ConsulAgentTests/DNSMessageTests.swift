@@ -52,7 +52,7 @@ import Testing
     @Test func answerForAnARecordIsByteExact() throws {
         let query = try DNSQuery.parse(Self.query("n1.node.consul", type: 1, id: 7, edns: nil))
         var writer = DNSResponseWriter(query: query, code: .noError, authoritative: true, recursionAvailable: false, sizeLimit: 512)
-        let added = writer.add(DNSRecord(name: "n1.node.consul", ttl: 0, data: .a([127, 0, 0, 1])), to: .answer)
+        let added = writer.add(DNSRecord(name: "n1.node.consul", ttl: 0, data: .address(DNSIP(bytes: [127, 0, 0, 1])!)), to: .answer)
         #expect(added)
         let expected: [UInt8] = [
             0, 7, 0x85, 0x00, 0, 1, 0, 1, 0, 0, 0, 0,  // id, QR|AA|RD, 1 question, 1 answer
@@ -68,8 +68,8 @@ import Testing
         for node in ["n2", "n3"] {
             writer.add(DNSRecord(name: "web.service.consul", ttl: 0, data: .srv(priority: 1, weight: 1, port: 10000, target: "\(node).node.dc1.consul")), to: .answer)
         }
-        writer.add(DNSRecord(name: "n2.node.dc1.consul", ttl: 0, data: .a([10, 0, 0, 2])), to: .additional)
-        writer.add(DNSRecord(name: "n3.node.dc1.consul", ttl: 0, data: .a([10, 0, 0, 3])), to: .additional)
+        writer.add(DNSRecord(name: "n2.node.dc1.consul", ttl: 0, data: .address(DNSIP(bytes: [10, 0, 0, 2])!)), to: .additional)
+        writer.add(DNSRecord(name: "n3.node.dc1.consul", ttl: 0, data: .address(DNSIP(bytes: [10, 0, 0, 3])!)), to: .additional)
         writer.add(DNSRecord(name: "", ttl: 0, data: .opt(udpPayloadSize: 4096)), to: .additional)
         let message = writer.finish()
         let parsed = try Self.records(in: message)
@@ -89,7 +89,7 @@ import Testing
         var writer = DNSResponseWriter(query: query, code: .noError, authoritative: true, recursionAvailable: false, sizeLimit: query.udpLimit)
         var accepted = 0
         for index in 0..<100 {
-            let added = writer.add(DNSRecord(name: "many.service.consul", ttl: 0, data: .a([10, 0, UInt8(index / 256), UInt8(index % 256)])), to: .answer)
+            let added = writer.add(DNSRecord(name: "many.service.consul", ttl: 0, data: .address(DNSIP(bytes: [10, 0, UInt8(index / 256), UInt8(index % 256)])!)), to: .answer)
             if !added { break }
             accepted += 1
         }

@@ -227,20 +227,23 @@ import Testing
 
 @Suite struct DNSAddressTests {
     @Test func parsesAndPrintsAddresses() {
-        #expect(DNSAddress.parse("10.0.0.1") == [10, 0, 0, 1])
-        #expect(DNSAddress.parse("::ffff:10.0.0.1") == [10, 0, 0, 1])
-        #expect(DNSAddress.parse("2001:db8::1") == [0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 11) + [1])
-        #expect(DNSAddress.parse("::") == [UInt8](repeating: 0, count: 16))
-        #expect(DNSAddress.parse("fe80::1%eth0")?.count == 16)
+        #expect(DNSAddress.parse("10.0.0.1")?.bytes == [10, 0, 0, 1])
+        #expect(DNSAddress.parse("::ffff:10.0.0.1")?.bytes == [10, 0, 0, 1])
+        #expect(DNSAddress.parse("2001:db8::1")?.bytes == [0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 11) + [1])
+        #expect(DNSAddress.parse("1:2:3:4:5:6:7:8") == .v6(0x0001_0002_0003_0004, 0x0005_0006_0007_0008))
+        #expect(DNSAddress.parse("1:2::7:8") == .v6(0x0001_0002_0000_0000, 0x0000_0000_0007_0008))
+        #expect(DNSAddress.parse("::1.2.3.4")?.bytes == [UInt8](repeating: 0, count: 12) + [1, 2, 3, 4])
+        #expect(DNSAddress.parse("::") == .v6(0, 0))
+        #expect(DNSAddress.parse("fe80::1%eth0") == .v6(0xfe80_0000_0000_0000, 1))
         for bad in ["", "1.2.3", "1.2.3.4.5", "256.1.1.1", "01.2.3.4", "1::2::3", ":::", "1:2:3:4:5:6:7:8:9", "host.example", "1:2:3:4:5:6:7:"] {
             #expect(DNSAddress.parse(bad) == nil, "\(bad)")
         }
-        #expect(DNSAddress.text([10, 0, 0, 1]) == "10.0.0.1")
+        #expect(DNSAddress.text(.v4(0x0A00_0001)) == "10.0.0.1")
         #expect(DNSAddress.text(DNSAddress.parse("2001:0db8:0:0:1:0:0:1")!) == "2001:db8::1:0:0:1")
         #expect(DNSAddress.text(DNSAddress.parse("::1")!) == "::1")
         #expect(DNSAddress.text(DNSAddress.parse("1::")!) == "1::")
-        #expect(DNSAddress.hex([127, 0, 0, 1]) == "7f000001")
-        #expect(DNSAddress.fromReverseName("1.0.0.127.in-addr.arpa") == [127, 0, 0, 1])
+        #expect(DNSAddress.hex(.v4(0x7F00_0001)) == "7f000001")
+        #expect(DNSAddress.fromReverseName("1.0.0.127.in-addr.arpa") == .v4(0x7F00_0001))
         #expect(DNSAddress.fromReverseName("0.0.127.in-addr.arpa") == nil)
     }
 }

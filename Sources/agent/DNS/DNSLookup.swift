@@ -6,6 +6,9 @@ import ConsulCore
 struct DNSAnswerPlan: Equatable {
     struct Entry: Equatable {
         var record: DNSRecord
+        /// The target's address (SRV, NS): kept apart from `additional` so the common answer
+        /// needs no array per record.
+        var glue: DNSRecord?
         var additional: [DNSRecord] = []
         /// Entries with the same key share their ADDITIONAL records (written once): the SRV target.
         var key: String?
@@ -120,10 +123,8 @@ struct DNSLookup<Catalog: DNSCatalogView> {
             guard parts.count == 1, let address = DNSAddress.fromHex(parts.first!) else { return .plan(nameError(question)) }
             var plan = DNSAnswerPlan(code: .noError)
             let matches =
-                question.type == DNSType.any.rawValue
-                || question.type == (address.count == 4 ? DNSType.a : DNSType.aaaa).rawValue
-            let record = DNSRecord(
-                name: question.originalName, ttl: settings.nodeTTL, data: address.count == 4 ? .a(address) : .aaaa(address))
+                question.type == DNSType.any.rawValue || question.type == (address.isV4 ? DNSType.a : DNSType.aaaa).rawValue
+            let record = DNSRecord(name: question.originalName, ttl: settings.nodeTTL, data: .address(address))
             // Consul puts the address in ADDITIONAL when another type was asked.
             if matches { plan.answers = [.init(record: record)] } else { plan.additional = [record] }
             return .plan(plan)
@@ -184,36 +185,72 @@ struct DNSLookup<Catalog: DNSCatalogView> {
         random: inout SeededRandom
     ) -> ([DNSAnswerPlan.Entry], cut: Bool) {
         var entries: [DNSAnswerPlan.Entry] = []
-        var seen = DNSSeenSet<[UInt8]>()
+        entries.reserveCapacity(min(picked.count, answerCap))
+        var seen: Set<DNSIP>?  // only for long answers; short ones compare with the entries so far
         var firstCNAME: [DNSRecord]?
         for index in picked {
             guard entries.count < answerCap else { return (entries, true) }
-            let instance = instances[index]
-            let nodeAddress = instance.node.address
-            var address = instance.serviceAddress
-            // A service address that names the very service asked for means "use the node's address".
-            if !address.isEmpty, DNSAddress.parse(address) == nil, nodeIP(instance.node) != nil,
-               trimmedDot(address).equalsIgnoringASCIICase(question.name) {
-                address = ""
-            }
-            if address.isEmpty { address = nodeAddress }
-            if address.isEmpty { continue }
-            if let ip = DNSAddress.parse(address) {
+            switch address(of: instances[index], question) {
+            case .none:
+                continue
+            case .ip(let ip):
                 guard let record = ipRecord(ip, question.type, name: question.originalName, ttl: ttl) else { continue }
-                guard seen.insert(ip) else { continue }
+                guard Self.firstSighting(of: ip, in: entries, seen: &seen) else { continue }
                 entries.append(.init(record: record))
-            } else if firstCNAME == nil {
-                firstCNAME = cname(question.originalName, to: address, ttl: ttl, depth: depth, random: &random)
+            case .hostname(let hostname):
+                if firstCNAME == nil {
+                    firstCNAME = cname(question.originalName, to: hostname, ttl: ttl, depth: depth, random: &random)
+                }
             }
         }
         if entries.isEmpty, let firstCNAME { return (firstCNAME.map { .init(record: $0) }, false) }
         return (entries, false)
     }
 
+    private static var linearSearchLimit: Int { 32 }
+
+    private static func firstSighting(of ip: DNSIP, in entries: [DNSAnswerPlan.Entry], seen: inout Set<DNSIP>?) -> Bool {
+        if seen == nil, entries.count < linearSearchLimit {
+            return !entries.contains { $0.record.data == .address(ip) }
+        }
+        if seen == nil {
+            seen = Set(entries.compactMap { if case .address(let ip) = $0.record.data { ip } else { nil } })
+        }
+        return seen!.insert(ip).inserted
+    }
+
+    private enum InstanceAddress {
+        case none
+        case ip(DNSIP)
+        case hostname(String)
+    }
+
+    /// Which address answers for an instance: its own service address, else its node's. A service
+    /// address that names the very service asked for means "use the node's address" (Consul).
+    private func address(of instance: DNSServiceInstance, _ question: DNSQuestion) -> InstanceAddress {
+        let service = instance.serviceAddress
+        if !service.isEmpty {
+            if let ip = DNSAddress.parse(service) { return .ip(ip) }
+            if !trimmedDot(service).equalsIgnoringASCIICase(question.name) { return .hostname(service) }
+            if let ip = DNSAddress.parse(instance.node.address) { return .ip(ip) }
+            return .hostname(service)
+        }
+        let node = instance.node.address
+        if node.isEmpty { return .none }
+        if let ip = DNSAddress.parse(node) { return .ip(ip) }
+        return .hostname(node)
+    }
+
     private struct SRVKey: Hashable {
         var node: String
         var address: String
         var port: Int
+
+        init(_ instance: DNSServiceInstance) {
+            node = instance.node.name
+            address = instance.serviceAddress
+            port = instance.port
+        }
     }
 
     /// SRV answers: priority 1, the instance's passing or warning weight, its port, and a target
@@ -224,44 +261,56 @@ struct DNSLookup<Catalog: DNSCatalogView> {
         depth: Int, random: inout SeededRandom
     ) -> ([DNSAnswerPlan.Entry], cut: Bool) {
         var entries: [DNSAnswerPlan.Entry] = []
-        var seen = DNSSeenSet<SRVKey>()
-        for index in picked {
+        entries.reserveCapacity(min(picked.count, answerCap))
+        var seen: Set<SRVKey>?  // only for long answers; short ones compare with earlier instances
+        for (position, index) in picked.enumerated() {
             guard entries.count < answerCap else { return (entries, true) }
             let instance = instances[index]
-            guard seen.insert(SRVKey(node: instance.node.name, address: instance.serviceAddress, port: instance.port)) else { continue }
+            guard Self.firstSighting(of: position, picked, instances, seen: &seen) else { continue }
             let nodeName = "\(instance.node.name).node.\(datacenter).\(question.domain)"
-            var target: String
+            let target: String
+            var glue: DNSRecord?
             var additional: [DNSRecord] = []
-            var address = instance.serviceAddress
-            if !address.isEmpty, DNSAddress.parse(address) == nil, nodeIP(instance.node) != nil,
-               trimmedDot(address).equalsIgnoringASCIICase(question.name) {
-                address = ""
-            }
-            if address.isEmpty {
-                if let ip = nodeIP(instance.node) {
-                    target = nodeName
-                    additional.append(DNSRecord(name: target, ttl: ttl, data: ip.count == 4 ? .a(ip) : .aaaa(ip)))
-                } else if !instance.node.address.isEmpty {
-                    target = trimmedDot(instance.node.address)
-                    additional = resolveInside(target, depth: depth, ttl: ttl, random: &random)
-                } else {
-                    continue
-                }
-            } else if let ip = DNSAddress.parse(address) {
-                target = "\(DNSAddress.hex(ip)).addr.\(datacenter).\(question.domain)"
-                additional.append(DNSRecord(name: target, ttl: ttl, data: ip.count == 4 ? .a(ip) : .aaaa(ip)))
-            } else {
-                target = trimmedDot(address)
+            switch address(of: instance, question) {
+            case .none:
+                continue
+            case .ip(let ip):
+                target =
+                    instance.serviceAddress.isEmpty || DNSAddress.parse(instance.serviceAddress) == nil
+                    ? nodeName : "\(DNSAddress.hex(ip)).addr.\(datacenter).\(question.domain)"
+                glue = DNSRecord(name: target, ttl: ttl, data: .address(ip))
+            case .hostname(let hostname):
+                target = trimmedDot(hostname)
                 additional = resolveInside(target, depth: depth, ttl: ttl, random: &random)
             }
-            if settings.nodeMetaTXT { additional += metaTXT(instance.node, name: nodeName, ttl: ttl) }
+            if settings.nodeMetaTXT, !instance.node.meta.isEmpty { additional += metaTXT(instance.node, name: nodeName, ttl: ttl) }
             let weight = instance.health == .passing ? instance.weightPassing : instance.weightWarning
             let srv = DNSRecord(
                 name: question.originalName, ttl: ttl,
                 data: .srv(priority: 1, weight: UInt16(clamping: weight), port: UInt16(clamping: instance.port), target: target))
-            entries.append(.init(record: srv, additional: additional, key: target.lowercasedASCII()))
+            entries.append(.init(record: srv, glue: glue, additional: additional, key: target))
         }
         return (entries, false)
+    }
+
+    /// Whether `picked[position]` is the first with its node, service address and port (Consul
+    /// answers each such triple once). Comparing with the instances picked before it is enough:
+    /// each one skipped was equal to one kept.
+    private static func firstSighting(of position: Int, _ picked: [Int], _ instances: [DNSServiceInstance], seen: inout Set<SRVKey>?)
+        -> Bool
+    {
+        let instance = instances[picked[position]]
+        if seen == nil, position < linearSearchLimit {
+            for earlier in picked[..<position] {
+                let other = instances[earlier]
+                if other.port == instance.port, other.node.name == instance.node.name, other.serviceAddress == instance.serviceAddress {
+                    return false
+                }
+            }
+            return true
+        }
+        if seen == nil { seen = Set(picked[..<position].map { SRVKey(instances[$0]) }) }
+        return seen!.insert(SRVKey(instance)).inserted
     }
 
     // MARK: Nodes
@@ -294,15 +343,11 @@ struct DNSLookup<Catalog: DNSCatalogView> {
     private func nodeRecords(
         _ node: DNSNode, _ type: UInt16, name: String, ttl: UInt32, depth: Int, random: inout SeededRandom
     ) -> [DNSRecord] {
-        if let ip = nodeIP(node) {
+        if let ip = DNSAddress.parse(node.address) {
             return ipRecord(ip, type, name: name, ttl: ttl).map { [$0] } ?? []
         }
         guard !node.address.isEmpty else { return [] }
         return cname(name, to: node.address, ttl: ttl, depth: depth, random: &random)
-    }
-
-    private func nodeIP(_ node: DNSNode) -> [UInt8]? {
-        DNSAddress.parse(node.address)
     }
 
     /// Node meta as TXT: `key=value` with RFC 1464 quoting, or the bare value for `rfc1035-` keys.
@@ -382,8 +427,7 @@ struct DNSLookup<Catalog: DNSCatalogView> {
     /// PTR for a node's address (always in the primary domain, as Consul); nil when no node has it.
     func reverse(_ question: DNSQuestion) -> DNSAnswerPlan? {
         guard let ip = DNSAddress.fromReverseName(question.name) else { return nil }
-        let text = DNSAddress.text(ip)
-        let nodes = catalog.dnsNodes(withAddress: text)
+        let nodes = catalog.dnsNodes(withAddress: DNSAddress.text(ip))
         guard let node = nodes.first(where: { DNSAddress.parse($0.address) == ip }) ?? nodes.first else { return nil }
         var plan = DNSAnswerPlan(code: .noError)
         if question.type == DNSType.ptr.rawValue || question.type == DNSType.any.rawValue {
@@ -397,14 +441,12 @@ struct DNSLookup<Catalog: DNSCatalogView> {
 
     /// An A or AAAA record for `ip` if the asked type takes that family (Consul's table: A and
     /// AAAA take their own, ANY, SRV, NS and TXT take both).
-    private func ipRecord(_ ip: [UInt8], _ type: UInt16, name: String, ttl: UInt32) -> DNSRecord? {
+    private func ipRecord(_ ip: DNSIP, _ type: UInt16, name: String, ttl: UInt32) -> DNSRecord? {
         let both =
             type == DNSType.any.rawValue || type == DNSType.srv.rawValue || type == DNSType.ns.rawValue
             || type == DNSType.txt.rawValue
-        if ip.count == 4 {
-            return both || type == DNSType.a.rawValue ? DNSRecord(name: name, ttl: ttl, data: .a(ip)) : nil
-        }
-        return both || type == DNSType.aaaa.rawValue ? DNSRecord(name: name, ttl: ttl, data: .aaaa(ip)) : nil
+        guard both || type == (ip.isV4 ? DNSType.a : DNSType.aaaa).rawValue else { return nil }
+        return DNSRecord(name: name, ttl: ttl, data: .address(ip))
     }
 
     private func cname(_ name: String, to target: String, ttl: UInt32, depth: Int, random: inout SeededRandom) -> [DNSRecord] {
@@ -429,26 +471,6 @@ struct DNSLookup<Catalog: DNSCatalogView> {
 
     private func trimmedDot(_ name: String) -> String {
         name.hasSuffix(".") ? String(name.dropLast()) : name
-    }
-}
-
-/// A set that stays a short array for the few entries of a typical answer and becomes a hash set
-/// only for long ones, so the common path does not hash at all.
-struct DNSSeenSet<Element: Hashable> {
-    private static var linearLimit: Int { 16 }
-    private var small: [Element] = []
-    private var large: Set<Element>?
-
-    /// Inserts `element`; false when it was already there.
-    mutating func insert(_ element: Element) -> Bool {
-        if large != nil { return large!.insert(element).inserted }
-        if small.contains(element) { return false }
-        small.append(element)
-        if small.count > Self.linearLimit {
-            large = Set(small)
-            small = []
-        }
-        return true
     }
 }
 

@@ -267,9 +267,10 @@ extension DNSResolver {
         if extras {
             for record in plan.authority where !writer.add(record, to: .authority) { return nil }
         }
-        var written = DNSSeenSet<String>()
-        for entry in included where !entry.additional.isEmpty {
-            if let key = entry.key, !written.insert(key) { continue }
+        var written: Set<String>?  // only for long answers; short ones compare with earlier entries
+        for (position, entry) in included.enumerated() where entry.glue != nil || !entry.additional.isEmpty {
+            if let key = entry.key, !Self.firstSighting(of: key, at: position, in: included, seen: &written) { continue }
+            if let glue = entry.glue, !writer.add(glue, to: .additional) { return nil }
             for record in entry.additional where !writer.add(record, to: .additional) { return nil }
         }
         if extras {
@@ -277,6 +278,20 @@ extension DNSResolver {
         }
         if query.ednsUDPSize != nil, !writer.add(optRecord(for: query), to: .additional) { return nil }
         return writer
+    }
+}
+
+extension DNSResolver {
+    /// Whether no entry before `position` has `key`: linear for the usual handful, hashed beyond.
+    fileprivate static func firstSighting(of key: String, at position: Int, in entries: ArraySlice<DNSAnswerPlan.Entry>, seen: inout Set<String>?)
+        -> Bool
+    {
+        let start = entries.startIndex
+        if seen == nil, position < 32 {
+            return !entries[start..<(start + position)].contains { $0.key == key }
+        }
+        if seen == nil { seen = Set(entries[start..<(start + position)].compactMap(\.key)) }
+        return seen!.insert(key).inserted
     }
 }
 
