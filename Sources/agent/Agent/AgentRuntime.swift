@@ -109,6 +109,7 @@ final class AgentRuntime: Sendable {
         case .outcomeUnknown: return .internalError("the request may or may not have been applied (leadership changed)")
         case .storage(let message): return .internalError("raft storage failed: \(message)")
         case .badSnapshot(let message): return .internalError("raft snapshot failed: \(message)")
+        case .peersFile(let problem): return .internalError("raft peers.json: \(problem)")
         }
     }
 }
