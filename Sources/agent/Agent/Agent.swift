@@ -10,22 +10,20 @@ import Raft
 final class Agent: Sendable {
     let runtime: AgentRuntime
     let logger: AgentLogger
-    private let group: MultiThreadedEventLoopGroup
-    private let httpServers: [HTTPServer]
-    private let dnsServer: DNSServer?
+    private let parts: StartedParts
+    private let raftTransport: RaftTCPTransport?
     private let background: Task<Void, Never>
     /// A `-dev` agent keeps its Raft data here and removes it on shutdown (Consul's dev mode is in memory).
     private let temporaryDirectory: String?
 
     private init(
-        runtime: AgentRuntime, logger: AgentLogger, group: MultiThreadedEventLoopGroup, httpServers: [HTTPServer], dnsServer: DNSServer?,
+        runtime: AgentRuntime, logger: AgentLogger, parts: StartedParts, raftTransport: RaftTCPTransport?,
         background: Task<Void, Never>, temporaryDirectory: String?
     ) {
-        self.dnsServer = dnsServer
         self.runtime = runtime
         self.logger = logger
-        self.group = group
-        self.httpServers = httpServers
+        self.parts = parts
+        self.raftTransport = raftTransport
         self.background = background
         self.temporaryDirectory = temporaryDirectory
     }
@@ -35,7 +33,7 @@ final class Agent: Sendable {
     }
 
     /// Everything the banner reports, known once the agent is up.
-    var httpPorts: [Int] { httpServers.compactMap(\.port) }
+    var httpPorts: [Int] { parts.http.compactMap(\.port) }
 
     static func start(config: AgentConfig, logger: AgentLogger) async throws(StartFailure) -> Agent {
         let address: String
@@ -79,15 +77,24 @@ final class Agent: Sendable {
         let nodeName = config.nodeName ?? ProcessInfo.processInfo.hostName
 
         let clock = SystemMonotonicClock()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(System.coreCount, 4)))
+        // Everything started so far, stopped in reverse order if a later step fails.
+        var started = StartedParts(group: group)
+
         let machine = ConsulStateMachine(datacenter: config.datacenter)
         // Raft's copy of the machine publishes into this same watch.
         let watch = machine.watch
         var raft: RaftNode<ConsulStateMachine>?
+        var raftTransport: RaftTCPTransport?
         if config.server {
             let me = ServerID(nodeID)
+            let rpcAddress = "\(address):\(config.ports.server)"
+            let transport = RaftTCPTransport(localID: me, group: group)
+            raftTransport = transport
             // A lone bootstrapping server (or -dev) writes the first configuration itself; with
             // -bootstrap-expect the configuration comes from the servers gossip finds.
-            let bootstrap = (config.bootstrap || config.bootstrapExpect == 1) ? ClusterConfiguration(voters: [me]) : nil
+            let bootstrap = (config.bootstrap || config.bootstrapExpect == 1)
+                ? ClusterConfiguration(servers: [ServerEntry(id: me, suffrage: .voter, address: rpcAddress)]) : nil
             var options = RaftOptions()
             if config.dev {
                 options.electionTimeout = .milliseconds(50)
@@ -95,10 +102,16 @@ final class Agent: Sendable {
             }
             do {
                 raft = try RaftNode(
-                    id: me, directory: dataDir.raftDirectory, machine: machine, transport: SingleServerTransport(), clock: clock,
+                    id: me, directory: dataDir.raftDirectory, machine: machine, transport: transport, clock: clock,
                     random: SeededRandom(seed: Self.randomSeed()), options: options, bootstrap: bootstrap)
+                started.serverPort = try await ServerPortListener.start(
+                    host: config.bindAddressNeedsResolution ? "0.0.0.0" : config.bindAddr, port: config.ports.server, raft: transport,
+                    group: group, logger: logger)
             } catch {
-                throw StartFailure(description: "Failed to start Raft in \(dataDir.raftDirectory): \(error)")
+                await started.stop()
+                throw StartFailure(description: raft == nil
+                    ? "Failed to start Raft in \(dataDir.raftDirectory): \(error)"
+                    : "Error starting the server port listener on \(rpcAddress): \(error)")
             }
         }
         if !config.server {
@@ -110,46 +123,70 @@ final class Agent: Sendable {
         let runtime = AgentRuntime(
             config: config, nodeName: nodeName, nodeID: nodeID, advertiseAddress: address, watch: watch,
             raft: raft, clock: clock)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(System.coreCount, 4)))
         let dispatcher = APIDispatcher(agent: runtime, seed: randomSeed())
-        var servers: [HTTPServer] = []
-        do {
-            if config.ports.http > 0 {
-                for host in config.clientAddrs {
-                    servers.append(try await HTTPServer.start(host: host, port: config.ports.http, dispatcher: dispatcher, group: group))
+        if config.ports.http > 0 {
+            for host in config.clientAddrs {
+                do {
+                    started.http.append(try await HTTPServer.start(host: host, port: config.ports.http, dispatcher: dispatcher, group: group))
+                } catch {
+                    await started.stop()
+                    throw StartFailure(description: "Error starting HTTP listener on \(host):\(config.ports.http): \(error)")
                 }
             }
-        } catch {
-            for server in servers { await server.close() }
-            try? await group.shutdownGracefully()
-            throw StartFailure(description: "Error starting HTTP listener on \(config.clientAddrs.joined(separator: " ")):\(config.ports.http): \(error)")
         }
-        var dnsServer: DNSServer?
         if config.ports.dns > 0 {
             do {
-                dnsServer = try await DNSServer.start(
+                started.dns = try await DNSServer.start(
                     configuration: DNSServerConfiguration(config: config), group: group, catalog: { watch.current }, seed: randomSeed())
             } catch {
-                for server in servers { await server.close() }
-                try? await group.shutdownGracefully()
+                await started.stop()
                 throw StartFailure(description: "Error starting DNS server: \(error)")
             }
         }
 
         await raft?.start()
-        let duties = LeaderDuties(runtime: runtime, logger: logger)
-        let background = Task { await duties.run() }
-        return Agent(
-            runtime: runtime, logger: logger, group: group, httpServers: servers, dnsServer: dnsServer, background: background,
-            temporaryDirectory: temporaryDirectory)
+        let duties = LeaderDuties(runtime: runtime, logger: logger, transport: raftTransport)
+        let peerInbound: (RaftNode<ConsulStateMachine>, RaftTCPTransport)? = raft.flatMap { node in raftTransport.map { (node, $0) } }
+        let background = Task {
+            await withTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { await duties.run() }
+                if let (raft, raftTransport) = peerInbound {
+                    // Messages from peers, in arrival order per connection, into the node.
+                    tasks.addTask {
+                        for await batch in raftTransport.inbound {
+                            for message in batch { await raft.receive(message) }
+                        }
+                    }
+                }
+            }
+        }
+        return Agent(runtime: runtime, logger: logger, parts: started, raftTransport: raftTransport, background: background, temporaryDirectory: temporaryDirectory)
+    }
+
+    /// The listeners and the event loops, for orderly shutdown.
+    struct StartedParts: Sendable {
+        let group: MultiThreadedEventLoopGroup
+        var http: [HTTPServer] = []
+        var dns: DNSServer?
+        var serverPort: ServerPortListener?
+
+        init(group: MultiThreadedEventLoopGroup) {
+            self.group = group
+        }
+
+        func stop() async {
+            for server in http { await server.close() }
+            await dns?.stop()
+            await serverPort?.close()
+            try? await group.shutdownGracefully()
+        }
     }
 
     func shutdown() async {
         background.cancel()
-        for server in httpServers { await server.close() }
-        await dnsServer?.stop()
         await runtime.raft?.stop()
-        try? await group.shutdownGracefully()
+        await raftTransport?.shutdown()
+        await parts.stop()
         if let temporaryDirectory { try? FileManager.default.removeItem(atPath: temporaryDirectory) }
     }
 

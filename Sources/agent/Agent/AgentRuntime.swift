@@ -72,10 +72,11 @@ final class AgentRuntime: Sendable {
         return ForwardingState(datacenter: datacenter, isServer: raft != nil, isLeader: view.isLeader, knownLeader: view.leaderID != nil)
     }
 
-    /// The RPC address of a server, as `/v1/status/leader` shows it. Servers are identified in
-    /// Raft by node ID; every server of this build listens for RPC on its advertise address.
+    /// The RPC address of a server, as `/v1/status/leader` shows it: from the Raft configuration,
+    /// where every server is recorded with its address.
     func rpcAddress(of server: ServerID) -> String {
-        server.rawValue == nodeID ? "\(advertiseAddress):\(config.ports.server)" : server.rawValue
+        if let address = clusterView.configuration.addresses[server] { return address }
+        return server.rawValue == nodeID ? "\(advertiseAddress):\(config.ports.server)" : server.rawValue
     }
 
     /// Proposes a state change and waits until it is committed and applied here.

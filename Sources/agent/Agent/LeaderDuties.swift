@@ -10,6 +10,8 @@ struct LeaderDuties: Sendable {
 
     let runtime: AgentRuntime
     let logger: AgentLogger
+    /// Told about configuration changes, so it knows where every server is.
+    let transport: RaftTCPTransport?
 
     func run() async {
         guard let raft = runtime.raft else { return }
@@ -26,6 +28,7 @@ struct LeaderDuties: Sendable {
             view.commitIndex = status.commitIndex
             view.appliedIndex = status.appliedIndex
             view.lastIndex = status.lastIndex
+            if view.configuration != status.configuration { transport?.configurationChanged(status.configuration) }
             view.configuration = status.configuration
             if status.leader != nil { view.lastContact = runtime.clock.now() }
             runtime.updateCluster(view)
