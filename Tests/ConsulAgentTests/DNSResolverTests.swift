@@ -92,7 +92,7 @@ import Testing
         let external = try Self.ask("ext.node.consul", .a)
         #expect(external.answers.map(\.data) == [.name("db.example.com")])
         #expect(external.answers.first?.type == DNSType.cname.rawValue)
-        let alias = try Self.ask("alias.node.consul", .a)
+        let alias = try Self.ask("alias.node.consul", .a, edns: 1232)
         // The target is looked up as ANY, as Consul does, so its meta comes along.
         #expect(alias.answers.map(\.data) == [.name("n1.node.consul"), .a("10.0.0.1"), .txt(["rack=a"]), .txt(["hello"])])
         #expect(alias.answers.map(\.name) == ["alias.node.consul"] + Array(repeating: "n1.node.consul", count: 3))
@@ -438,5 +438,87 @@ import Testing
             }
         }
         #expect(answered > 1_000)
+    }
+}
+
+@Suite struct DNSAnswerMemoTests {
+    /// Catalogs with duplicates (same node and port twice), service addresses, warning weights,
+    /// tags and a service big enough to be trimmed.
+    static var catalog: DNSTestCatalog {
+        var catalog = DNSResolverTests.catalog
+        let n1 = catalog.nodes[0]
+        catalog.instances.append(DNSTestCatalog.instance("web", on: n1, id: "web-again", port: 10000, tags: ["primary"]))
+        catalog.instances.append(DNSTestCatalog.instance("web", on: n1, id: "web-other-port", port: 10001))
+        for index in 0..<120 {
+            let node = DNSTestCatalog.node("m\(index)", "10.9.\(index / 200).\(index % 200 + 1)")
+            catalog.add(node, services: [
+                DNSTestCatalog.instance("wide", on: node, address: index % 3 == 0 ? "192.168.\(index % 7).\(index)" : "", port: 7000 + index % 4),
+                DNSTestCatalog.instance("wide", on: node, port: 7000 + index % 4, health: index % 5 == 0 ? .warning : .passing),
+            ])
+        }
+        return catalog
+    }
+
+    /// The memoized path gives the same bytes as the general one, query after query, for every
+    /// name form, type, buffer size and setting (the random draws are the same on both sides).
+    @Test func compiledAnswersAreByteIdenticalToTheGeneralPath() throws {
+        let plain = Self.catalog
+        var memoized = plain
+        memoized.generation = 7
+        let names = [
+            "web.service.consul", "Web.Service.DC1.consul", "primary.web.service.consul", "_web._tcp.service.consul", "api.service.consul",
+            "wide.service.consul", "six.service.consul", "n1.node.consul", "n2.node.consul", "n6.node.consul", "db.service.consul",
+            "nope.service.consul", "7f000001.addr.dc1.consul", "down.service.consul",
+        ]
+        let types: [DNSType] = [.a, .aaaa, .srv, .any, .txt]
+        var compared = 0
+        for variant in 0..<4 {
+            var settings = DNSResolverSettings()
+            settings.enableTruncate = variant % 2 == 1
+            settings.nodeMetaTXT = variant < 2
+            settings.udpAnswerLimit = variant + 2
+            settings.setServiceTTLs(variant == 3 ? ["*": .seconds(3)] : [:])
+            let resolver = DNSResolver(settings: settings)
+            var memo = DNSAnswerMemo()
+            for round in 0..<3 {
+                for name in names {
+                    for type in types {
+                        for edns in [nil, 512, 1232, 4096] as [UInt16?] {
+                            let packet = DNSTestQuery.packet(name, type, id: UInt16(compared & 0xFFFF), edns: edns)
+                            let seed = UInt64(compared &* 31 &+ round)
+                            var randomA = SeededRandom(seed: seed)
+                            var randomB = SeededRandom(seed: seed)
+                            let general = resolver.resolve(packet, transport: .udp, catalog: plain, serial: 9, random: &randomA)
+                            let fast = resolver.resolve(packet, transport: .udp, catalog: memoized, serial: 9, random: &randomB, memo: &memo)
+                            #expect(general == fast, "\(name) \(type) edns \(String(describing: edns)) variant \(variant)")
+                            #expect(randomA == randomB)
+                            compared += 1
+                        }
+                    }
+                }
+            }
+        }
+        #expect(compared == 4 * 3 * 14 * 5 * 4)
+    }
+
+    @Test func aNewGenerationIsSeenAtOnce() throws {
+        var catalog = DNSResolverTests.catalog
+        catalog.generation = 1
+        let resolver = DNSResolver(settings: DNSResolverSettings())
+        var memo = DNSAnswerMemo()
+        var random = SeededRandom(seed: 1)
+        func addresses() throws -> Set<DNSTestResponse.Data> {
+            let resolution = resolver.resolve(
+                DNSTestQuery.packet("web.service.consul", .a), transport: .udp, catalog: catalog, serial: 1, random: &random, memo: &memo)
+            guard case .respond(let bytes, _) = resolution else { return [] }
+            return Set(try DNSTestResponse(bytes).answers.map(\.data))
+        }
+        #expect(try addresses().count == 2)
+        #expect(try addresses().count == 2)  // from the memo
+        // n2's web instance turns critical: the next generation drops it from the very next answer.
+        let index = catalog.instances.firstIndex { $0.serviceName == "web" && $0.node.name == "n2" }!
+        catalog.instances[index].health = .critical
+        catalog.generation = 2
+        #expect(try addresses() == [.a("10.0.0.1")])
     }
 }

@@ -5,6 +5,10 @@
 struct DNSTestCatalog: DNSCatalogView {
     var nodes: [DNSNode] = []
     var instances: [DNSServiceInstance] = []
+    /// Set to let the resolver memoize compiled answers.
+    var generation: UInt64?
+
+    var dnsGeneration: UInt64? { generation }
 
     func dnsNode(named name: String) -> DNSNode? {
         nodes.first { $0.name.equalsIgnoringASCIICase(name) }

@@ -109,8 +109,9 @@ package enum DNSBench {
 }
 
 /// A catalog indexed by lower-cased names, as the state store keeps its tables: one dictionary
-/// lookup per query. Used by the benchmark.
-struct DNSIndexedCatalog: DNSCatalogView {
+/// lookup per query. Used by the benchmark. A class, so handing it out as `any DNSCatalogView`
+/// costs a reference, not a boxed copy.
+final class DNSIndexedCatalog: DNSCatalogView {
     let nodes: [DNSNode]
     let instances: [DNSServiceInstance]
     private let nodesByName: [String: DNSNode]
@@ -134,4 +135,7 @@ struct DNSIndexedCatalog: DNSCatalogView {
     func dnsNodes(withAddress address: String) -> [DNSNode] {
         nodes.filter { $0.address == address }
     }
+
+    /// Never changes: built once.
+    var dnsGeneration: UInt64? { 1 }
 }

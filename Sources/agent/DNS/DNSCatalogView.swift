@@ -11,6 +11,14 @@ protocol DNSCatalogView: Sendable {
     func dnsServiceInstances(named name: String) -> [DNSServiceInstance]
     /// Nodes whose address (or a service address on them) equals `address`, for PTR answers.
     func dnsNodes(withAddress address: String) -> [DNSNode]
+    /// A number that changes whenever anything above could answer differently (the snapshot's
+    /// Raft index does: check updates move it too). Equal generations must mean equal contents:
+    /// the DNS server keeps answers compiled per generation. nil (the default) turns that off.
+    var dnsGeneration: UInt64? { get }
+}
+
+extension DNSCatalogView {
+    var dnsGeneration: UInt64? { nil }
 }
 
 /// The health a DNS answer cares about: the worst of an instance's node and service checks.

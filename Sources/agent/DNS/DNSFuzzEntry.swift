@@ -11,10 +11,14 @@ package enum DNSFuzzEntry {
         let resolver = DNSResolver(settings: settings)
         var random = SeededRandom(seed: UInt64(input.count))
         var answered = 0
+        var memoized = catalog
+        memoized.dnsGeneration = 1
+        var memo = DNSAnswerMemo()
         for transport in [DNSTransport.udp, .tcp] {
             if case .respond = resolver.resolve(input, transport: transport, catalog: catalog, serial: 1, random: &random) {
                 answered += 1
             }
+            _ = resolver.resolve(input, transport: transport, catalog: memoized, serial: 1, random: &random, memo: &memo)
         }
         return answered
     }
@@ -40,7 +44,7 @@ package enum DNSFuzzEntry {
                 instance("web", n1, tags: ["a"]), instance("web", n2, address: "192.168.0.9"), instance("web", n3),
                 instance("web", n4), instance("consul", n1), instance("consul", n3), instance("db", n1, address: "web.service.consul"),
                 instance("loop", loop),
-            ])
+            ], dnsGeneration: nil)
     }()
 }
 
@@ -49,6 +53,7 @@ package enum DNSFuzzEntry {
 struct DNSFixedCatalog: DNSCatalogView {
     var nodes: [DNSNode]
     var instances: [DNSServiceInstance]
+    var dnsGeneration: UInt64?
 
     func dnsNode(named name: String) -> DNSNode? {
         nodes.first { $0.name.equalsIgnoringASCIICase(name) }

@@ -16,8 +16,10 @@ struct DNSAnswerPlan: Equatable {
 
     var code: DNSResponseCode
     var answers: [Entry] = []
-    /// True when the lookup stopped at the answer cap with more instances left (TC-worthy).
-    var cut = false
+    /// Whether the answers are shuffled for each response (service instances are; Consul spreads
+    /// load this way). Shuffling and the answer cap are applied when the plan is encoded, so a
+    /// plan depends only on the catalog and can be compiled once per catalog generation.
+    var shuffle = false
     var authority: [DNSRecord] = []
     /// ADDITIONAL records not tied to one answer; dropped first when the answer must be trimmed.
     var additional: [DNSRecord] = []
@@ -47,11 +49,10 @@ struct DNSLookup<Catalog: DNSCatalogView> {
     /// The service Consul servers register themselves as; its instances are the name servers.
     static var serverServiceName: String { "consul" }
 
-    let settings: DNSResolverSettings
+    /// The resolver (a class) rather than a copy of its settings: one reference per lookup.
+    let resolver: DNSResolver
     let catalog: Catalog
     let serial: UInt32
-    /// The most answers worth building: UDP without EDNS is cut to the answer limit anyway.
-    let answerCap: Int
 
     // MARK: Dispatch
 
@@ -124,7 +125,7 @@ struct DNSLookup<Catalog: DNSCatalogView> {
             var plan = DNSAnswerPlan(code: .noError)
             let matches =
                 question.type == DNSType.any.rawValue || question.type == (address.isV4 ? DNSType.a : DNSType.aaaa).rawValue
-            let record = DNSRecord(name: question.originalName, ttl: settings.nodeTTL, data: .address(address))
+            let record = DNSRecord(name: question.originalName, ttl: resolver.settings.nodeTTL, data: .address(address))
             // Consul puts the address in ADDITIONAL when another type was asked.
             if matches { plan.answers = [.init(record: record)] } else { plan.additional = [record] }
             return .plan(plan)
@@ -137,7 +138,7 @@ struct DNSLookup<Catalog: DNSCatalogView> {
     /// The datacenter named by the labels after the kind: none (ours), `<dc>`, or `<dc>.dc`.
     private func datacenter(from suffixes: ArraySlice<Substring>) -> String? {
         switch suffixes.count {
-        case 0: return settings.datacenter
+        case 0: return resolver.settings.datacenter
         case 1: return String(suffixes.first!)
         case 2 where suffixes.last! == "dc": return String(suffixes.first!)
         default: return nil
@@ -145,7 +146,7 @@ struct DNSLookup<Catalog: DNSCatalogView> {
     }
 
     private func isLocal(_ datacenter: String) -> Bool {
-        datacenter == settings.datacenter || datacenter.equalsIgnoringASCIICase(settings.datacenter)
+        datacenter == resolver.settings.datacenter || datacenter.equalsIgnoringASCIICase(resolver.settings.datacenter)
     }
 
     // MARK: Services
@@ -162,20 +163,19 @@ struct DNSLookup<Catalog: DNSCatalogView> {
             picked.append(index)
         }
         guard !picked.isEmpty else { return nameError(question) }
-        picked.shuffle(using: &random)
-        let ttl = settings.serviceTTL(service)
-        var plan = DNSAnswerPlan(code: .noError)
+        let ttl = resolver.settings.serviceTTL(service)
+        var plan = DNSAnswerPlan(code: .noError, shuffle: true)
         if question.type == DNSType.srv.rawValue {
-            (plan.answers, plan.cut) = srvEntries(instances, picked, datacenter: datacenter, ttl: ttl, question, depth: depth, random: &random)
+            plan.answers = srvEntries(instances, picked, datacenter: datacenter, ttl: ttl, question, depth: depth, random: &random)
         } else {
-            (plan.answers, plan.cut) = addressEntries(instances, picked, ttl: ttl, question, depth: depth, random: &random)
+            plan.answers = addressEntries(instances, picked, ttl: ttl, question, depth: depth, random: &random)
         }
         if plan.answers.isEmpty { plan.authority = [soaRecord(question.domain)] }  // NODATA (RFC 2308)
         return plan
     }
 
     private func isHealthy(_ health: DNSHealth) -> Bool {
-        settings.onlyPassing ? health == .passing : health != .critical
+        resolver.settings.onlyPassing ? health == .passing : health != .critical
     }
 
     /// A/AAAA (or CNAME) answers, one per distinct address; a CNAME only when no instance has an
@@ -183,28 +183,29 @@ struct DNSLookup<Catalog: DNSCatalogView> {
     private func addressEntries(
         _ instances: [DNSServiceInstance], _ picked: [Int], ttl: UInt32, _ question: DNSQuestion, depth: Int,
         random: inout SeededRandom
-    ) -> ([DNSAnswerPlan.Entry], cut: Bool) {
+    ) -> [DNSAnswerPlan.Entry] {
         var entries: [DNSAnswerPlan.Entry] = []
-        entries.reserveCapacity(min(picked.count, answerCap))
+        entries.reserveCapacity(min(picked.count, DNSLimits.maxAnswers))
         var seen: Set<DNSIP>?  // only for long answers; short ones compare with the entries so far
         var firstCNAME: [DNSRecord]?
-        for index in picked {
-            guard entries.count < answerCap else { return (entries, true) }
-            switch address(of: instances[index], question) {
-            case .none:
-                continue
-            case .ip(let ip):
-                guard let record = ipRecord(ip, question.type, name: question.originalName, ttl: ttl) else { continue }
-                guard Self.firstSighting(of: ip, in: entries, seen: &seen) else { continue }
-                entries.append(.init(record: record))
-            case .hostname(let hostname):
-                if firstCNAME == nil {
-                    firstCNAME = cname(question.originalName, to: hostname, ttl: ttl, depth: depth, random: &random)
+        instances.withUnsafeBufferPointer { instances in
+            for index in picked where entries.count < DNSLimits.maxAnswers {
+                switch address(of: instances[index], question) {
+                case .none:
+                    continue
+                case .ip(let ip):
+                    guard let record = ipRecord(ip, question.type, name: question.originalName, ttl: ttl) else { continue }
+                    guard Self.firstSighting(of: ip, in: entries, seen: &seen) else { continue }
+                    entries.append(.init(record: record))
+                case .hostname(let hostname):
+                    if firstCNAME == nil {
+                        firstCNAME = cname(question.originalName, to: hostname, ttl: ttl, depth: depth, random: &random)
+                    }
                 }
             }
         }
-        if entries.isEmpty, let firstCNAME { return (firstCNAME.map { .init(record: $0) }, false) }
-        return (entries, false)
+        if entries.isEmpty, let firstCNAME { return firstCNAME.map { .init(record: $0) } }
+        return entries
     }
 
     private static var linearSearchLimit: Int { 32 }
@@ -256,61 +257,89 @@ struct DNSLookup<Catalog: DNSCatalogView> {
     /// SRV answers: priority 1, the instance's passing or warning weight, its port, and a target
     /// whose address goes in ADDITIONAL: `<node>.node.<dc>.<domain>` for the node's address,
     /// `<hex>.addr.<dc>.<domain>` for a service address, or the hostname itself.
+    /// (Instances are read in place through the buffer, never copied: each copy would retain
+    /// a dozen strings, and this runs for every SRV query.)
     private func srvEntries(
         _ instances: [DNSServiceInstance], _ picked: [Int], datacenter: String, ttl: UInt32, _ question: DNSQuestion,
         depth: Int, random: inout SeededRandom
-    ) -> ([DNSAnswerPlan.Entry], cut: Bool) {
+    ) -> [DNSAnswerPlan.Entry] {
         var entries: [DNSAnswerPlan.Entry] = []
-        entries.reserveCapacity(min(picked.count, answerCap))
+        entries.reserveCapacity(min(picked.count, DNSLimits.maxAnswers))
         var seen: Set<SRVKey>?  // only for long answers; short ones compare with earlier instances
-        for (position, index) in picked.enumerated() {
-            guard entries.count < answerCap else { return (entries, true) }
-            let instance = instances[index]
-            guard Self.firstSighting(of: position, picked, instances, seen: &seen) else { continue }
-            let nodeName = "\(instance.node.name).node.\(datacenter).\(question.domain)"
-            let target: String
-            var glue: DNSRecord?
-            var additional: [DNSRecord] = []
-            switch address(of: instance, question) {
-            case .none:
-                continue
-            case .ip(let ip):
-                target =
-                    instance.serviceAddress.isEmpty || DNSAddress.parse(instance.serviceAddress) == nil
-                    ? nodeName : "\(DNSAddress.hex(ip)).addr.\(datacenter).\(question.domain)"
-                glue = DNSRecord(name: target, ttl: ttl, data: .address(ip))
-            case .hostname(let hostname):
-                target = trimmedDot(hostname)
-                additional = resolveInside(target, depth: depth, ttl: ttl, random: &random)
+        instances.withUnsafeBufferPointer { instances in
+            for (position, index) in picked.enumerated() where entries.count < DNSLimits.maxAnswers {
+                guard Self.firstSighting(of: position, picked, instances, seen: &seen) else { continue }
+                let nodeName = Self.joinedName(instances[index].node.name, "node", datacenter, question.domain)
+                let target: String
+                var glue: DNSRecord?
+                var additional: [DNSRecord] = []
+                switch address(of: instances[index], question) {
+                case .none:
+                    continue
+                case .ip(let ip):
+                    let serviceAddress = instances[index].serviceAddress
+                    target =
+                        serviceAddress.isEmpty || DNSAddress.parse(serviceAddress) == nil
+                        ? nodeName : Self.joinedName(DNSAddress.hex(ip), "addr", datacenter, question.domain)
+                    glue = DNSRecord(name: target, ttl: ttl, data: .address(ip))
+                case .hostname(let hostname):
+                    target = trimmedDot(hostname)
+                    additional = resolveInside(target, depth: depth, ttl: ttl, random: &random)
+                }
+                if resolver.settings.nodeMetaTXT, !instances[index].node.meta.isEmpty {
+                    additional += metaTXT(instances[index].node, name: nodeName, ttl: ttl)
+                }
+                let weight = instances[index].health == .passing ? instances[index].weightPassing : instances[index].weightWarning
+                let srv = DNSRecord(
+                    name: question.originalName, ttl: ttl,
+                    data: .srv(priority: 1, weight: UInt16(clamping: weight), port: UInt16(clamping: instances[index].port), target: target))
+                entries.append(.init(record: srv, glue: glue, additional: additional, key: target))
             }
-            if settings.nodeMetaTXT, !instance.node.meta.isEmpty { additional += metaTXT(instance.node, name: nodeName, ttl: ttl) }
-            let weight = instance.health == .passing ? instance.weightPassing : instance.weightWarning
-            let srv = DNSRecord(
-                name: question.originalName, ttl: ttl,
-                data: .srv(priority: 1, weight: UInt16(clamping: weight), port: UInt16(clamping: instance.port), target: target))
-            entries.append(.init(record: srv, glue: glue, additional: additional, key: target))
         }
-        return (entries, false)
+        return entries
+    }
+
+    /// `first.second.third.fourth` written in one allocation (targets are built per answer).
+    static func joinedName(_ first: String, _ second: String, _ third: String, _ fourth: String) -> String {
+        let length = first.utf8.count + second.utf8.count + third.utf8.count + fourth.utf8.count + 3
+        return String(unsafeUninitializedCapacity: length) { buffer in
+            var index = 0
+            func append(_ part: String.UTF8View) {
+                if index > 0 {
+                    buffer[index] = UInt8(ascii: ".")
+                    index += 1
+                }
+                for byte in part {
+                    buffer[index] = byte
+                    index += 1
+                }
+            }
+            append(first.utf8)
+            append(second.utf8)
+            append(third.utf8)
+            append(fourth.utf8)
+            return index
+        }
     }
 
     /// Whether `picked[position]` is the first with its node, service address and port (Consul
     /// answers each such triple once). Comparing with the instances picked before it is enough:
     /// each one skipped was equal to one kept.
-    private static func firstSighting(of position: Int, _ picked: [Int], _ instances: [DNSServiceInstance], seen: inout Set<SRVKey>?)
-        -> Bool
-    {
-        let instance = instances[picked[position]]
+    private static func firstSighting(
+        of position: Int, _ picked: [Int], _ instances: UnsafeBufferPointer<DNSServiceInstance>, seen: inout Set<SRVKey>?
+    ) -> Bool {
+        let index = picked[position]
         if seen == nil, position < linearSearchLimit {
-            for earlier in picked[..<position] {
-                let other = instances[earlier]
-                if other.port == instance.port, other.node.name == instance.node.name, other.serviceAddress == instance.serviceAddress {
-                    return false
-                }
+            for earlier in picked[..<position]
+            where instances[earlier].port == instances[index].port && instances[earlier].node.name == instances[index].node.name
+                && instances[earlier].serviceAddress == instances[index].serviceAddress
+            {
+                return false
             }
             return true
         }
         if seen == nil { seen = Set(picked[..<position].map { SRVKey(instances[$0]) }) }
-        return seen!.insert(SRVKey(instance)).inserted
+        return seen!.insert(SRVKey(instances[index])).inserted
     }
 
     // MARK: Nodes
@@ -325,13 +354,13 @@ struct DNSLookup<Catalog: DNSCatalogView> {
             return plan
         }
         if type != txt {
-            plan.answers = nodeRecords(node, type, name: question.originalName, ttl: settings.nodeTTL, depth: depth, random: &random)
+            plan.answers = nodeRecords(node, type, name: question.originalName, ttl: resolver.settings.nodeTTL, depth: depth, random: &random)
                 .map { .init(record: $0) }
         }
-        let meta = metaTXT(node, name: question.originalName, ttl: settings.nodeTTL)
+        let meta = metaTXT(node, name: question.originalName, ttl: resolver.settings.nodeTTL)
         if type == txt || type == any {
             plan.answers += meta.map { .init(record: $0) }
-        } else if settings.nodeMetaTXT {
+        } else if resolver.settings.nodeMetaTXT {
             plan.additional = meta
         }
         if plan.answers.isEmpty { plan.authority = [soaRecord(question.domain)] }
@@ -390,10 +419,10 @@ struct DNSLookup<Catalog: DNSCatalogView> {
         for index in picked {
             let node = instances[index].node
             guard node.name.utf8.allSatisfy(Self.isHostnameByte) else { continue }
-            let target = "\(node.name).node.\(node.datacenter).\(domain)".lowercasedASCII()
+            let target = Self.joinedName(node.name, "node", node.datacenter, domain).lowercasedASCII()
             guard !entries.contains(where: { $0.key == target }) else { continue }
-            let glue = nodeRecords(node, DNSType.any.rawValue, name: target, ttl: settings.nodeTTL, depth: Self.maxCNAMEDepth, random: &random)
-            entries.append(.init(record: DNSRecord(name: domain, ttl: settings.nodeTTL, data: .ns(target)), additional: glue, key: target))
+            let glue = nodeRecords(node, DNSType.any.rawValue, name: target, ttl: resolver.settings.nodeTTL, depth: Self.maxCNAMEDepth, random: &random)
+            entries.append(.init(record: DNSRecord(name: domain, ttl: resolver.settings.nodeTTL, data: .ns(target)), additional: glue, key: target))
             if entries.count >= Self.maxNameservers { break }
         }
         return entries
@@ -410,7 +439,7 @@ struct DNSLookup<Catalog: DNSCatalogView> {
     }
 
     func soaRecord(_ domain: String) -> DNSRecord {
-        let timers = settings.soa
+        let timers = resolver.settings.soa
         return DNSRecord(
             name: domain, ttl: timers.minimumTTL,
             data: .soa(
@@ -431,7 +460,7 @@ struct DNSLookup<Catalog: DNSCatalogView> {
         guard let node = nodes.first(where: { DNSAddress.parse($0.address) == ip }) ?? nodes.first else { return nil }
         var plan = DNSAnswerPlan(code: .noError)
         if question.type == DNSType.ptr.rawValue || question.type == DNSType.any.rawValue {
-            let target = "\(node.name).node.\(node.datacenter).\(settings.domain)"
+            let target = "\(node.name).node.\(node.datacenter).\(resolver.settings.domain)"
             plan.answers = [.init(record: DNSRecord(name: question.originalName, ttl: 0, data: .ptr(target)))]
         }
         return plan
@@ -459,9 +488,10 @@ struct DNSLookup<Catalog: DNSCatalogView> {
     private func resolveInside(_ target: String, depth: Int, ttl: UInt32, random: inout SeededRandom) -> [DNSRecord] {
         guard depth > 0 else { return [] }
         let name = target.lowercasedASCII()
-        guard let zone = DNSResolver.zone(of: name, settings: settings) else { return [] }
+        guard let zone = DNSResolver.zone(of: name, settings: resolver.settings) else { return [] }
         let question = DNSQuestion(name: name, originalName: target, type: DNSType.any.rawValue, domain: zone.domain)
-        guard case .plan(let plan) = dispatch(question, labels: zone.labels, depth: depth - 1, random: &random) else { return [] }
+        guard case .plan(var plan) = dispatch(question, labels: zone.labels, depth: depth - 1, random: &random) else { return [] }
+        if plan.shuffle { plan.answers.shuffle(using: &random) }
         return plan.answers.map {
             var record = $0.record
             record.ttl = ttl

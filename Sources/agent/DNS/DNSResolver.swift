@@ -102,7 +102,7 @@ enum DNSResolution: Equatable, Sendable {
 /// Consul's DNS interface as a pure function: (query bytes, catalog snapshot, settings, seeded
 /// random) → response bytes or what to do instead. No clock (the SOA serial comes in), no I/O, no
 /// dictionary-order output, so the same inputs always give the same bytes.
-struct DNSResolver: Sendable {
+final class DNSResolver: Sendable {
     let settings: DNSResolverSettings
 
     init(settings: DNSResolverSettings) {
@@ -110,9 +110,11 @@ struct DNSResolver: Sendable {
     }
 
     /// Parses and answers one packet. `serial` is the SOA serial (Consul uses the current Unix time).
+    /// `memo` keeps answers compiled for the catalog's generation between calls (a shell keeps
+    /// one per event loop); the bytes returned are the same with or without it.
     func resolve(
         _ packet: [UInt8], transport: DNSTransport, catalog: some DNSCatalogView, serial: UInt32,
-        random: inout SeededRandom
+        random: inout SeededRandom, memo: inout DNSAnswerMemo
     ) -> DNSResolution {
         let query: DNSQuery
         do {
@@ -120,7 +122,15 @@ struct DNSResolver: Sendable {
         } catch {
             return failure(error, packet: packet)
         }
-        return resolve(query, transport: transport, catalog: catalog, serial: serial, random: &random)
+        return resolve(query, transport: transport, catalog: catalog, serial: serial, random: &random, memo: &memo)
+    }
+
+    func resolve(
+        _ packet: [UInt8], transport: DNSTransport, catalog: some DNSCatalogView, serial: UInt32,
+        random: inout SeededRandom
+    ) -> DNSResolution {
+        var memo = DNSAnswerMemo()
+        return resolve(packet, transport: transport, catalog: catalog, serial: serial, random: &random, memo: &memo)
     }
 
     /// FORMERR (or NOTIMP for another opcode) when a header can be read; a response, or fewer than
@@ -136,34 +146,56 @@ struct DNSResolver: Sendable {
 
     func resolve(
         _ query: DNSQuery, transport: DNSTransport, catalog: some DNSCatalogView, serial: UInt32,
-        random: inout SeededRandom
+        random: inout SeededRandom, memo: inout DNSAnswerMemo
     ) -> DNSResolution {
-        let lookup = DNSLookup(settings: settings, catalog: catalog, serial: serial, answerCap: answerCap(query, transport))
+        let lookup = DNSLookup(resolver: self, catalog: catalog, serial: serial)
         guard let zone = Self.zone(of: query.name, settings: settings) else {
             if query.name == "arpa" || query.name.hasSuffix(".arpa") {
                 let question = DNSQuestion(name: query.name, originalName: query.originalName, type: query.type, domain: settings.domain)
-                if let plan = lookup.reverse(question) { return render(plan, query: query, transport: transport) }
-                if !settings.recursorsConfigured { return render(lookup.nameError(question), query: query, transport: transport) }
+                if let plan = lookup.reverse(question) { return render(plan, query: query, transport: transport, random: &random) }
+                if !settings.recursorsConfigured {
+                    return render(lookup.nameError(question), query: query, transport: transport, random: &random)
+                }
             }
             if settings.recursorsConfigured { return .forward(query) }
             return .respond(bareResponse(query, code: .refused, authoritative: false), .refused)
         }
+        // The hot path: an answer already compiled for this catalog generation. (Only for answers
+        // small enough that every SRV target can be the target of a compression pointer.)
+        let generation = limit(query, transport) < DNSLimits.maxCompressionOffset ? catalog.dnsGeneration : nil
+        if let generation, let compiled = memo.answer(for: query, generation: generation) {
+            if let compiled { return .respond(encode(compiled, query: query, transport: transport, random: &random), .noError) }
+        }
         let question = DNSQuestion(name: query.name, originalName: query.originalName, type: query.type, domain: zone.domain)
         switch lookup.answer(question, labels: zone.labels, random: &random) {
         case .plan(let plan):
-            return render(plan, query: query, transport: transport)
+            if let generation {
+                let compiled = DNSCompiledAnswer(plan, query: query, settings: settings)
+                memo.store(compiled, for: query, generation: generation)
+                if let compiled { return .respond(encode(compiled, query: query, transport: transport, random: &random), .noError) }
+            }
+            return render(plan, query: query, transport: transport, random: &random)
         case .otherDatacenter(let datacenter):
             return .otherDatacenter(datacenter, query)
         }
+    }
+
+    func resolve(
+        _ query: DNSQuery, transport: DNSTransport, catalog: some DNSCatalogView, serial: UInt32,
+        random: inout SeededRandom
+    ) -> DNSResolution {
+        var memo = DNSAnswerMemo()
+        return resolve(query, transport: transport, catalog: catalog, serial: serial, random: &random, memo: &memo)
     }
 
     /// NXDOMAIN with the SOA in AUTHORITY: the answer for names that do not exist, and for now for
     /// every lookup in another datacenter.
     func nameError(for query: DNSQuery, serial: UInt32) -> [UInt8] {
         let domain = Self.zone(of: query.name, settings: settings)?.domain ?? settings.domain
-        let lookup = DNSLookup(settings: settings, catalog: DNSEmptyCatalog(), serial: serial, answerCap: 0)
+        let lookup = DNSLookup(resolver: self, catalog: DNSEmptyCatalog(), serial: serial)
         let question = DNSQuestion(name: query.name, originalName: query.originalName, type: query.type, domain: domain)
-        return encode(lookup.nameError(question), query: query, transport: .udp)
+        var unused = SeededRandom(seed: 0)  // nothing to shuffle in an error
+        return encode(lookup.nameError(question), query: query, transport: .udp, random: &unused)
     }
 
     /// SERVFAIL, for a forwarded query no recursor answered.
@@ -197,7 +229,7 @@ struct DNSResolver: Sendable {
 
     /// How many answers a response can use at most: Consul cuts UDP answers to a classic
     /// 512-byte client to `udp_answer_limit` (itself capped at 8).
-    private func answerCap(_ query: DNSQuery, _ transport: DNSTransport) -> Int {
+    func answerCap(_ query: DNSQuery, _ transport: DNSTransport) -> Int {
         if transport == .udp, query.udpLimit <= DNSLimits.classicUDPSize {
             return max(1, min(settings.udpAnswerLimit, DNSLimits.maxUDPAnswerLimit))
         }
@@ -220,22 +252,27 @@ struct DNSResolver: Sendable {
 // MARK: Encoding and trimming
 
 extension DNSResolver {
-    func render(_ plan: DNSAnswerPlan, query: DNSQuery, transport: DNSTransport) -> DNSResolution {
-        .respond(encode(plan, query: query, transport: transport), plan.code)
+    func render(_ plan: DNSAnswerPlan, query: DNSQuery, transport: DNSTransport, random: inout SeededRandom) -> DNSResolution {
+        .respond(encode(plan, query: query, transport: transport, random: &random), plan.code)
     }
 
     /// Writes the plan within the transport's size limit. When it does not fit, AUTHORITY and the
     /// loose ADDITIONAL records go first, then answers from the end (found by bisection, so even a
     /// TCP answer with thousands of records is encoded only a few times), each taking its own
     /// ADDITIONAL records with it. Fewer answers than planned sets TC when `enable_truncate` is on.
-    func encode(_ plan: DNSAnswerPlan, query: DNSQuery, transport: DNSTransport) -> [UInt8] {
-        let limit = transport == .tcp ? DNSLimits.maxMessageSize : min(query.udpLimit, DNSLimits.maxUDPResponseSize)
+    /// Shuffled plans are shuffled here, then cut to the answer cap (which also counts as cut).
+    func encode(_ plan: consuming DNSAnswerPlan, query: DNSQuery, transport: DNSTransport, random: inout SeededRandom) -> [UInt8] {
+        let limit = limit(query, transport)
+        if plan.shuffle { plan.answers.shuffle(using: &random) }
+        let cap = answerCap(query, transport)
+        let cut = plan.answers.count > cap
+        if cut { plan.answers.removeSubrange(cap...) }
         let planned = plan.answers.count
         if let writer = attempt(plan, query: query, limit: limit, answers: planned, extras: true) {
-            return writer.finish(truncated: plan.cut && settings.enableTruncate)
+            return writer.finish(truncated: cut && settings.enableTruncate)
         }
         if let writer = attempt(plan, query: query, limit: limit, answers: planned, extras: false) {
-            return writer.finish(truncated: plan.cut && settings.enableTruncate)
+            return writer.finish(truncated: cut && settings.enableTruncate)
         }
         // The largest count that fits lies in [low, high): zero answers always fit.
         var low = 0
@@ -257,24 +294,29 @@ extension DNSResolver {
         return best.finish(truncated: settings.enableTruncate)
     }
 
-    /// One try at writing the first `answers` answers; nil when something does not fit.
+    /// The most bytes an answer may have: the client's UDP buffer, or 64 KiB over TCP.
+    func limit(_ query: DNSQuery, _ transport: DNSTransport) -> Int {
+        transport == .tcp ? DNSLimits.maxMessageSize : min(query.udpLimit, DNSLimits.maxUDPResponseSize)
+    }
+
+    /// One try at writing the first `answers` answers; nil when something does not fit. (Entries
+    /// are read in place by index: copying one would retain every string in it.)
     private func attempt(_ plan: DNSAnswerPlan, query: DNSQuery, limit: Int, answers: Int, extras: Bool) -> DNSResponseWriter? {
         var writer = DNSResponseWriter(
-            query: query, code: plan.code, authoritative: true, recursionAvailable: settings.recursorsConfigured,
-            sizeLimit: limit)
-        let included = plan.answers[..<answers]
-        for entry in included where !writer.add(entry.record, to: .answer) { return nil }
+            query: query, code: plan.code, authoritative: true, recursionAvailable: settings.recursorsConfigured, sizeLimit: limit)
+        let entries = plan.answers
+        for index in 0..<answers where !writer.add(entries[index].record, to: .answer) { return nil }
         if extras {
-            for record in plan.authority where !writer.add(record, to: .authority) { return nil }
+            for index in plan.authority.indices where !writer.add(plan.authority[index], to: .authority) { return nil }
         }
         var written: Set<String>?  // only for long answers; short ones compare with earlier entries
-        for (position, entry) in included.enumerated() where entry.glue != nil || !entry.additional.isEmpty {
-            if let key = entry.key, !Self.firstSighting(of: key, at: position, in: included, seen: &written) { continue }
-            if let glue = entry.glue, !writer.add(glue, to: .additional) { return nil }
-            for record in entry.additional where !writer.add(record, to: .additional) { return nil }
+        for index in 0..<answers where entries[index].glue != nil || !entries[index].additional.isEmpty {
+            if let key = entries[index].key, !Self.firstSighting(of: key, at: index, in: entries, seen: &written) { continue }
+            if let glue = entries[index].glue, !writer.add(glue, to: .additional) { return nil }
+            for record in entries[index].additional where !writer.add(record, to: .additional) { return nil }
         }
         if extras {
-            for record in plan.additional where !writer.add(record, to: .additional) { return nil }
+            for index in plan.additional.indices where !writer.add(plan.additional[index], to: .additional) { return nil }
         }
         if query.ednsUDPSize != nil, !writer.add(optRecord(for: query), to: .additional) { return nil }
         return writer
@@ -283,14 +325,14 @@ extension DNSResolver {
 
 extension DNSResolver {
     /// Whether no entry before `position` has `key`: linear for the usual handful, hashed beyond.
-    fileprivate static func firstSighting(of key: String, at position: Int, in entries: ArraySlice<DNSAnswerPlan.Entry>, seen: inout Set<String>?)
+    fileprivate static func firstSighting(of key: String, at position: Int, in entries: [DNSAnswerPlan.Entry], seen: inout Set<String>?)
         -> Bool
     {
-        let start = entries.startIndex
         if seen == nil, position < 32 {
-            return !entries[start..<(start + position)].contains { $0.key == key }
+            for index in 0..<position where entries[index].key == key { return false }
+            return true
         }
-        if seen == nil { seen = Set(entries[start..<(start + position)].compactMap(\.key)) }
+        if seen == nil { seen = Set(entries[..<position].compactMap(\.key)) }
         return seen!.insert(key).inserted
     }
 }

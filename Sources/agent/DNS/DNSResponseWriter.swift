@@ -49,9 +49,12 @@ struct DNSResponseWriter {
     private var authorityCount = 0
     private var additionalCount = 0
     private var currentSection = Section.answer
+    /// The question's name, written at offset 12: records named like it (most answers) point there.
+    private let questionName: String
 
     init(query: DNSQuery, code: DNSResponseCode, authoritative: Bool, recursionAvailable: Bool, sizeLimit: Int) {
         self.sizeLimit = min(sizeLimit, DNSLimits.maxMessageSize)
+        questionName = query.originalName
         bytes.reserveCapacity(min(self.sizeLimit, DNSLimits.classicUDPSize))
         suffixOffsets.reserveCapacity(16)
         appendUInt16(query.id)
@@ -78,6 +81,8 @@ struct DNSResponseWriter {
         let suffixCheckpoint = suffixOffsets.count
         if case .opt = record.data {
             bytes.append(0)  // the root name
+        } else if record.name == questionName {
+            appendUInt16(0xC000 | 12)
         } else {
             appendName(record.name)
         }
@@ -133,12 +138,37 @@ struct DNSResponseWriter {
         }
         bytes[lengthOffset] = UInt8(dataLength >> 8)
         bytes[lengthOffset + 1] = UInt8(dataLength & 0xFF)
+        count(section)
+        return true
+    }
+
+    var byteCount: Int { bytes.count }
+
+    func byte(at offset: Int) -> UInt8 { bytes[offset] }
+
+    /// Appends an already encoded record (a compiled answer's); the caller checked the size.
+    mutating func appendRaw(_ record: UnsafeBufferPointer<UInt8>, to section: Section) {
+        precondition(section >= currentSection, "DNS sections must be written in order")
+        currentSection = section
+        bytes.append(contentsOf: record)
+        count(section)
+    }
+
+    /// Appends a record whose name is a pointer to `offset` followed by its encoded rest.
+    mutating func appendRecord(namedByPointerTo offset: Int, tail: UnsafeBufferPointer<UInt8>, to section: Section) {
+        precondition(section >= currentSection && offset < DNSLimits.maxCompressionOffset)
+        currentSection = section
+        appendUInt16(0xC000 | UInt16(offset))
+        bytes.append(contentsOf: tail)
+        count(section)
+    }
+
+    private mutating func count(_ section: Section) {
         switch section {
         case .answer: answerCount += 1
         case .authority: authorityCount += 1
         case .additional: additionalCount += 1
         }
-        return true
     }
 
     /// The finished message, with the record counts and (when asked) the TC bit set.
@@ -195,7 +225,7 @@ struct DNSResponseWriter {
                 appendUInt16(0xC000 | UInt16(target))
                 return
             }
-            if bytes.count < 0x3FFF { suffixOffsets.append(bytes.count) }
+            if bytes.count < DNSLimits.maxCompressionOffset { suffixOffsets.append(bytes.count) }
             var end = label
             while end < name.count, name[end] != UInt8(ascii: ".") { end += 1 }
             let length = min(end - label, DNSLimits.maxLabelLength)

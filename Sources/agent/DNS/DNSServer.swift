@@ -244,9 +244,12 @@ final class DNSServerContext: Sendable {
 
     /// Answers one packet. Returns the immediate answer, or nil when the answer comes later
     /// (`forward` was called) or never (dropped).
-    func answer(_ packet: [UInt8], transport: DNSTransport, random: inout SeededRandom, forward: (DNSRecursorClient, [UInt8]) -> Void) -> [UInt8]? {
+    func answer(
+        _ packet: [UInt8], transport: DNSTransport, random: inout SeededRandom, memo: inout DNSAnswerMemo,
+        forward: (DNSRecursorClient, [UInt8]) -> Void
+    ) -> [UInt8]? {
         counters.queries.wrappingAdd(1, ordering: .relaxed)
-        switch resolver.resolve(packet, transport: transport, catalog: catalog(), serial: serial(), random: &random) {
+        switch resolver.resolve(packet, transport: transport, catalog: catalog(), serial: serial(), random: &random, memo: &memo) {
         case .respond(let bytes, let code):
             counters.answered(code)
             return bytes
@@ -290,6 +293,8 @@ final class DNSUDPHandler: ChannelInboundHandler {
 
     private let context: DNSServerContext
     private var random: SeededRandom
+    /// Answers compiled for the current catalog generation, private to this event loop.
+    private var memo = DNSAnswerMemo()
 
     init(context: DNSServerContext) {
         self.context = context
@@ -302,7 +307,7 @@ final class DNSUDPHandler: ChannelInboundHandler {
         let remote = envelope.remoteAddress
         let channel = handlerContext.channel
         let server = context
-        let answer = context.answer(packet, transport: .udp, random: &random) { client, packet in
+        let answer = context.answer(packet, transport: .udp, random: &random, memo: &memo) { client, packet in
             client.forward(packet).hop(to: channel.eventLoop).whenSuccess { answer in
                 let bytes = server.relayed(answer, for: packet)
                 channel.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
@@ -348,6 +353,7 @@ final class DNSTCPHandler: ChannelInboundHandler {
 
     private let context: DNSServerContext
     private var random: SeededRandom
+    private var memo = DNSAnswerMemo()
     private let forwardsInFlight: NIOLoopBoundBox<Int>
     private var counted = false
 
@@ -382,7 +388,7 @@ final class DNSTCPHandler: ChannelInboundHandler {
         let server = context
         let inFlight = forwardsInFlight
         let limit = context.configuration.maxForwardsPerTCPConnection
-        let answer = context.answer(packet, transport: .tcp, random: &random) { client, packet in
+        let answer = context.answer(packet, transport: .tcp, random: &random, memo: &memo) { client, packet in
             guard inFlight.value < limit else {
                 channel.writeAndFlush(Self.frame(server.relayed(nil, for: packet), allocator: channel.allocator), promise: nil)
                 return
