@@ -1,6 +1,10 @@
 /// The state store as the DNS resolver reads it: one version per query, nothing copied beyond
 /// the records in the answer.
 extension StateStore: DNSCatalogView {
+    /// Every change to the store is an applied Raft entry, so the last applied index names the
+    /// store's contents exactly: equal index, equal catalog.
+    var dnsGeneration: UInt64? { lastIndex }
+
     func dnsNode(named name: String) -> DNSNode? {
         guard let node = node(named: name) else { return nil }
         return dnsNode(node, checks: checks(onNode: node.name))
