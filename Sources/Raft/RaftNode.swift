@@ -280,6 +280,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
         package var commitIndex: LogIndex
         package var appliedIndex: LogIndex
         package var lastIndex: LogIndex
+        package var snapshotIndex: LogIndex
         package var configuration: ClusterConfiguration
     }
 
@@ -289,7 +290,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
     package func status() -> Status {
         Status(
             term: core.term, role: core.role.name, leader: core.leader, commitIndex: core.commitIndex, appliedIndex: applied,
-            lastIndex: core.log.lastIndex, configuration: core.configuration)
+            lastIndex: core.log.lastIndex, snapshotIndex: core.log.snapshotIndex, configuration: core.configuration)
     }
 
     private func submit(_ input: (RequestID) -> RaftInput) async throws(RaftNodeError) -> LogPosition {

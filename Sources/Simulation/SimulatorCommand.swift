@@ -18,6 +18,9 @@ package enum SimulatorCommand {
         Entry(
             name: "wal-writer", summary: "wal-writer --dir D [--records N] [--seed S]: append and fsync, print each durable index",
             run: { WALWriterCommand.run($0, out: $1, err: $2) }),
+        Entry(
+            name: "raft-node", summary: RaftNodeCommand.usage + ": one Raft server over TCP with a line-protocol KV client port",
+            run: { RaftNodeCommand.run($0, out: $1, err: $2) }),
     ]
 
     package static var usage: String {
