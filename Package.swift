@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(
             name: "ConsulCryptoTests",
             dependencies: [
-                "ConsulCrypto",
+                "ConsulCrypto", "ConsulCore",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
@@ -76,13 +76,28 @@ let package = Package(
         .target(name: "Gossip", dependencies: ["ConsulCore", "ConsulCrypto"]),
         .testTarget(name: "GossipTests", dependencies: ["Gossip", "ConsulCore", "ConsulCrypto"]),
 
-        // Raft consensus: the pure RaftCore state machine, WAL and snapshot store, wire codec, RaftNode shell.
-        .target(name: "Raft", dependencies: ["ConsulCore"]),
+        // Raft consensus: the pure RaftCore state machine, WAL and snapshot store, wire codec, TCP transport
+        // (SwiftNIO), RaftNode shell.
+        .target(
+            name: "Raft",
+            dependencies: [
+                "ConsulCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // Deterministic simulation (test support, not shipped): simulated network/disk/clock, checkers, workload.
         .target(name: "Simulation", dependencies: ["Raft", "ConsulCore"]),
         // `consul-sim raft --seed S --count N`: runs simulation seeds; thin, subcommands live in Simulation.
         .executableTarget(name: "consul-sim", dependencies: ["Simulation"]),
-        .testTarget(name: "RaftTests", dependencies: ["Raft", "ConsulCore"]),
+        .testTarget(
+            name: "RaftTests",
+            dependencies: [
+                "Raft", "ConsulCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft", "ConsulCore"]),
     ],
     swiftLanguageModes: [.v6]

@@ -102,6 +102,8 @@ package struct LeaderInfo: Hashable, Sendable {
 ///    `readStates` once applied, report `outcomes` and `leader`, then
 /// 4. feed `.persisted` for the entries of step 1 and call `.tick` at `wakeAt`.
 /// Batches must be carried out in the order they were produced (group commit may merge steps 1).
+/// Only messages whose `payload.mayPrecedeLocalPersistence` holds (a leader's replication traffic)
+/// may leave before step 1 of their batch and of earlier batches is durable.
 package struct RaftOutput: Sendable {
     package var persist = PersistWork()
     package var messages: [Message] = []
