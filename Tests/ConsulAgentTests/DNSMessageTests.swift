@@ -59,7 +59,8 @@ import Testing
             2, 110, 49, 4, 110, 111, 100, 101, 6, 99, 111, 110, 115, 117, 108, 0, 0, 1, 0, 1,  // n1.node.consul A IN
             0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 127, 0, 0, 1,  // pointer to the question name, TTL 0
         ]
-        #expect(writer.finish() == expected)
+        let finished = writer.finish()
+        #expect(finished == expected)
     }
 
     @Test func srvAnswerWithAdditionalRecordsAndCompression() throws {

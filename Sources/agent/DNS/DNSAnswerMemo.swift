@@ -107,7 +107,7 @@ struct DNSCompiledAnswer {
         for (index, entry) in plan.answers.enumerated() {
             guard let glue = entry.glue, groups[index] == index, let targetOffset = targets[index] else { continue }
             let start = writer.byteCount
-            guard writer.add(glue, to: .additional) else { return nil }
+            guard writer.add(glue, to: .additional, nameAt: answers[index].lowerBound + targetOffset) else { return nil }
             // The writer must have named it by a pointer to this very target.
             let pointer = Int(writer.byte(at: start)) << 8 | Int(writer.byte(at: start + 1))
             guard pointer == 0xC000 | (answers[index].lowerBound + targetOffset) else { return nil }

@@ -23,12 +23,15 @@ enum DNSLimits {
     static let maxUDPAnswerLimit = 8
     /// Answers built for one response at most; 64 KiB holds fewer than this anyway.
     static let maxAnswers = 4096
-    /// Names compiled into a `DNSAnswerMemo` before it starts over.
-    static let maxMemoEntries = 4096
+    /// Names compiled into a `DNSAnswerMemo` before it starts over (with `maxCompiledAnswers`,
+    /// this bounds a memo to about 12 MiB even for the largest answers).
+    static let maxMemoEntries = 1024
     /// Answers a compiled answer may hold; larger ones take the general path.
     static let maxCompiledAnswers = 256
     /// Compression pointers have 14 bits: names past this offset cannot be pointed at.
     static let maxCompressionOffset = 0x3FFF
+    /// Earlier names a new name is compared with when compressing.
+    static let maxCompressionCandidates = 64
 }
 
 enum DNSType: UInt16, Sendable {

@@ -148,6 +148,13 @@ final class DNSResolver: Sendable {
         _ query: DNSQuery, transport: DNSTransport, catalog: some DNSCatalogView, serial: UInt32,
         random: inout SeededRandom, memo: inout DNSAnswerMemo
     ) -> DNSResolution {
+        // The hot path: an answer already compiled for this catalog generation (only names in our
+        // domains are ever compiled). Only for answers small enough that every SRV target can be
+        // the target of a compression pointer.
+        let generation = limit(query, transport) < DNSLimits.maxCompressionOffset ? catalog.dnsGeneration : nil
+        if let generation, case .some(.some(let compiled)) = memo.answer(for: query, generation: generation) {
+            return .respond(encode(compiled, query: query, transport: transport, random: &random), .noError)
+        }
         let lookup = DNSLookup(resolver: self, catalog: catalog, serial: serial)
         guard let zone = Self.zone(of: query.name, settings: settings) else {
             if query.name == "arpa" || query.name.hasSuffix(".arpa") {
@@ -159,12 +166,6 @@ final class DNSResolver: Sendable {
             }
             if settings.recursorsConfigured { return .forward(query) }
             return .respond(bareResponse(query, code: .refused, authoritative: false), .refused)
-        }
-        // The hot path: an answer already compiled for this catalog generation. (Only for answers
-        // small enough that every SRV target can be the target of a compression pointer.)
-        let generation = limit(query, transport) < DNSLimits.maxCompressionOffset ? catalog.dnsGeneration : nil
-        if let generation, let compiled = memo.answer(for: query, generation: generation) {
-            if let compiled { return .respond(encode(compiled, query: query, transport: transport, random: &random), .noError) }
         }
         let question = DNSQuestion(name: query.name, originalName: query.originalName, type: query.type, domain: zone.domain)
         switch lookup.answer(question, labels: zone.labels, random: &random) {
@@ -268,10 +269,10 @@ extension DNSResolver {
         let cut = plan.answers.count > cap
         if cut { plan.answers.removeSubrange(cap...) }
         let planned = plan.answers.count
-        if let writer = attempt(plan, query: query, limit: limit, answers: planned, extras: true) {
+        if var writer = attempt(plan, query: query, limit: limit, answers: planned, extras: true) {
             return writer.finish(truncated: cut && settings.enableTruncate)
         }
-        if let writer = attempt(plan, query: query, limit: limit, answers: planned, extras: false) {
+        if var writer = attempt(plan, query: query, limit: limit, answers: planned, extras: false) {
             return writer.finish(truncated: cut && settings.enableTruncate)
         }
         // The largest count that fits lies in [low, high): zero answers always fit.
@@ -287,7 +288,7 @@ extension DNSResolver {
                 high = middle
             }
         }
-        guard let best else {
+        guard var best else {
             // Not even the question fits (a client buffer below 512 cannot happen: udpLimit >= 512).
             return DNSResponseWriter.errorResponse(id: query.id, code: .serverFailure)
         }
@@ -305,14 +306,25 @@ extension DNSResolver {
         var writer = DNSResponseWriter(
             query: query, code: plan.code, authoritative: true, recursionAvailable: settings.recursorsConfigured, sizeLimit: limit)
         let entries = plan.answers
-        for index in 0..<answers where !writer.add(entries[index].record, to: .answer) { return nil }
+        // Where each SRV target landed, so its glue record points there without a search.
+        var targets: [Int?] = []
+        targets.reserveCapacity(answers)
+        for index in 0..<answers {
+            guard writer.add(entries[index].record, to: .answer) else { return nil }
+            if case .srv = entries[index].record.data { targets.append(writer.lastTargetOffset) } else { targets.append(nil) }
+        }
         if extras {
             for index in plan.authority.indices where !writer.add(plan.authority[index], to: .authority) { return nil }
         }
         var written: Set<String>?  // only for long answers; short ones compare with earlier entries
         for index in 0..<answers where entries[index].glue != nil || !entries[index].additional.isEmpty {
             if let key = entries[index].key, !Self.firstSighting(of: key, at: index, in: entries, seen: &written) { continue }
-            if let glue = entries[index].glue, !writer.add(glue, to: .additional) { return nil }
+            if let glue = entries[index].glue {
+                // The first entry with this target wrote it: that is where the glue's name is.
+                let targetOffset: Int? =
+                    if case .srv(_, _, _, let target) = entries[index].record.data, glue.name == target { targets[index] } else { nil }
+                guard writer.add(glue, to: .additional, nameAt: targetOffset) else { return nil }
+            }
             for record in entries[index].additional where !writer.add(record, to: .additional) { return nil }
         }
         if extras {

@@ -51,6 +51,8 @@ struct DNSResponseWriter {
     private var currentSection = Section.answer
     /// The question's name, written at offset 12: records named like it (most answers) point there.
     private let questionName: String
+    /// Where the target of the last SRV record added starts.
+    private(set) var lastTargetOffset: Int?
 
     init(query: DNSQuery, code: DNSResponseCode, authoritative: Bool, recursionAvailable: Bool, sizeLimit: Int) {
         self.sizeLimit = min(sizeLimit, DNSLimits.maxMessageSize)
@@ -73,8 +75,12 @@ struct DNSResponseWriter {
 
     /// Appends a record to `section` (sections must be filled in order). Returns false, leaving the
     /// message unchanged, when the record does not fit within `sizeLimit`.
+    ///
+    /// `nameAt` is where the caller knows the record's name was written in full (an SRV target,
+    /// from `lastTargetOffset`): the name becomes a pointer there without searching, which keeps
+    /// long answers linear. It must be the first place that name appears, as the search would find.
     @discardableResult
-    mutating func add(_ record: DNSRecord, to section: Section) -> Bool {
+    mutating func add(_ record: DNSRecord, to section: Section, nameAt knownOffset: Int? = nil) -> Bool {
         precondition(section >= currentSection, "DNS sections must be written in order")
         currentSection = section
         let checkpoint = bytes.count
@@ -83,6 +89,8 @@ struct DNSResponseWriter {
             bytes.append(0)  // the root name
         } else if record.name == questionName {
             appendUInt16(0xC000 | 12)
+        } else if let knownOffset, knownOffset < DNSLimits.maxCompressionOffset {
+            appendUInt16(0xC000 | UInt16(knownOffset))
         } else {
             appendName(record.name)
         }
@@ -109,6 +117,7 @@ struct DNSResponseWriter {
             appendUInt16(priority)
             appendUInt16(weight)
             appendUInt16(port)
+            lastTargetOffset = bytes.count
             appendName(target, compress: false)  // RFC 2782: no compression in SRV targets
         case .txt(let strings):
             for string in strings {
@@ -171,18 +180,17 @@ struct DNSResponseWriter {
         }
     }
 
-    /// The finished message, with the record counts and (when asked) the TC bit set.
-    consuming func finish(truncated: Bool = false) -> [UInt8] {
-        var message = bytes
-        bytes = []
-        if truncated { message[2] |= 0x02 }
-        message[6] = UInt8(answerCount >> 8)
-        message[7] = UInt8(answerCount & 0xFF)
-        message[8] = UInt8(authorityCount >> 8)
-        message[9] = UInt8(authorityCount & 0xFF)
-        message[10] = UInt8(additionalCount >> 8)
-        message[11] = UInt8(additionalCount & 0xFF)
-        return message
+    /// The finished message, with the record counts and (when asked) the TC bit set. Patches the
+    /// buffer in place and hands it over (the writer is done after this).
+    mutating func finish(truncated: Bool = false) -> [UInt8] {
+        if truncated { bytes[2] |= 0x02 }
+        bytes[6] = UInt8(answerCount >> 8)
+        bytes[7] = UInt8(answerCount & 0xFF)
+        bytes[8] = UInt8(authorityCount >> 8)
+        bytes[9] = UInt8(authorityCount & 0xFF)
+        bytes[10] = UInt8(additionalCount >> 8)
+        bytes[11] = UInt8(additionalCount & 0xFF)
+        return bytes
     }
 
     /// A bare response with no records (errors, and answers to unparseable but identifiable queries).
@@ -238,8 +246,11 @@ struct DNSResponseWriter {
 
     /// The offset of an earlier copy of the name's labels from `label` to the end, if any, among
     /// the complete names written before `limit` (the name being written is not complete yet).
+    /// Only the first `maxCompressionCandidates` suffixes are searched, which keeps a long TCP
+    /// answer linear; the names repeated late in one (SRV targets in glue records) are pointed at
+    /// directly by `add(_:to:nameAt:)`, and the shared suffixes (`node.dc1.consul`) come early.
     private func findSuffix(_ name: UnsafeBufferPointer<UInt8>, from label: Int, before limit: Int) -> Int? {
-        for offset in suffixOffsets {
+        for offset in suffixOffsets.prefix(DNSLimits.maxCompressionCandidates) {
             if offset >= limit { break }
             if matches(name, from: label, at: offset) { return offset }
         }
