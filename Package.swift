@@ -87,7 +87,7 @@ let package = Package(
             ]
         ),
         // Deterministic simulation (test support, not shipped): simulated network/disk/clock, checkers, workload.
-        .target(name: "Simulation", dependencies: ["Raft", "ConsulCore"]),
+        .target(name: "Simulation", dependencies: ["Raft", "ConsulCore", "Gossip"]),
         // `consul-sim raft --seed S --count N`: runs simulation seeds; thin, subcommands live in Simulation.
         .executableTarget(name: "consul-sim", dependencies: ["Simulation"]),
         .testTarget(
@@ -98,7 +98,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft", "ConsulCore"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft", "ConsulCore", "Gossip"]),
     ],
     swiftLanguageModes: [.v6]
 )

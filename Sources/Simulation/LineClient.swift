@@ -29,6 +29,21 @@ package final class LineClient {
         return readLine()
     }
 
+    /// Sends `text` as it is (no newline added).
+    package func send(_ text: String) -> Bool {
+        writeAll(fd, Array(text.utf8))
+    }
+
+    /// Exactly `count` bytes (after what `readLine` left buffered), or nil.
+    package func read(count: Int) -> [UInt8]? {
+        guard count <= Self.maxLineBytes else { return nil }
+        while buffer.count < count {
+            guard fill() else { return nil }
+        }
+        defer { buffer.removeFirst(count) }
+        return Array(buffer.prefix(count))
+    }
+
     package func readLine() -> String? {
         while true {
             if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
@@ -36,14 +51,19 @@ package final class LineClient {
                 buffer.removeSubrange(...newline)
                 return line
             }
-            guard buffer.count < Self.maxLineBytes else { return nil }
-            var pollFD = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&pollFD, 1, timeoutMilliseconds) == 1 else { return nil }
-            var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            guard count > 0 else { return nil }
-            buffer += chunk[..<count]
+            guard buffer.count < Self.maxLineBytes, fill() else { return nil }
         }
+    }
+
+    /// Reads what arrives next (bounded wait); false on timeout, end of stream or error.
+    private func fill() -> Bool {
+        var pollFD = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&pollFD, 1, timeoutMilliseconds) == 1 else { return false }
+        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+        let count = chunk.withUnsafeMutableBytes { readSocket(fd, $0) }
+        guard count > 0 else { return false }
+        buffer += chunk[..<count]
+        return true
     }
 }
 
@@ -110,6 +130,11 @@ package func freeTCPPort(host: String) -> Int? {
     guard let (fd, port) = listenIPv4(host: host, port: 0) else { return nil }
     close(fd)
     return port
+}
+
+/// `read(2)` under a name `LineClient.read(count:)` does not shadow.
+private func readSocket(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) -> Int {
+    read(fd, buffer.baseAddress, buffer.count)
 }
 
 func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {

@@ -21,6 +21,15 @@ package enum SimulatorCommand {
         Entry(
             name: "raft-node", summary: RaftNodeCommand.usage + ": one Raft server over TCP with a line-protocol KV client port",
             run: { RaftNodeCommand.run($0, out: $1, err: $2) }),
+        Entry(
+            name: "raft-bench", summary: RaftBenchCommand.usage + ": load generator of bench/raft.sh (raft-node or etcd)",
+            run: { RaftBenchCommand.run($0, out: $1, err: $2) }),
+        Entry(
+            name: "fsync-rate", summary: RaftBenchCommand.fsyncUsage + ": 256-byte appends each followed by fdatasync, per second",
+            run: { RaftBenchCommand.fsyncRate($0, out: $1, err: $2) }),
+        Entry(
+            name: "gossip", summary: "gossip --seed S [--count N | --trace] [--members M]: simulate gossip pools for seeds S..S+N-1",
+            run: { GossipSimulationCommand.run($0, out: $1, err: $2) }),
     ]
 
     package static var usage: String {

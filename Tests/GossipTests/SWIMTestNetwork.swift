@@ -104,7 +104,7 @@ struct SWIMTestNetwork {
                 joinResults[id] = (joined, errors)
             case .leaveBroadcastFinished:
                 leaveFinished.insert(index)
-            case .probeCompleted:
+            case .probeCompleted, .suspicionExpired:
                 break
             case .log(let level, let text):
                 logs.append((index, level, text))

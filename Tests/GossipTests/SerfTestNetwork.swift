@@ -95,7 +95,7 @@ struct SerfTestNetwork {
             perform(cores[index].handle(.streamResult(id, outcome), now: now), from: index)
         case .log(_, let text):
             logs.append((index, text))
-        case .replyStream, .joinFinished, .leaveBroadcastFinished, .probeCompleted:
+        case .replyStream, .joinFinished, .leaveBroadcastFinished, .probeCompleted, .suspicionExpired:
             break
         }
     }

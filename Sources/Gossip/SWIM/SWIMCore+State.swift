@@ -34,6 +34,17 @@ extension SWIMCore {
         queueBroadcast(about: localName, .alive(alive))
     }
 
+    /// Someone accuses us at an incarnation we have already refuted: it missed our refutation
+    /// (memberlist ignores this, and the accuser's suspicion can then run out on a healthy
+    /// member, e.g. when a healed minority's push/pull revives old news). Tell the accuser our
+    /// current alive message directly; it is ordinary wire traffic for any memberlist peer.
+    private mutating func answerStaleAccusation(from accuser: String) {
+        guard accuser != localName, let target = nodes[accuser], !target.isDeadOrLeft, let me = nodes[localName] else { return }
+        let alive = AliveMessage(
+            incarnation: me.incarnation, node: localName, addr: me.address.ip, port: me.address.port, meta: me.meta, vsn: me.versions.vsn)
+        emit(.sendPacket(to: target.address, messages: [MemberlistMessage.alive(alive).encoded], checksum: target.versions.protocolMax >= 5))
+    }
+
     mutating func aliveNode(_ alive: AliveMessage, bootstrap: Bool, token: BroadcastToken? = nil, now: Timestamp) {
         if hasLeft && alive.node == localName { return }
         if alive.vsn.count >= 3 {
@@ -108,7 +119,10 @@ extension SWIMCore {
 
     mutating func suspectNode(_ suspect: SuspectMessage, now: Timestamp) {
         guard var node = nodes[suspect.node] else { return }
-        if suspect.incarnation < node.incarnation { return }
+        if suspect.incarnation < node.incarnation {
+            if suspect.node == localName { answerStaleAccusation(from: suspect.from) }
+            return
+        }
         // Another member's independent accusation shortens a running suspicion (Lifeguard).
         if var running = suspicions[suspect.node] {
             if confirm(&running, from: suspect.from) {
@@ -138,6 +152,9 @@ extension SWIMCore {
         suspicions[suspect.node] = Suspicion(
             expected: expected, min: minimum, max: maximum, start: now, confirmations: [suspect.from],
             deadline: now + (expected < 1 ? minimum : maximum))
+        // Lifeguard's buddy system: tell the suspect itself at once rather than hoping gossip
+        // reaches it before the timer runs out (memberlist only does so with its next probe).
+        emit(.sendPacket(to: node.address, messages: [MemberlistMessage.suspect(suspect).encoded], checksum: node.versions.protocolMax >= 5))
     }
 
     /// memberlist `suspicion.Confirm`: a new, distinct accuser brings the deadline closer.
@@ -153,7 +170,10 @@ extension SWIMCore {
 
     mutating func deadNode(_ dead: DeadMessage, token: BroadcastToken? = nil, now: Timestamp) {
         guard var node = nodes[dead.node] else { return }
-        if dead.incarnation < node.incarnation { return }
+        if dead.incarnation < node.incarnation {
+            if dead.node == localName && !hasLeft { answerStaleAccusation(from: dead.from) }
+            return
+        }
         suspicions[dead.node] = nil
         if node.isDeadOrLeft { return }
         if dead.node == localName && !hasLeft {

@@ -332,6 +332,7 @@ package struct SWIMCore<Delegate: SWIMDelegate> {
             guard let suspicion = suspicions.removeValue(forKey: name) else { continue }
             guard let node = nodes[name], node.state == .suspect else { continue }
             log(.info, "Marking \(name) as failed, suspect timeout reached (\(suspicion.confirmationCount) peer confirmations)")
+            emit(.suspicionExpired(node: name, confirmations: suspicion.confirmationCount))
             deadNode(DeadMessage(incarnation: node.incarnation, node: name, from: localName), now: now)
         }
     }

@@ -161,5 +161,8 @@ package enum SWIMEffect: Hashable, Sendable {
     case leaveBroadcastFinished
     /// A direct probe was answered after `rtt` (for metrics).
     case probeCompleted(node: String, rtt: Duration)
+    /// Our own suspicion of `node` ran out and we declared it dead (for metrics, and for the
+    /// simulator, which tells a detector's own mistakes from dead news it merely passed on).
+    case suspicionExpired(node: String, confirmations: Int)
     case log(GossipLogLevel, String)
 }

@@ -176,6 +176,7 @@ enum Darwinless {
         var offset = 0
         while offset < bytes.count {
             let sent = bytes[offset...].withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if sent < 0 && errno == EINTR { continue }
             guard sent > 0 else { throw HarnessError("send failed: errno \(errno)") }
             offset += sent
         }
@@ -186,6 +187,8 @@ enum Darwinless {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+            // Child processes exiting send this process SIGCHLD; a recv it interrupts is retried.
+            if count < 0 && errno == EINTR { continue }
             guard count > 0 else { return result }
             result.append(contentsOf: buffer[0..<count])
         }

@@ -114,8 +114,11 @@ import Testing
     @Test func blockingQueryReturnsWhenTheKeyChanges() throws {
         let agent = try startAgent()
         defer { _ = agent.stop() }
-        _ = try AgentProcessHarness.http("PUT", host: Self.host, port: Self.port, path: "/v1/kv/watched", body: Array("1".utf8))
+        let put = try AgentProcessHarness.http("PUT", host: Self.host, port: Self.port, path: "/v1/kv/watched", body: Array("1".utf8))
+        try #require(put.status == 200 && put.body == "true", "PUT answered \(put.status) \(put.body)")
+        // An acknowledged write is visible to the next read (read-your-writes on the leader).
         let first = try AgentProcessHarness.http("GET", host: Self.host, port: Self.port, path: "/v1/kv/watched")
+        try #require(first.body.contains("\"Value\":\"MQ==\""), "read after an acknowledged write: \(first.status) \(first.headers) \(first.body)")
         let index = try #require(first.headers["x-consul-index"])
         let writer = Thread {
             usleep(300_000)
