@@ -27,6 +27,9 @@ package enum SimulatorCommand {
         Entry(
             name: "fsync-rate", summary: RaftBenchCommand.fsyncUsage + ": 256-byte appends each followed by fdatasync, per second",
             run: { RaftBenchCommand.fsyncRate($0, out: $1, err: $2) }),
+        Entry(
+            name: "gossip", summary: "gossip --seed S [--count N | --trace] [--members M]: simulate gossip pools for seeds S..S+N-1",
+            run: { GossipSimulationCommand.run($0, out: $1, err: $2) }),
     ]
 
     package static var usage: String {
