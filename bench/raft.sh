@@ -39,7 +39,10 @@ trap 'stop_all; rm -rf "$WORK"' EXIT
 declare -A OURS ETCD
 field() { sed -n "s|.*$1=\([0-9.]*\).*|\1|p"; }
 
-echo "== disk"
+# The build's own writes are still being flushed: let them land before measuring the disk.
+sync
+sleep 2
+echo "== disk (measured again at the end)"
 FSYNC=$("$SIM" fsync-rate --dir "$WORK" --seconds 3)
 echo "$FSYNC"
 FSYNC_RATE=$(echo "$FSYNC" | field "appends+fdatasync/s")
@@ -80,6 +83,9 @@ for n in $CLIENTS; do
     ETCD[$n]=$line
 done
 stop_all
+
+echo "== disk, again"
+"$SIM" fsync-rate --dir "$WORK" --seconds 3
 
 echo "== ratios (ours / etcd; throughput higher is better, p99 lower is better)"
 for n in $CLIENTS; do

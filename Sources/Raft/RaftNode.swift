@@ -89,6 +89,9 @@ package actor RaftNode<Machine: RaftStateMachine> {
     /// The configuration the transport was last told about.
     private var announcedConfiguration: ClusterConfiguration
     static var maxFollowUpsPerCall: Int { 64 }
+    /// Proposals waiting for `flushProposals`, and how many of them one core step takes.
+    private var queuedProposals: [Proposal] = []
+    static var maxProposalsPerStep: Int { 1024 }
     /// Why the node stopped itself, if a write failed.
     package private(set) var storageFailure: RaftNodeError?
 
@@ -213,6 +216,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
         readWaiters.removeAll()
         staged.removeAll()
         stagedHead = 0
+        queuedProposals.removeAll()
     }
 
     private func delayUntilWake() -> Duration {
@@ -231,8 +235,32 @@ package actor RaftNode<Machine: RaftStateMachine> {
     // MARK: - Requests
 
     /// Proposes a command; returns the state machine's answer once it is committed and applied here.
+    /// Proposals that arrive while others wait to be taken go to the core as one batch (one WAL
+    /// record, one AppendEntries per follower).
     package func propose(_ command: [UInt8]) async throws(RaftNodeError) -> [UInt8] {
-        try await submitAndApply { .propose($0, command) }
+        guard !stopped else { throw .stopped }
+        let requestID = nextRequest
+        nextRequest += 1
+        do {
+            return try await withCheckedThrowingContinuation { continuation in
+                proposals[requestID] = .applied(continuation)
+                queuedProposals.append(Proposal(id: requestID, command: command))
+                if queuedProposals.count == 1 {
+                    // Runs after the actor's jobs already queued, which may add more proposals.
+                    Task { self.flushProposals() }
+                }
+            }
+        } catch {
+            throw Self.typed(error)
+        }
+    }
+
+    private func flushProposals() {
+        while !queuedProposals.isEmpty {
+            let batch = Array(queuedProposals.prefix(Self.maxProposalsPerStep))
+            queuedProposals.removeFirst(batch.count)
+            step(.proposeBatch(batch))
+        }
     }
 
     /// Blocks until everything committed before the call is applied here (hashicorp/raft's Barrier).

@@ -87,9 +87,8 @@ final class RawConnection {
 @Suite(.serialized) struct TCPTransportTests {
     let root: String
 
-    init() throws {
+    init() {
         root = NSTemporaryDirectory() + "raft-tcp-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
     }
 
     func cleanUp() { try? FileManager.default.removeItem(atPath: root) }
