@@ -1,0 +1,266 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ConsulCore
+import Gossip
+import Synchronization
+
+/// `consul-sim gossip-node`: one real gossip node in its own process, for interop tests with
+/// HashiCorp's `serf` and for bench/gossip.sh (a process can be killed with SIGKILL, which an
+/// in-process node cannot).
+///
+/// Prints `ready <address>` once listening, then events as lines (`member-join <name> <addr>`,
+/// `member-failed ...`, `member-leave ...`, `user-event <name> <payload>`). Reads commands from
+/// standard input, one per line, each answered by one line (`members` by `member` lines then
+/// `end`): `members`, `event <name> [payload]`, `keys`, `leave` (graceful, then exit), `quit`.
+/// SIGINT leaves gracefully, SIGTERM stops at once. With `--exit-on-eof`, end of input stops the
+/// node (so a test that dies does not leave it running).
+package enum GossipNodeCommand {
+    package struct Arguments: Equatable {
+        package var name = ""
+        package var bind: GossipAddress?
+        package var join: [GossipAddress] = []
+        package var encrypt: String?
+        package var dataDirectory: String?
+        package var profile = "lan"
+        package var tags: [String: String] = [:]
+        package var logLevel = GossipLogLevel.info
+        package var exitOnEOF = false
+    }
+
+    package static let usage = """
+        usage: consul-sim gossip-node --name N --bind IP:PORT [--join IP:PORT]... [--encrypt KEY] [--data-dir DIR]
+                                      [--profile lan|wan|local] [--tag K=V]... [--log-level debug|info|warn|error] [--exit-on-eof]
+        """
+
+    package static func parse(_ arguments: [String]) -> Arguments? {
+        var parsed = Arguments()
+        var iterator = arguments.makeIterator()
+        while let argument = iterator.next() {
+            let flag = argument.hasPrefix("--") ? String(argument.dropFirst()) : argument
+            func value() -> String? { iterator.next() }
+            switch flag {
+            case "-name": guard let name = value(), !name.isEmpty else { return nil }; parsed.name = name
+            case "-bind": guard let text = value(), let address = GossipAddress(text) else { return nil }; parsed.bind = address
+            case "-join": guard let text = value(), let address = GossipAddress(text) else { return nil }; parsed.join.append(address)
+            case "-encrypt": guard let key = value() else { return nil }; parsed.encrypt = key
+            case "-data-dir": guard let directory = value() else { return nil }; parsed.dataDirectory = directory
+            case "-profile": guard let name = value(), SWIMConfig.profile(named: name) != nil else { return nil }; parsed.profile = name
+            case "-tag":
+                guard let pair = value(), let equals = pair.firstIndex(of: "=") else { return nil }
+                parsed.tags[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+            case "-log-level":
+                switch value() {
+                case "debug": parsed.logLevel = .debug
+                case "info": parsed.logLevel = .info
+                case "warn": parsed.logLevel = .warn
+                case "error": parsed.logLevel = .error
+                default: return nil
+                }
+            case "-exit-on-eof": parsed.exitOnEOF = true
+            default: return nil
+            }
+        }
+        guard !parsed.name.isEmpty, parsed.bind != nil else { return nil }
+        return parsed
+    }
+
+    /// Exit codes: 0 after leave/quit/EOF, 1 when start or join failed, 2 on bad usage.
+    package static func run(_ arguments: [String], out: (String) -> Void, err: (String) -> Void) -> Int32 {
+        guard let parsed = parse(arguments), let bind = parsed.bind else {
+            err(usage)
+            return 2
+        }
+        let resolution: GossipKeyringFile.Resolution
+        do {
+            resolution = try GossipKeyringFile.resolve(dataDirectory: parsed.dataDirectory, encrypt: parsed.encrypt)
+        } catch {
+            emit(2, "error: \(error)")
+            return 1
+        }
+        let clock = SystemMonotonicClock()
+        let logger = RateLimitedLogger(minimumLevel: parsed.logLevel, clock: clock) { level, text in emit(2, "[\(level)] \(text)") }
+        for (level, line) in resolution.messages { logger.log(level, line) }
+        var configuration = GossipNodeConfiguration(
+            name: parsed.name, bindAddress: bind, serf: SerfConfig(swim: SWIMConfig.profile(named: parsed.profile)!, tags: parsed.tags),
+            keyring: resolution.keyring)
+        if case .keyringFile(let path) = resolution.source { configuration.keyringFilePath = path }
+        if case .encryptSetting(let path?) = resolution.source { configuration.keyringFilePath = path }
+        let node = GossipNode(configuration: configuration, clock: clock, logger: logger) { event in
+            switch event {
+            case .member(let change): emit(1, "\(change.kind.rawValue) \(change.member.name) \(change.member.address)")
+            case .user(let event): emit(1, "user-event \(event.name) \(String(decoding: event.payload, as: UTF8.self))")
+            case .query(let query): emit(1, "query \(query.name)")
+            case .keyringChanged(let keyring): emit(1, "keyring \(keyring.base64Keys.joined(separator: ","))")
+            }
+        }
+        if let failure = blocking({ () async -> String? in
+            do throws(GossipNodeError) {
+                try await node.start()
+                return nil
+            } catch {
+                return error.description
+            }
+        }) {
+            emit(2, "error: \(failure)")
+            return 1
+        }
+        emit(1, "ready \(node.address.map { "\($0)" } ?? "?")")
+        if !parsed.join.isEmpty {
+            let joined = blocking { () async -> Result<Int, GossipNodeError> in
+                do throws(GossipNodeError) {
+                    return .success(try await node.join(parsed.join, ignoreOld: true))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            switch joined {
+            case .success(let count): emit(1, "joined \(count)")
+            case .failure(let error):
+                emit(1, "join-failed: \(error)")
+                emit(2, "error: \(error)")
+                blocking { await node.shutdown() }
+                return 1
+            }
+        }
+        installSignalHandlers()
+        var input = LineReader(fd: 0)
+        while true {
+            switch Signals.received.load(ordering: .relaxed) {
+            case SIGINT:
+                blocking { await node.leave() }
+                blocking { await node.shutdown() }
+                emit(1, "left")
+                return 0
+            case SIGTERM:
+                blocking { await node.shutdown() }
+                return 0
+            default:
+                break
+            }
+            switch input.nextLine(timeoutMilliseconds: 50) {
+            case .line(let line):
+                if execute(line, on: node) == .stop { return 0 }
+            case .eof where parsed.exitOnEOF:
+                blocking { await node.shutdown() }
+                return 0
+            case .eof:
+                usleep(50_000)
+            case .none:
+                break
+            }
+        }
+    }
+
+    private enum Next { case `continue`, stop }
+
+    private static func execute(_ line: String, on node: GossipNode) -> Next {
+        let words = line.split(separator: " ", maxSplits: 2).map(String.init)
+        switch words.first {
+        case "members":
+            for member in node.members { emit(1, "member \(member.name) \(member.address) \(member.status)") }
+            emit(1, "end")
+        case "event":
+            guard words.count >= 2 else { emit(1, "error: event needs a name"); break }
+            do throws(GossipNodeError) {
+                try node.userEvent(name: words[1], payload: Array((words.count > 2 ? words[2] : "").utf8))
+                emit(1, "ok")
+            } catch {
+                emit(1, "error: \(error)")
+            }
+        case "keys":
+            let result = blocking { () async -> String in
+                do throws(GossipNodeError) {
+                    let listing = try await node.keyOperation(.list)
+                    return "keys " + listing.keys.keys.sorted().map { "\($0)=\(listing.keys[$0]!)" }.joined(separator: " ")
+                } catch {
+                    return "error: \(error)"
+                }
+            }
+            emit(1, result)
+        case "metrics":
+            let metrics = node.metrics
+            emit(1, "metrics packets_in=\(metrics.packetsIn) packets_out=\(metrics.packetsOut) bytes_in=\(metrics.bytesIn) bytes_out=\(metrics.bytesOut) decrypt_failures=\(metrics.decryptFailures) plaintext_dropped=\(metrics.plaintextDropped) probes=\(metrics.probes)")
+        case "leave":
+            blocking { await node.leave() }
+            blocking { await node.shutdown() }
+            emit(1, "left")
+            return .stop
+        case "quit":
+            blocking { await node.shutdown() }
+            return .stop
+        default:
+            emit(1, "error: unknown command")
+        }
+        return .continue
+    }
+
+    // MARK: - Plumbing for a synchronous main thread
+
+    /// Runs async work from the (synchronous) command thread and waits for it.
+    @discardableResult
+    private static func blocking<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
+        let box = Mutex<T?>(nil)
+        Task { let value = await body(); box.withLock { $0 = value } }
+        while true {
+            if let value = box.withLock({ $0 }) { return value }
+            usleep(2_000)
+        }
+    }
+
+    /// Writes one line straight to a file descriptor (unbuffered, so a reading test sees it at once).
+    private static func emit(_ fd: Int32, _ line: String) {
+        let bytes = Array((line + "\n").utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if written <= 0 { return }
+            offset += written
+        }
+    }
+
+    private enum Signals {
+        static let received = Atomic<Int32>(0)
+    }
+
+    private static func installSignalHandlers() {
+        signal(SIGINT) { Signals.received.store($0, ordering: .relaxed) }
+        signal(SIGTERM) { Signals.received.store($0, ordering: .relaxed) }
+    }
+
+    /// Lines from a file descriptor without blocking longer than a poll interval.
+    private struct LineReader {
+        enum Read { case line(String), eof, none }
+
+        let fd: Int32
+        var pending: [UInt8] = []
+        var closed = false
+
+        init(fd: Int32) { self.fd = fd }
+
+        mutating func nextLine(timeoutMilliseconds: Int32) -> Read {
+            if let line = takeLine() { return .line(line) }
+            if closed { return .eof }
+            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&descriptor, 1, timeoutMilliseconds) > 0 else { return .none }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count <= 0 {
+                closed = true
+                return pending.isEmpty ? .eof : .line(String(decoding: pending, as: UTF8.self))
+            }
+            pending.append(contentsOf: chunk[0..<count])
+            if pending.count > 64 * 1024 { pending.removeAll() }  // a runaway line is dropped
+            return takeLine().map { .line($0) } ?? .none
+        }
+
+        private mutating func takeLine() -> String? {
+            guard let newline = pending.firstIndex(of: UInt8(ascii: "\n")) else { return nil }
+            let line = String(decoding: pending[..<newline], as: UTF8.self)
+            pending.removeSubrange(...newline)
+            return line
+        }
+    }
+}
