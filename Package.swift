@@ -15,7 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         // X.509 certificates for `consul tls ca create` / `consul tls cert create`.
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
-        // The gossip shell's UDP and TCP listeners.
+        // Sockets for the agent's HTTP API and DNS, and for the Raft and gossip transports.
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
@@ -44,7 +44,12 @@ let package = Package(
         // The agent and every CLI command.
         .target(
             name: "ConsulAgent",
-            dependencies: ["ConsulCore", "ConsulCrypto"],
+            dependencies: [
+                "ConsulCore", "ConsulCrypto", "Raft",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             path: "Sources/agent"
         ),
 
@@ -53,7 +58,7 @@ let package = Package(
         // Micro-benchmarks driven by the scripts in bench/.
         .executableTarget(
             name: "consul-bench",
-            dependencies: ["ConsulCrypto"],
+            dependencies: ["ConsulCrypto", "ConsulAgent"],
             path: "bench/Sources/consul-bench"
         ),
 
@@ -61,7 +66,7 @@ let package = Package(
         .testTarget(
             name: "ConsulCryptoTests",
             dependencies: [
-                "ConsulCrypto",
+                "ConsulCrypto", "ConsulCore",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
@@ -78,13 +83,28 @@ let package = Package(
         ),
         .testTarget(name: "GossipTests", dependencies: ["Gossip", "ConsulCore", "ConsulCrypto"]),
 
-        // Raft consensus: the pure RaftCore state machine, WAL and snapshot store, wire codec, RaftNode shell.
-        .target(name: "Raft", dependencies: ["ConsulCore"]),
+        // Raft consensus: the pure RaftCore state machine, WAL and snapshot store, wire codec, TCP transport
+        // (SwiftNIO), RaftNode shell.
+        .target(
+            name: "Raft",
+            dependencies: [
+                "ConsulCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // Deterministic simulation (test support, not shipped): simulated network/disk/clock, checkers, workload.
         .target(name: "Simulation", dependencies: ["Raft", "ConsulCore", "Gossip"]),
         // `consul-sim raft --seed S --count N`: runs simulation seeds; thin, subcommands live in Simulation.
         .executableTarget(name: "consul-sim", dependencies: ["Simulation"]),
-        .testTarget(name: "RaftTests", dependencies: ["Raft", "ConsulCore"]),
+        .testTarget(
+            name: "RaftTests",
+            dependencies: [
+                "Raft", "ConsulCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft", "ConsulCore", "Gossip"]),
     ],
     swiftLanguageModes: [.v6]

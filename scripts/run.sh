@@ -9,8 +9,6 @@ consul=.build/release/consul
 if [ $# -gt 0 ]; then
     exec "$consul" "$@"
 fi
-# The agent (consul agent -dev) is not in this build yet; until it is, the main job shows what the
-# binary does today: its version and a fresh gossip encryption key.
-"$consul" version
-echo "==> a new gossip encryption key (consul keygen):"
-"$consul" keygen
+# The main job: a development agent (in-memory server that elects itself) with its HTTP API on
+# 127.0.0.1:8500 and DNS on 127.0.0.1:8600. Ctrl-C stops it.
+exec "$consul" agent -dev

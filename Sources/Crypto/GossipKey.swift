@@ -1,3 +1,5 @@
+import ConsulCore
+
 /// One gossip encryption key: 16, 24 or 32 raw bytes (AES-128, -192 or -256), written as base64.
 ///
 /// This is what `consul keygen` prints and what `encrypt`, `keyring -install` and the keyring files

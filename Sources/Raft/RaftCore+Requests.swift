@@ -22,11 +22,13 @@ extension RaftCore {
         return true
     }
 
-    mutating func propose(_ requestID: RequestID, payload: EntryPayload) {
+    /// Appends the entry; with `replicate` false the caller commits and broadcasts once for many.
+    mutating func propose(_ requestID: RequestID, payload: EntryPayload, replicate: Bool = true) {
         guard admitAppend(requestID) else { return }
         let entry = LogEntry(index: log.lastIndex + 1, term: term, payload: payload)
         appendToLog([entry])
         output.outcomes.append(RequestOutcome(id: requestID, result: .success(LogPosition(index: entry.index, term: entry.term))))
+        guard replicate else { return }
         leaderMaybeCommit()
         broadcastAppend()
     }

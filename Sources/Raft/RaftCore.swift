@@ -129,6 +129,12 @@ package struct RaftCore: Sendable {
             receive(message)
         case .propose(let requestID, let command):
             propose(requestID, payload: .command(command))
+        case .proposeBatch(let proposals):
+            for proposal in proposals { propose(proposal.id, payload: .command(proposal.command), replicate: false) }
+            if isLeader {
+                leaderMaybeCommit()
+                broadcastAppend()
+            }
         case .barrier(let requestID):
             propose(requestID, payload: .noop)
         case .changeMembership(let requestID, let change):

@@ -30,6 +30,17 @@ package struct RaftOptions: Hashable, Sendable {
 /// Opaque ids chosen by the shell to match outcomes to requests.
 package typealias RequestID = UInt64
 
+/// A command waiting to be proposed.
+package struct Proposal: Hashable, Sendable {
+    package var id: RequestID
+    package var command: [UInt8]
+
+    package init(id: RequestID, command: [UInt8]) {
+        self.id = id
+        self.command = command
+    }
+}
+
 /// Everything that can happen to a server. `now` comes with every input (see `RaftCore.handle`).
 package enum RaftInput: Sendable {
     /// Time passed; the shell calls this at (or after) the output's `wakeAt`.
@@ -37,6 +48,9 @@ package enum RaftInput: Sendable {
     case message(Message)
     /// A state-machine command; the outcome is a position that the shell watches being applied.
     case propose(RequestID, [UInt8])
+    /// Several commands at once (what arrived while the shell was busy): the same outcomes as
+    /// proposing them one by one, but they go out to followers together.
+    case proposeBatch([Proposal])
     /// A no-op entry: once applied, everything before it is applied too (hashicorp/raft's Barrier).
     case barrier(RequestID)
     case changeMembership(RequestID, MembershipChange)
@@ -102,6 +116,8 @@ package struct LeaderInfo: Hashable, Sendable {
 ///    `readStates` once applied, report `outcomes` and `leader`, then
 /// 4. feed `.persisted` for the entries of step 1 and call `.tick` at `wakeAt`.
 /// Batches must be carried out in the order they were produced (group commit may merge steps 1).
+/// Only messages whose `payload.mayPrecedeLocalPersistence` holds (a leader's replication traffic)
+/// may leave before step 1 of their batch and of earlier batches is durable.
 package struct RaftOutput: Sendable {
     package var persist = PersistWork()
     package var messages: [Message] = []

@@ -51,6 +51,20 @@ package enum MessagePayload: Hashable, Sendable {
         }
     }
 
+    /// Whether a shell may send this before its batch's persist work (and earlier batches') is
+    /// durable. Votes and responses promise what the sender stored, so they wait. A leader's
+    /// replication traffic promises nothing about the leader's own disk: the leader counts itself
+    /// towards a commit only once `.persisted` says its copy is durable, so it may write its log in
+    /// parallel with its followers (dissertation §10.2.1). Only leaders send these, and a leader's
+    /// term is always durable (it was persisted before the votes that made it leader were asked for).
+    package var mayPrecedeLocalPersistence: Bool {
+        switch self {
+        case .appendEntries, .heartbeat, .installSnapshot: true
+        case .preVote, .preVoteResponse, .requestVote, .voteResponse, .appendResponse, .heartbeatResponse,
+             .installSnapshotResponse, .timeoutNow: false
+        }
+    }
+
     /// A short name for traces.
     package var kind: String {
         switch self {

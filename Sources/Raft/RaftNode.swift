@@ -4,6 +4,12 @@ import ConsulCore
 /// network layer and returns, so a node's output batch is carried out without interleaving.
 package protocol RaftTransport: Sendable {
     func send(_ message: Message)
+    /// The node's configuration changed (or is first known): servers' addresses may be in it.
+    func configurationChanged(_ configuration: ClusterConfiguration)
+}
+
+extension RaftTransport {
+    package func configurationChanged(_ configuration: ClusterConfiguration) {}
 }
 
 /// The replicated state machine a node applies committed commands to.
@@ -28,11 +34,19 @@ package enum RaftNodeError: Error, Hashable, Sendable {
     case outcomeUnknown
     case storage(String)
     case badSnapshot(String)
+    /// `raft/peers.json` is malformed, or there is no state for it to recover.
+    case peersFile(PeersFile.ParseError)
 }
 
-/// The shell around `RaftCore`: owns the WAL, the snapshot store, the state machine and the
-/// waiting clients; carries out each output batch in the documented order (persist with fsync,
-/// send, apply, then feed back `.persisted`); turns proposals and reads into async calls.
+/// The shell around `RaftCore`: owns the state machine and the waiting clients, hands durable
+/// writes to a `DiskWriter` (its own queue, group commit: never an fsync on the cooperative pool),
+/// and carries out each output batch in the documented order; turns proposals and reads into
+/// async calls.
+///
+/// Pipeline: every batch is staged behind the writes submitted so far. A batch's messages (but
+/// see `MessagePayload.mayPrecedeLocalPersistence`), state-machine work and answers run once its
+/// own writes and every earlier one are durable, batches strictly in order; meanwhile the core
+/// goes on taking inputs, so proposals arriving during an fsync join the next one.
 ///
 /// Timers: `tick()` is driven by `start()` (a task sleeping until the core's next deadline) or by a
 /// test directly with a `ManualClock`.
@@ -40,8 +54,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
     package nonisolated let id: ServerID
     private var core: RaftCore
     private var machine: Machine
-    private let wal: SegmentedWAL
-    private let snapshots: SnapshotStore
+    private let writer: DiskWriter
     private let transport: any RaftTransport
     private let clock: any MonotonicClock
     /// Take a snapshot after this many applied entries (nil: never).
@@ -65,17 +78,46 @@ package actor RaftNode<Machine: RaftStateMachine> {
     private var stopped = false
     /// Follow-up inputs left over when one call hit `maxFollowUpsPerCall`.
     private var deferred: [RaftInput] = []
+    /// Batches (and inputs) waiting for the writes they depend on, oldest first from `stagedHead`.
+    private var staged: [Staged] = []
+    private var stagedHead = 0
+    /// The writer's sequence number of the newest job submitted, and of the newest durable one.
+    private var submittedSeq: UInt64 = 0
+    private var durableSeq: UInt64 = 0
+    /// The term of the newest hard state known to be on disk (early sends never outrun it).
+    private var durableTerm: Term
+    /// The configuration the transport was last told about.
+    private var announcedConfiguration: ClusterConfiguration
     static var maxFollowUpsPerCall: Int { 64 }
+    /// Proposals waiting for `flushProposals`, and how many of them one core step takes.
+    private var queuedProposals: [Proposal] = []
+    static var maxProposalsPerStep: Int { 1024 }
     /// Why the node stopped itself, if a write failed.
     package private(set) var storageFailure: RaftNodeError?
 
-    /// Opens (or creates) the node's data in `directory` (`wal/` and `snapshots/`). A new server of
-    /// a new cluster passes `bootstrap`; it is written only when the log is empty.
+    /// What waits in the pipeline: a batch's remaining effects, or an input to feed.
+    private enum StagedWork {
+        case effects(RaftOutput)
+        case feed(RaftInput)
+    }
+
+    private struct Staged {
+        /// Runs once the writer reports this sequence number durable.
+        var seq: UInt64
+        var work: StagedWork
+    }
+
+    /// Opens (or creates) the node's data in `directory` (`wal/` and `snapshots/`; Consul's
+    /// `data-dir/raft`). A new server of a new cluster passes `bootstrap`; it is written only when
+    /// the log is empty. A `peers.json` in `directory` replaces the cluster configuration first
+    /// (outage recovery, see `recoverCluster`) and is then deleted.
+    /// `beforeSync` is test instrumentation, run on the writer's queue before each log sync.
     package init(
         id: ServerID, directory: String, machine: Machine, transport: any RaftTransport, clock: any MonotonicClock,
         random: SeededRandom, options: RaftOptions = RaftOptions(), bootstrap: ClusterConfiguration? = nil,
-        snapshotEvery: UInt64? = 1024
+        snapshotEvery: UInt64? = 1024, beforeSync: (@Sendable () -> Void)? = nil
     ) throws(RaftNodeError) {
+        let (events, sink) = AsyncStream.makeStream(of: DiskWriter.Event.self)
         do {
             let (wal, walState) = try SegmentedWAL.open(directory: directory + "/wal")
             let snapshots = try SnapshotStore(directory: directory + "/snapshots")
@@ -95,9 +137,18 @@ package actor RaftNode<Machine: RaftStateMachine> {
             } else if let expected = recovered.snapshot {
                 throw RaftNodeError.badSnapshot("the log refers to snapshot \(expected.metadata.index), none is stored")
             }
+            let peersPath = directory + "/" + PeersFile.fileName
+            if let bytes = try readFileIfPresent(peersPath) {
+                let configuration: ClusterConfiguration
+                do { configuration = try PeersFile.parse(bytes, path: peersPath) } catch { throw RaftNodeError.peersFile(error) }
+                try Self.recoverCluster(
+                    configuration, peersPath: peersPath, recovered: &recovered, machine: &machine, wal: wal, snapshots: snapshots,
+                    view: RaftCore(id: id, options: options, random: random, recovered: recovered, now: clock.now()))
+            }
             self.core = try RaftCore(id: id, options: options, random: random, recovered: recovered, now: clock.now())
-            self.wal = wal
-            self.snapshots = snapshots
+            self.durableTerm = recovered.hardState.term
+            self.writer = DiskWriter(
+                wal: wal, snapshots: snapshots, label: "raft.disk.\(id)", events: sink, beforeSync: beforeSync)
             self.machine = machine
         } catch let error as RaftNodeError {
             throw error
@@ -112,6 +163,15 @@ package actor RaftNode<Machine: RaftStateMachine> {
         self.snapshotEvery = snapshotEvery
         self.applied = core.appliedIndex
         self.lastSnapshot = core.log.snapshotIndex
+        self.announcedConfiguration = core.configuration
+        transport.configurationChanged(core.configuration)
+        // The writer's reports come back through this task (it ends when `stop()` closes the writer).
+        Task { [weak self] in
+            for await event in events {
+                guard let self else { return }
+                await self.diskEvent(event)
+            }
+        }
     }
 
     // MARK: - Driving
@@ -129,8 +189,15 @@ package actor RaftNode<Machine: RaftStateMachine> {
         }
     }
 
-    /// Stops the timer and fails every waiting request with `.stopped`.
-    package func stop() {
+    /// Stops the node: fails every waiting request with `.stopped`, drops writes not yet started
+    /// and returns once the write in progress (if any) is finished, so the directory can be reopened.
+    package func stop() async {
+        halt()
+        await writer.close()
+    }
+
+    /// The synchronous part of `stop()`.
+    private func halt() {
         stopped = true
         timer?.cancel()
         timer = nil
@@ -147,6 +214,9 @@ package actor RaftNode<Machine: RaftStateMachine> {
         appliedWaiters.removeAll()
         reads.removeAll()
         readWaiters.removeAll()
+        staged.removeAll()
+        stagedHead = 0
+        queuedProposals.removeAll()
     }
 
     private func delayUntilWake() -> Duration {
@@ -159,11 +229,38 @@ package actor RaftNode<Machine: RaftStateMachine> {
     /// A message from a peer (the transport's receive side calls this).
     package func receive(_ message: Message) { step(.message(message)) }
 
+    /// Messages from peers, in arrival order (one read burst of a connection).
+    package func receive(_ messages: [Message]) { process(messages.map { .message($0) }) }
+
     // MARK: - Requests
 
     /// Proposes a command; returns the state machine's answer once it is committed and applied here.
+    /// Proposals that arrive while others wait to be taken go to the core as one batch (one WAL
+    /// record, one AppendEntries per follower).
     package func propose(_ command: [UInt8]) async throws(RaftNodeError) -> [UInt8] {
-        try await submitAndApply { .propose($0, command) }
+        guard !stopped else { throw .stopped }
+        let requestID = nextRequest
+        nextRequest += 1
+        do {
+            return try await withCheckedThrowingContinuation { continuation in
+                proposals[requestID] = .applied(continuation)
+                queuedProposals.append(Proposal(id: requestID, command: command))
+                if queuedProposals.count == 1 {
+                    // Runs after the actor's jobs already queued, which may add more proposals.
+                    Task { self.flushProposals() }
+                }
+            }
+        } catch {
+            throw Self.typed(error)
+        }
+    }
+
+    private func flushProposals() {
+        while !queuedProposals.isEmpty {
+            let batch = Array(queuedProposals.prefix(Self.maxProposalsPerStep))
+            queuedProposals.removeFirst(batch.count)
+            step(.proposeBatch(batch))
+        }
     }
 
     /// Blocks until everything committed before the call is applied here (hashicorp/raft's Barrier).
@@ -211,13 +308,17 @@ package actor RaftNode<Machine: RaftStateMachine> {
         package var commitIndex: LogIndex
         package var appliedIndex: LogIndex
         package var lastIndex: LogIndex
+        package var snapshotIndex: LogIndex
         package var configuration: ClusterConfiguration
     }
+
+    /// The disk writer's counters (group commit: `syncs` well below `jobs` under load).
+    package func diskStats() -> DiskWriter.Stats { writer.stats }
 
     package func status() -> Status {
         Status(
             term: core.term, role: core.role.name, leader: core.leader, commitIndex: core.commitIndex, appliedIndex: applied,
-            lastIndex: core.log.lastIndex, configuration: core.configuration)
+            lastIndex: core.log.lastIndex, snapshotIndex: core.log.snapshotIndex, configuration: core.configuration)
     }
 
     private func submit(_ input: (RequestID) -> RaftInput) async throws(RaftNodeError) -> LogPosition {
@@ -256,52 +357,117 @@ package actor RaftNode<Machine: RaftStateMachine> {
 
     // MARK: - Carrying out output
 
-    private func step(_ input: RaftInput) {
-        guard !stopped else { return }
-        var pending = deferred + [input]
-        deferred.removeAll()
-        var rounds = 0
-        // Each batch may ask for follow-up inputs (persisted, snapshotTaken). The chain is short
-        // (a follow-up's own output holds no new entries), but never let one call run away: past
-        // the limit, what is left waits for the next call.
-        while let next = pending.first {
-            guard rounds < Self.maxFollowUpsPerCall else {
-                deferred = pending
-                return
-            }
-            pending.removeFirst()
-            rounds += 1
-            let output = core.handle(next, now: clock.now())
-            do {
-                pending += try carryOut(output)
-            } catch {
-                // A node that cannot write its log must not go on acknowledging anything.
-                storageFailure = error
-                stop()
-                return
-            }
+    private func diskEvent(_ event: DiskWriter.Event) {
+        switch event {
+        case .durable(let seq):
+            durableSeq = max(durableSeq, seq)
+            process([])
+        case .failed(let error):
+            fail(error)
         }
     }
 
-    private func carryOut(_ output: RaftOutput) throws(RaftNodeError) -> [RaftInput] {
-        var followUps: [RaftInput] = []
-        // 1. Persist (fsync) before anything that depends on it leaves this server.
-        if !output.persist.isEmpty {
-            do {
-                if let snapshot = output.persist.snapshot { try snapshots.save(snapshot) }
-                var work = output.persist
-                work.snapshot = work.snapshot.map { Snapshot(metadata: $0.metadata, data: []) }
-                try wal.append(work)
-                try wal.sync()
-                if work.compactThrough != nil || work.snapshot != nil {
-                    try wal.checkpoint(RecoveredState(
-                        hardState: core.hardState, snapshot: core.log.snapshot.map { Snapshot(metadata: $0.metadata, data: []) },
-                        entries: core.log.entries))
+    /// A node that cannot write its log must not go on acknowledging anything.
+    private func fail(_ error: RaftNodeError) {
+        guard !stopped else { return }
+        storageFailure = error
+        halt()
+        Task { await writer.close() }
+    }
+
+    private func step(_ input: RaftInput) { process([input]) }
+
+    /// Feeds inputs to the core, stages their outputs, and carries out every staged item whose
+    /// writes are durable; the follow-up inputs that produces are fed in turn.
+    private func process(_ inputs: [RaftInput]) {
+        guard !stopped else { return }
+        var pending = deferred + inputs
+        deferred.removeAll()
+        // The inputs given are all taken; the limit is on what they set off.
+        var rounds = -pending.count
+        // Each batch may ask for follow-up inputs (persisted, snapshotTaken). The chain is short
+        // (a follow-up's own output holds no new entries, and the `.persisted` of batches released
+        // together collapse into one), but never let one call run away: past the limit, what is
+        // left waits for the next call.
+        while true {
+            while let next = pending.first {
+                guard rounds < Self.maxFollowUpsPerCall else {
+                    deferred = pending
+                    return
                 }
-            } catch {
-                throw .storage("\(error)")
+                pending.removeFirst()
+                rounds += 1
+                stage(core.handle(next, now: clock.now()))
+                if core.configuration != announcedConfiguration {
+                    announcedConfiguration = core.configuration
+                    transport.configurationChanged(announcedConfiguration)
+                }
+            }
+            var released = false
+            while stagedHead < staged.count, staged[stagedHead].seq <= durableSeq, !stopped {
+                released = true
+                let head = staged[stagedHead]
+                stagedHead += 1
+                if stagedHead == staged.count || stagedHead >= 1024 {
+                    staged.removeFirst(stagedHead)
+                    stagedHead = 0
+                }
+                let followUps: [RaftInput]
+                switch head.work {
+                case .effects(let output):
+                    do {
+                        followUps = try carryOut(output)
+                    } catch {
+                        fail(error)
+                        return
+                    }
+                case .feed(let input):
+                    followUps = [input]
+                }
+                for input in followUps {
+                    // `.persisted(p)` covers every write before p's: only the newest one matters
+                    // (and after a truncation it is the only one that names the current log).
+                    if case .persisted = input, let last = pending.last, case .persisted = last {
+                        pending[pending.count - 1] = input
+                    } else {
+                        pending.append(input)
+                    }
+                }
+            }
+            if !released && pending.isEmpty { break }
+        }
+    }
+
+    /// Step 1: hands the batch's persist work to the writer, sends what may go before it is
+    /// durable, and queues the rest behind it.
+    private func stage(_ output: RaftOutput) {
+        var output = output
+        wakeAt = output.wakeAt
+        if !output.persist.isEmpty {
+            var checkpoint: RecoveredState?
+            if output.persist.compactThrough != nil || output.persist.snapshot != nil {
+                // The log as the core holds it now is what the writer's queue holds once this job
+                // is written: rewrite it as one record and drop the older segments.
+                checkpoint = RecoveredState(
+                    hardState: core.hardState, snapshot: core.log.snapshot.map { Snapshot(metadata: $0.metadata, data: []) },
+                    entries: core.log.entries)
+            }
+            submittedSeq = writer.submit(.persist(output.persist, checkpoint: checkpoint))
+        }
+        if submittedSeq > durableSeq {
+            output.messages.removeAll { message in
+                guard message.payload.mayPrecedeLocalPersistence, message.term <= durableTerm else { return false }
+                transport.send(message)
+                return true
             }
         }
+        staged.append(Staged(seq: submittedSeq, work: .effects(output)))
+    }
+
+    /// Steps 2 to 4 of a batch whose writes are durable.
+    private func carryOut(_ output: RaftOutput) throws(RaftNodeError) -> [RaftInput] {
+        var followUps: [RaftInput] = []
+        if let hardState = output.persist.hardState { durableTerm = max(durableTerm, hardState.term) }
         // 2. Send.
         for message in output.messages { transport.send(message) }
         // 3. Apply (acceptances first, so their waiters see their entries applied).
@@ -350,20 +516,22 @@ package actor RaftNode<Machine: RaftStateMachine> {
             if waiter.index <= applied { waiter.continuation.resume() } else { waiting.append(waiter) }
         }
         readWaiters = waiting
-        wakeAt = output.wakeAt
         // 4. Advance.
         if let last = output.persist.entries.last {
             followUps.append(.persisted(LogPosition(index: last.index, term: last.term)))
         }
-        if let every = snapshotEvery, applied >= lastSnapshot + every, let term = core.log.term(at: applied) {
+        // A snapshot is worth taking only past the core's newest one (an installed snapshot may
+        // already be ahead of what this node has applied so far).
+        if let every = snapshotEvery, applied >= lastSnapshot + every, applied > core.log.snapshotIndex,
+           let term = core.log.term(at: applied) {
             let data = machine.snapshot()
             let snapshot = Snapshot(
                 metadata: SnapshotMetadata(index: applied, term: term, configuration: core.configuration(at: applied)), data: data)
-            do { try snapshots.save(snapshot) } catch { throw .storage("\(error)") }
             lastSnapshot = applied
-            followUps.append(.snapshotTaken(index: applied, data: data))
+            // The core may compact its log only once the snapshot is safely stored.
+            submittedSeq = writer.submit(.saveSnapshot(snapshot))
+            staged.append(Staged(seq: submittedSeq, work: .feed(.snapshotTaken(index: applied, data: data))))
         }
         return followUps
     }
-
 }

@@ -33,10 +33,14 @@ package enum Suffrage: Hashable, Sendable {
 package struct ServerEntry: Hashable, Sendable {
     package var id: ServerID
     package var suffrage: Suffrage
+    /// Where peers reach this server ("host:port", Consul's server RPC address); empty when unknown
+    /// (then the transport's address book must learn it elsewhere).
+    package var address: String
 
-    package init(id: ServerID, suffrage: Suffrage) {
+    package init(id: ServerID, suffrage: Suffrage, address: String = "") {
         self.id = id
         self.suffrage = suffrage
+        self.address = address
     }
 }
 
@@ -65,24 +69,32 @@ package struct ClusterConfiguration: Hashable, Sendable, CustomStringConvertible
 
     package func contains(_ id: ServerID) -> Bool { suffrage(of: id) != nil }
 
+    /// Server id → address, for the servers whose address is known.
+    package var addresses: [ServerID: String] {
+        var book: [ServerID: String] = [:]
+        for server in servers where !server.address.isEmpty { book[server.id] = server.address }
+        return book
+    }
+
     package func isVoter(_ id: ServerID) -> Bool { suffrage(of: id) == .voter }
 
     /// The configuration that results from `change`, or an error when the change makes no sense for
     /// this configuration (adding a present voter, promoting a stranger, removing the last voter).
     package func applying(_ change: MembershipChange) throws(RaftError) -> ClusterConfiguration {
         var entries = servers
+        let known = servers.first { $0.id == change.server }?.address ?? ""
         switch change {
-        case .addVoter(let id):
+        case .addVoter(let id, let address):
             guard suffrage(of: id) != .voter else { throw .invalidMembershipChange }
             entries.removeAll { $0.id == id }
-            entries.append(ServerEntry(id: id, suffrage: .voter))
-        case .addNonVoter(let id):
+            entries.append(ServerEntry(id: id, suffrage: .voter, address: address.isEmpty ? known : address))
+        case .addNonVoter(let id, let address):
             guard !contains(id) else { throw .invalidMembershipChange }
-            entries.append(ServerEntry(id: id, suffrage: .nonvoter))
+            entries.append(ServerEntry(id: id, suffrage: .nonvoter, address: address))
         case .promote(let id):
             guard suffrage(of: id) == .nonvoter else { throw .invalidMembershipChange }
             entries.removeAll { $0.id == id }
-            entries.append(ServerEntry(id: id, suffrage: .voter))
+            entries.append(ServerEntry(id: id, suffrage: .voter, address: known))
         case .remove(let id):
             guard contains(id) else { throw .invalidMembershipChange }
             entries.removeAll { $0.id == id }
@@ -100,10 +112,18 @@ package struct ClusterConfiguration: Hashable, Sendable, CustomStringConvertible
 /// A single-server membership change (Raft dissertation §4.1): any two consecutive configurations
 /// then have overlapping majorities, so no joint consensus is needed.
 package enum MembershipChange: Hashable, Sendable {
-    case addVoter(ServerID)
-    case addNonVoter(ServerID)
+    /// Adds a voter (or promotes a non-voter); an empty address keeps the one already known.
+    case addVoter(ServerID, address: String = "")
+    case addNonVoter(ServerID, address: String = "")
     case promote(ServerID)
     case remove(ServerID)
+
+    /// The server the change is about.
+    package var server: ServerID {
+        switch self {
+        case .addVoter(let id, _), .addNonVoter(let id, _), .promote(let id), .remove(let id): id
+        }
+    }
 }
 
 /// What a log entry carries.

@@ -98,6 +98,14 @@ package enum RaftWireCodec {
         return (messages, offset)
     }
 
+    /// Decodes one frame's body (what follows its length prefix), which must hold exactly one message.
+    package static func decodeBody(_ body: [UInt8]) throws(DecodeError) -> Message {
+        var reader = ByteReader(body, from: 0)
+        let message = try decodeMessage(&reader)
+        guard reader.isAtEnd else { throw .invalid("trailing bytes in frame", at: reader.offset) }
+        return message
+    }
+
     static func decodeMessage(_ reader: inout ByteReader) throws(DecodeError) -> Message {
         let versionAt = reader.offset
         let got = try reader.u8()

@@ -869,8 +869,8 @@ package final class RaftSimulation {
             trace("membership \(change) appended at \(position)")
         case (.membership(let change), .failure(let error)):
             trace("membership \(change) refused: \(error)")
-            if case .addVoter(let id) = change, let added = indexOf[id], !nodes[added].everMember { decommission(added) }
-            if case .addNonVoter(let id) = change, let added = indexOf[id], !nodes[added].everMember { decommission(added) }
+            if case .addVoter(let id, _) = change, let added = indexOf[id], !nodes[added].everMember { decommission(added) }
+            if case .addNonVoter(let id, _) = change, let added = indexOf[id], !nodes[added].everMember { decommission(added) }
         case (.load, _):
             break
         case (.transfer, .success):

@@ -1,7 +1,7 @@
 import ConsulCore
 
-/// The `consul-sim` command line. Each subcommand (today `raft`; `gossip` can be added beside it by
-/// registering another entry in `subcommands`) parses its own arguments and returns an exit code.
+/// The `consul-sim` command line. Each subcommand (`raft`, and the real-process helpers the storage
+/// and cluster tests start) parses its own arguments and returns an exit code.
 package enum SimulatorCommand {
     package typealias Subcommand = @Sendable (_ arguments: [String], _ out: (String) -> Void, _ err: (String) -> Void) -> Int32
 
@@ -15,6 +15,18 @@ package enum SimulatorCommand {
         Entry(
             name: "raft", summary: "raft --seed S [--count N | --trace]: simulate Raft clusters for seeds S..S+N-1",
             run: { RaftSimulationCommand.run($0, out: $1, err: $2) }),
+        Entry(
+            name: "wal-writer", summary: "wal-writer --dir D [--records N] [--seed S]: append and fsync, print each durable index",
+            run: { WALWriterCommand.run($0, out: $1, err: $2) }),
+        Entry(
+            name: "raft-node", summary: RaftNodeCommand.usage + ": one Raft server over TCP with a line-protocol KV client port",
+            run: { RaftNodeCommand.run($0, out: $1, err: $2) }),
+        Entry(
+            name: "raft-bench", summary: RaftBenchCommand.usage + ": load generator of bench/raft.sh (raft-node or etcd)",
+            run: { RaftBenchCommand.run($0, out: $1, err: $2) }),
+        Entry(
+            name: "fsync-rate", summary: RaftBenchCommand.fsyncUsage + ": 256-byte appends each followed by fdatasync, per second",
+            run: { RaftBenchCommand.fsyncRate($0, out: $1, err: $2) }),
         Entry(
             name: "gossip", summary: "gossip --seed S [--count N | --trace] [--members M]: simulate gossip pools for seeds S..S+N-1",
             run: { GossipSimulationCommand.run($0, out: $1, err: $2) }),

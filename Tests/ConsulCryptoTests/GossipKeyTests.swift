@@ -1,5 +1,6 @@
 import Testing
 @testable import ConsulCrypto
+import ConsulCore
 
 @Suite struct GossipKeyTests {
     @Test(arguments: [16, 24, 32])

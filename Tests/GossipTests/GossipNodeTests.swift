@@ -64,7 +64,10 @@ func status(_ node: GossipNode, sees name: String) -> SerfMemberStatus? { node.m
         // c stops without a word: the others see it fail.
         await nodes[2].shutdown()
         #expect(await eventually { status(nodes[0], sees: "c") == .failed && status(nodes[1], sees: "c") == .failed })
-        #expect(recorder.events(of: "a").contains { if case .member(let event) = $0 { event.kind == .failed && event.member.name == "c" } else { false } })
+        // The member event is delivered after the status changes: wait for it too.
+        #expect(await eventually {
+            recorder.events(of: "a").contains { if case .member(let event) = $0 { event.kind == .failed && event.member.name == "c" } else { false } }
+        })
 
         // b leaves gracefully: a sees it left.
         await nodes[1].leave()

@@ -44,6 +44,19 @@ import Testing
         #expect(more.first?.entries.count == 3)
     }
 
+    /// A batch of proposals is one log write and one AppendEntries, with an outcome for each.
+    @Test func proposalBatchGoesOutTogether() throws {
+        var (leader, now) = try Self.replicatingLeader(RaftOptions())
+        now = now + .milliseconds(1)
+        let output = leader.handle(.proposeBatch((0..<5).map { Proposal(id: RequestID($0), command: [UInt8($0)]) }), now: now)
+        #expect(output.persist.entries.map(\.payload) == (0..<5).map { .command([UInt8($0)]) })
+        #expect(output.outcomes.map(\.id) == Array(0..<5))
+        #expect(output.outcomes.allSatisfy { (try? $0.result.get()) != nil })
+        let sent = Self.appends(output)
+        #expect(sent.count == 1)
+        #expect(sent.first?.entries.count == 5)
+    }
+
     /// A lost append is sent again once the retransmit timeout passes.
     @Test func lostAppendIsRetransmitted() throws {
         var options = RaftOptions()

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import ConsulCore
+import Dispatch
 import Synchronization
 import Testing
 @testable import Raft
@@ -32,6 +33,12 @@ struct RecordingMachine: RaftStateMachine {
         }
         commands = restored
     }
+}
+
+/// A value shared between tasks and the disk writer's queue.
+final class Shared<Value: Sendable>: Sendable {
+    let value: Mutex<Value>
+    init(_ initial: Value) { value = Mutex(initial) }
 }
 
 /// Delivers messages between in-process nodes on separate tasks (so sends never block a node).
@@ -73,7 +80,10 @@ final class LocalNetwork: RaftTransport {
         rmdir(root)
     }
 
-    func makeNode(_ name: String, voters: [String], network: LocalNetwork, clock: ManualClock, snapshotEvery: UInt64? = nil) throws -> RaftNode<RecordingMachine> {
+    func makeNode(
+        _ name: String, voters: [String], network: LocalNetwork, clock: ManualClock, snapshotEvery: UInt64? = nil,
+        beforeSync: (@Sendable () -> Void)? = nil
+    ) throws -> RaftNode<RecordingMachine> {
         mkdir(root + "/" + name, 0o755)
         var options = RaftOptions()
         options.electionTimeout = .milliseconds(200)
@@ -82,7 +92,8 @@ final class LocalNetwork: RaftTransport {
         let node = try RaftNode(
             id: ServerID(name), directory: root + "/" + name, machine: RecordingMachine(), transport: network, clock: clock,
             random: SeededRandom(seed: UInt64(name.utf8.reduce(0) { $0 &* 31 &+ UInt64($1) })), options: options,
-            bootstrap: ClusterConfiguration(voters: voters.map { ServerID($0) }), snapshotEvery: snapshotEvery)
+            bootstrap: ClusterConfiguration(voters: voters.map { ServerID($0) }), snapshotEvery: snapshotEvery,
+            beforeSync: beforeSync)
         network.attach(node)
         return node
     }
@@ -93,9 +104,20 @@ final class LocalNetwork: RaftTransport {
             if await done() { return true }
             clock.advance(by: .milliseconds(10))
             for node in nodes { await node.tick() }
-            for _ in 0..<20 { await Task.yield() }
+            // Let messages flow and writes finish (the writer runs on its own queue, in real time).
+            for _ in 0..<3 {
+                for _ in 0..<20 { await Task.yield() }
+                for node in nodes { await settle(node) }
+            }
         }
         return await done()
+    }
+
+    /// Waits (bounded) until the node's disk writer has nothing queued.
+    func settle(_ node: RaftNode<RecordingMachine>) async {
+        for _ in 0..<2000 where await node.diskStats().queued > 0 {
+            try? await Task.sleep(for: .milliseconds(1))
+        }
     }
 
     func leader(of nodes: [RaftNode<RecordingMachine>]) async -> RaftNode<RecordingMachine>? {
@@ -179,5 +201,129 @@ final class LocalNetwork: RaftTransport {
         }())
         await #expect(throws: RaftNodeError.self) { _ = try await follower.propose([9]) }
         for node in nodes { await node.stop() }
+    }
+
+    /// Group commit, counted rather than timed: while the writer's first fsync is held, 100
+    /// concurrent proposals pile up behind it; none is acknowledged before its fsync, and all of
+    /// them together cost at most two fsyncs (they also share core steps: see proposeBatch).
+    @Test func concurrentProposalsShareFsyncs() async throws {
+        defer { cleanUp() }
+        let clock = ManualClock()
+        let network = LocalNetwork()
+        let holding = Shared(false)
+        let gate = DispatchSemaphore(value: 0)
+        let node = try makeNode("n1", voters: ["n1"], network: network, clock: clock, beforeSync: {
+            // Bounded: a broken test releases itself after 10 s.
+            if holding.value.withLock({ $0 }) { _ = gate.wait(timeout: .now() + .seconds(10)) }
+        })
+        #expect(await drive([node], clock: clock) { await node.status().role == "leader" })
+        try await node.barrier()
+        let before = await node.diskStats()
+        let startIndex = await node.status().lastIndex
+        holding.value.withLock { $0 = true }
+        let acknowledged = Shared(0)
+        let count = 100
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for n in 0..<count {
+                group.addTask {
+                    _ = try await node.propose([UInt8(truncatingIfNeeded: n)])
+                    acknowledged.value.withLock { $0 += 1 }
+                }
+            }
+            var appended: LogIndex = 0
+            for _ in 0..<500 where appended < UInt64(count) {
+                try await Task.sleep(for: .milliseconds(10))
+                appended = await node.status().lastIndex - startIndex
+            }
+            #expect(appended == UInt64(count))
+            #expect(acknowledged.value.withLock { $0 } == 0)
+            holding.value.withLock { $0 = false }
+            gate.signal()
+            try await group.waitForAll()
+        }
+        let after = await node.diskStats()
+        #expect(acknowledged.value.withLock { $0 } == count)
+        #expect(after.entries - before.entries == count)
+        #expect(after.syncs - before.syncs <= 2)
+        #expect(await node.withMachine { $0.commands.count } == count)
+        await node.stop()
+    }
+
+    /// The writer itself: jobs submitted while an fsync runs all go into the next one.
+    @Test func diskWriterGroupsJobsQueuedDuringAnFsync() async throws {
+        defer { cleanUp() }
+        mkdir(root + "/n1", 0o755)
+        let (wal, _) = try SegmentedWAL.open(directory: root + "/n1/wal")
+        let snapshots = try SnapshotStore(directory: root + "/n1/snapshots")
+        let (events, sink) = AsyncStream.makeStream(of: DiskWriter.Event.self)
+        let inSync = Shared(0)
+        let gate = DispatchSemaphore(value: 0)
+        let writer = DiskWriter(wal: wal, snapshots: snapshots, label: "test", events: sink, beforeSync: {
+            if inSync.value.withLock({ $0 += 1; return $0 }) == 1 { _ = gate.wait(timeout: .now() + .seconds(10)) }
+        })
+        func job(_ index: LogIndex) -> DiskWriter.Job {
+            .persist(PersistWork(hardState: index == 1 ? HardState(term: 1) : nil, entries: [LogEntry(index: index, term: 1, payload: .noop)]), checkpoint: nil)
+        }
+        writer.submit(job(1))
+        for _ in 0..<500 where inSync.value.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        for index in 2...100 { writer.submit(job(LogIndex(index))) }
+        gate.signal()
+        var durable: UInt64 = 0
+        for await event in events {
+            guard case .durable(let seq) = event else { break }
+            durable = seq
+            if durable == 100 { break }
+        }
+        #expect(durable == 100)
+        #expect(writer.stats.syncs == 2)
+        #expect(writer.stats.largestGroup == 99)
+        await writer.close()
+        let (_, state) = try SegmentedWAL.open(directory: root + "/n1/wal")
+        #expect(state.entries.map(\.index) == Array(1...100))
+    }
+
+    /// Outage recovery: two of three servers are gone for good; `peers.json` listing only the
+    /// survivor makes it a one-server cluster that still holds every write, and the file is removed.
+    @Test func peersFileRecoversFromLostQuorum() async throws {
+        defer { cleanUp() }
+        let clock = ManualClock()
+        let network = LocalNetwork()
+        let voters = ["n1", "n2", "n3"]
+        let nodes = try voters.map { try makeNode($0, voters: voters, network: network, clock: clock) }
+        #expect(await drive(nodes, clock: clock) { await leader(of: nodes) != nil })
+        let leaderNode = try #require(await leader(of: nodes))
+        for n in 1...5 { _ = try await leaderNode.propose([UInt8(n)]) }
+        #expect(await drive(nodes, clock: clock) { await nodes[0].withMachine { $0.commands.count } == 5 })
+        for node in nodes { await node.stop() }
+
+        let path = root + "/n1/peers.json"
+        func writePeers(_ text: String) {
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            _ = text.utf8CString.withUnsafeBytes { write(fd, $0.baseAddress, $0.count - 1) }
+            close(fd)
+        }
+        // A malformed file stops the start with an error naming it; nothing is changed.
+        writePeers(#"[{"id": "n1"}]"#)
+        #expect(throws: RaftNodeError.peersFile(PeersFile.ParseError(
+            path: path, problem: #"server 1 (n1) has no "address" (a non-empty "host:port" string)"#))) {
+            _ = try makeNode("n1", voters: voters, network: network, clock: clock)
+        }
+        writePeers(#"[{"id": "n1", "address": "127.0.0.1:8300", "non_voter": false}]"#)
+        let survivor = try makeNode("n1", voters: voters, network: network, clock: clock)
+        #expect(access(path, F_OK) != 0)
+        #expect(await survivor.status().configuration.servers == [
+            ServerEntry(id: ServerID("n1"), suffrage: .voter, address: "127.0.0.1:8300"),
+        ])
+        #expect(await drive([survivor], clock: clock) { await survivor.status().role == "leader" })
+        _ = try await survivor.propose([6])
+        #expect(await survivor.withMachine { $0.commands } == (1...6).map { [UInt8($0)] })
+        await survivor.stop()
+        // The recovered configuration is durable: a plain restart keeps it.
+        let again = try makeNode("n1", voters: voters, network: network, clock: clock)
+        #expect(await again.status().configuration.voters == [ServerID("n1")])
+        #expect(await drive([again], clock: clock) { await again.status().role == "leader" })
+        try await again.barrier()
+        #expect(await again.withMachine { $0.commands.count } == 6)
+        await again.stop()
     }
 }

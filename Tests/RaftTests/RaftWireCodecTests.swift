@@ -4,7 +4,7 @@ import Testing
 
 @Suite struct RaftWireCodecTests {
     static let configuration = ClusterConfiguration(servers: [
-        ServerEntry(id: ServerID("a"), suffrage: .voter), ServerEntry(id: ServerID("c"), suffrage: .nonvoter),
+        ServerEntry(id: ServerID("a"), suffrage: .voter), ServerEntry(id: ServerID("c"), suffrage: .nonvoter, address: "[::1]:8300"),
     ])
 
     static let messages: [Message] = {

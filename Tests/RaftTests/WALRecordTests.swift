@@ -12,7 +12,7 @@ import Testing
     }
 
     static let configuration = ClusterConfiguration(servers: [
-        ServerEntry(id: ServerID("a"), suffrage: .voter), ServerEntry(id: ServerID("bé"), suffrage: .nonvoter),
+        ServerEntry(id: ServerID("a"), suffrage: .voter, address: "127.0.0.1:8300"), ServerEntry(id: ServerID("bé"), suffrage: .nonvoter),
     ])
 
     static let works: [PersistWork] = [

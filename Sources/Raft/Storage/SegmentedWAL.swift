@@ -32,7 +32,7 @@ package enum WALError: Error, Hashable, Sendable, CustomStringConvertible {
 ///   the older segments, which is how the log shrinks after snapshots. Replay starts over at a
 ///   checkpoint record.
 ///
-/// Not thread-safe: owned by one actor (the future RaftNode).
+/// Not thread-safe: owned by one `DiskWriter`, which uses it from its own queue only.
 package final class SegmentedWAL {
     package let directory: String
     /// A segment is closed and a new one started once it grows past this.

@@ -77,7 +77,9 @@ package enum WALRecord {
         writer.u32(UInt32(configuration.servers.count))
         for server in configuration.servers {
             writer.string(server.id.rawValue)
-            writer.u8(server.suffrage == .voter ? 1 : 0)
+            // Bit 1: an address follows (written only when known, so older records read the same).
+            writer.u8((server.suffrage == .voter ? 1 : 0) | (server.address.isEmpty ? 0 : 2))
+            if !server.address.isEmpty { writer.string(server.address) }
         }
     }
 
@@ -174,13 +176,11 @@ package enum WALRecord {
         for _ in 0..<count {
             let id = ServerID(try reader.string())
             let suffrageAt = reader.offset
-            let suffrage: Suffrage
-            switch try reader.u8() {
-            case 0: suffrage = .nonvoter
-            case 1: suffrage = .voter
-            case let value: throw .invalid("unknown suffrage \(value)", at: suffrageAt)
-            }
-            servers.append(ServerEntry(id: id, suffrage: suffrage))
+            let flags = try reader.u8()
+            guard flags & ~3 == 0 else { throw .invalid("unknown suffrage \(flags)", at: suffrageAt) }
+            let suffrage: Suffrage = flags & 1 == 1 ? .voter : .nonvoter
+            let address = flags & 2 == 2 ? try reader.string() : ""
+            servers.append(ServerEntry(id: id, suffrage: suffrage, address: address))
         }
         return ClusterConfiguration(servers: servers)
     }

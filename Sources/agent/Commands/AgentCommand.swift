@@ -1,5 +1,5 @@
-/// `consul agent`: reads and checks the command line and the configuration; the agent itself is
-/// not in this build yet, and the command says so instead of pretending to start.
+/// `consul agent`: reads and checks the command line and the configuration, then runs the agent
+/// until a signal stops it.
 enum AgentCommand {
     static let help = """
         Usage: consul agent [options]
@@ -33,7 +33,6 @@ enum AgentCommand {
         for warning in loaded.warnings {
             io.errorLine("==> WARNING: \(warning)")
         }
-        io.errorLine("==> The agent is not implemented in this build yet: the command line was read, but no agent was started.")
-        return 1
+        return AgentProcess.run(loaded, io: io)
     }
 }

@@ -17,10 +17,26 @@ enum DNSLimits {
     static let maxPointerHops = 32
     /// Records of each section we are willing to look at in a query.
     static let maxRecordsPerSection = 64
+    /// The largest UDP answer whatever the client's EDNS0 buffer says (the IPv4 UDP payload limit).
+    static let maxUDPResponseSize = 65_507
+    /// Consul's cap on `udp_answer_limit`: answers to a classic 512-byte client.
+    static let maxUDPAnswerLimit = 8
+    /// Answers built for one response at most; 64 KiB holds fewer than this anyway.
+    static let maxAnswers = 4096
+    /// Names compiled into a `DNSAnswerMemo` before it starts over (with `maxCompiledAnswers`,
+    /// this bounds a memo to about 12 MiB even for the largest answers).
+    static let maxMemoEntries = 1024
+    /// Answers a compiled answer may hold; larger ones take the general path.
+    static let maxCompiledAnswers = 256
+    /// Compression pointers have 14 bits: names past this offset cannot be pointed at.
+    static let maxCompressionOffset = 0x3FFF
+    /// Earlier names a new name is compared with when compressing.
+    static let maxCompressionCandidates = 64
 }
 
 enum DNSType: UInt16, Sendable {
-    case a = 1, ns = 2, cname = 5, soa = 6, ptr = 12, mx = 15, txt = 16, aaaa = 28, srv = 33, opt = 41, any = 255
+    case a = 1, ns = 2, cname = 5, soa = 6, ptr = 12, mx = 15, txt = 16, aaaa = 28, srv = 33, opt = 41
+    case ixfr = 251, axfr = 252, any = 255
 }
 
 enum DNSClass {
@@ -149,11 +165,14 @@ struct DNSReader {
     /// final dot. Pointers must point strictly backwards, which alone rules out loops; the hop limit
     /// bounds the work anyway.
     mutating func readName() throws(DNSParseError) -> (lowercased: String, original: String) {
-        var labels: [String] = []
+        // First pass: validate, find where the name ends and how long its text is; second pass:
+        // write the text straight into the string's storage (one allocation, none for short names).
         var position = offset
         var wireLength = 1
         var hops = 0
         var resumeAt: Int?
+        var textLength = 0
+        var hasUppercase = false
         while true {
             guard position < bytes.count else { throw .truncated(at: position) }
             let length = Int(bytes[position])
@@ -176,21 +195,53 @@ struct DNSReader {
                 }
                 wireLength += length + 1
                 guard wireLength <= DNSLimits.maxNameLength else { throw .nameTooLong }
-                labels.append(String(decoding: bytes[(position + 1)..<(position + 1 + length)], as: UTF8.self))
+                textLength += (textLength == 0 ? 0 : 1) + length
+                for byte in bytes[(position + 1)..<(position + 1 + length)] where byte >= 0x41 && byte <= 0x5A {
+                    hasUppercase = true
+                }
                 position += 1 + length
             default:
                 throw .badLabel(at: position)  // 0x40 and 0x80 label types are obsolete/reserved
             }
         }
+        let start = offset
         offset = resumeAt ?? position
-        let original = labels.joined(separator: ".")
-        return (original.lowercasedASCII(), original)
+        let original = nameText(from: start, length: textLength, lowercase: false)
+        return (hasUppercase ? nameText(from: start, length: textLength, lowercase: true) : original, original)
+    }
+
+    /// The dotted text of the (already validated) name at `start`.
+    private func nameText(from start: Int, length: Int, lowercase: Bool) -> String {
+        String(unsafeUninitializedCapacity: length) { text in
+            var written = 0
+            var position = start
+            while true {
+                let label = Int(bytes[position])
+                if label == 0 { break }
+                if label & 0xC0 == 0xC0 {
+                    position = (label & 0x3F) << 8 | Int(bytes[position + 1])
+                    continue
+                }
+                if written > 0 {
+                    text[written] = UInt8(ascii: ".")
+                    written += 1
+                }
+                for index in (position + 1)..<(position + 1 + label) {
+                    let byte = bytes[index]
+                    text[written] = lowercase && byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+                    written += 1
+                }
+                position += 1 + label
+            }
+            return written
+        }
     }
 }
 
 extension String {
     /// ASCII-only lower-casing (DNS names compare case-insensitively in ASCII only, RFC 4343).
     func lowercasedASCII() -> String {
+        guard utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) else { return self }
         var bytes = Array(utf8)
         for index in bytes.indices where bytes[index] >= 0x41 && bytes[index] <= 0x5A { bytes[index] |= 0x20 }
         return String(decoding: bytes, as: UTF8.self)

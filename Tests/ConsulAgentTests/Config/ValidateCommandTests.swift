@@ -68,10 +68,12 @@ import Testing
             """)
     }
 
-    @Test func agentWithAGoodConfigGetsToTheNotImplementedMessage() throws {
-        let run = CapturedIO.run(["agent", "-server", "-bootstrap-expect", "2", "-data-dir", "/tmp/consul"])
+    @Test func agentWithAGoodConfigButACorruptDataDirNamesTheFile() throws {
+        let dir = try TemporaryDirectory()
+        _ = try dir.write("node-id", "not-a-uuid\n")
+        let run = CapturedIO.run(["agent", "-server", "-bootstrap-expect", "2", "-bind", "127.0.0.62", "-data-dir", dir.path])
         #expect(run.code == 1)
         #expect(run.err.hasPrefix("==> WARNING: bootstrap_expect > 0: expecting 2 servers\n"))
-        #expect(run.err.hasSuffix("==> The agent is not implemented in this build yet: the command line was read, but no agent was started.\n"))
+        #expect(run.err.hasSuffix("==> Corrupt node ID in \(dir.path)/node-id: \"not-a-uuid\" is not a UUID\n"))
     }
 }

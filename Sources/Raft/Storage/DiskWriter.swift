@@ -1,0 +1,191 @@
+import Dispatch
+import Synchronization
+
+/// Carries out a node's durable writes on a serial dispatch queue of its own, so no `fsync` ever
+/// runs on Swift's cooperative thread pool, and does group commit: the jobs that arrive while one
+/// group is being written and synced form the next group, which costs one more `fdatasync` however
+/// many jobs it holds.
+///
+/// Jobs are written strictly in submission order. Each `submit` returns a sequence number; the
+/// writer reports `.durable(seq)` once every job up to and including `seq` is on disk, and
+/// `.failed` (then nothing more) when a write fails.
+package final class DiskWriter: Sendable {
+    package enum Job: Sendable {
+        /// One output batch's persist work (a received snapshot is saved to the snapshot store
+        /// first). With `checkpoint`, the log is then rewritten as that one state (after compaction
+        /// or an installed snapshot).
+        case persist(PersistWork, checkpoint: RecoveredState?)
+        /// A snapshot the state machine took (saved atomically by the snapshot store).
+        case saveSnapshot(Snapshot)
+    }
+
+    package enum Event: Sendable, Hashable {
+        case durable(UInt64)
+        case failed(RaftNodeError)
+    }
+
+    package struct Stats: Sendable, Hashable {
+        /// `fdatasync` calls on the log (one per group; checkpoints sync on their own).
+        package var syncs = 0
+        package var jobs = 0
+        /// Log entries written.
+        package var entries = 0
+        package var largestGroup = 0
+        /// Jobs submitted and not yet durable.
+        package var queued = 0
+    }
+
+    /// A disk that falls this far behind has stalled: the writer fails rather than queue without
+    /// bound. (The core's own limits keep a healthy node far below it: proposals stop at
+    /// `maxUncommittedEntries`, and each step submits at most one job.)
+    package static let maxQueuedJobs = 65_536
+
+    private struct Files {
+        var wal: SegmentedWAL
+        var snapshots: SnapshotStore
+    }
+
+    private struct State {
+        var jobs: [(seq: UInt64, job: Job)] = []
+        var nextSeq: UInt64 = 0
+        var draining = false
+        var failed = false
+        var closed = false
+        var stats = Stats()
+        var whenIdle: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let files: Mutex<Files>
+    private let state = Mutex(State())
+    private let queue: DispatchQueue
+    private let events: AsyncStream<Event>.Continuation
+    private let beforeSync: (@Sendable () -> Void)?
+
+    /// - Parameters:
+    ///   - events: receives `.durable` / `.failed`, in order; finished by `close()`.
+    ///   - beforeSync: instrumentation for tests, called on the writer's queue before each sync.
+    package init(
+        wal: sending SegmentedWAL, snapshots: SnapshotStore, label: String, events: AsyncStream<Event>.Continuation,
+        beforeSync: (@Sendable () -> Void)? = nil
+    ) {
+        self.files = Mutex(Files(wal: wal, snapshots: snapshots))
+        self.queue = DispatchQueue(label: label)
+        self.events = events
+        self.beforeSync = beforeSync
+    }
+
+    /// Queues a job and returns its sequence number (jobs after `close()` or a failure are dropped:
+    /// they are never reported durable).
+    @discardableResult
+    package func submit(_ job: Job) -> UInt64 {
+        let (seq, startDrain, overflow) = state.withLock { state -> (UInt64, Bool, Bool) in
+            state.nextSeq += 1
+            guard !state.closed, !state.failed else { return (state.nextSeq, false, false) }
+            guard state.jobs.count < Self.maxQueuedJobs else {
+                state.failed = true
+                return (state.nextSeq, false, true)
+            }
+            state.jobs.append((state.nextSeq, job))
+            state.stats.queued += 1
+            let start = !state.draining
+            state.draining = true
+            return (state.nextSeq, start, false)
+        }
+        if overflow {
+            events.yield(.failed(.storage("disk writer queue over \(Self.maxQueuedJobs) jobs: the disk has stalled")))
+        }
+        if startDrain { queue.async { self.drain() } }
+        return seq
+    }
+
+    package var stats: Stats { state.withLock { $0.stats } }
+
+    /// Drops queued jobs, waits for the group being written (if any) to finish, and ends the event
+    /// stream. The files stay open until the writer is released.
+    package func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let idle = state.withLock { state -> Bool in
+                state.closed = true
+                state.stats.queued -= state.jobs.count
+                state.jobs.removeAll()
+                if state.draining {
+                    state.whenIdle.append(continuation)
+                    return false
+                }
+                return true
+            }
+            if idle { continuation.resume() }
+        }
+        events.finish()
+    }
+
+    // MARK: - The writer's queue
+
+    private func drain() {
+        while true {
+            let group = state.withLock { state -> [(seq: UInt64, job: Job)]? in
+                if state.jobs.isEmpty || state.failed || state.closed {
+                    state.draining = false
+                    return nil
+                }
+                defer { state.jobs.removeAll(keepingCapacity: true) }
+                return state.jobs
+            }
+            guard let group, let last = group.last else { break }
+            let outcome = files.withLock { files in write(group.map(\.job), to: &files) }
+            switch outcome {
+            case .success(let written):
+                state.withLock { state in
+                    state.stats.syncs += written.syncs
+                    state.stats.jobs += group.count
+                    state.stats.entries += written.entries
+                    state.stats.queued -= group.count
+                    state.stats.largestGroup = max(state.stats.largestGroup, group.count)
+                }
+                events.yield(.durable(last.seq))
+            case .failure(let error):
+                state.withLock { $0.failed = true }
+                events.yield(.failed(error))
+            }
+        }
+        let waiting = state.withLock { state in
+            defer { state.whenIdle.removeAll() }
+            return state.whenIdle
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+
+    private func write(_ jobs: [Job], to files: inout Files) -> Result<(syncs: Int, entries: Int), RaftNodeError> {
+        var unsynced = false
+        var syncs = 0
+        var entries = 0
+        do throws(WALError) {
+            for job in jobs {
+                switch job {
+                case .persist(var work, let checkpoint):
+                    if let snapshot = work.snapshot {
+                        try files.snapshots.save(snapshot)
+                        work.snapshot = Snapshot(metadata: snapshot.metadata, data: [])
+                    }
+                    try files.wal.append(work)
+                    entries += work.entries.count
+                    unsynced = true
+                    if let checkpoint {
+                        try files.wal.checkpoint(checkpoint)
+                        unsynced = false
+                    }
+                case .saveSnapshot(let snapshot):
+                    try files.snapshots.save(snapshot)
+                }
+            }
+            if unsynced {
+                beforeSync?()
+                try files.wal.sync()
+                syncs += 1
+            }
+        } catch {
+            return .failure(.storage(error.description))
+        }
+        return .success((syncs, entries))
+    }
+}

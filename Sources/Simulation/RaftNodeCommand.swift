@@ -1,0 +1,253 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ConsulCore
+import Dispatch
+import Foundation
+import Raft
+import Synchronization
+
+/// A string key/value store, the state machine of `consul-sim raft-node`.
+package struct StringKVMachine: RaftStateMachine {
+    package private(set) var values: [String: String] = [:]
+    /// Keys and values are single words of the line protocol; longer ones are refused.
+    package static let maxKeyBytes = 1024
+    package static let maxValueBytes = 32 * 1024
+
+    package init() {}
+
+    package static func put(_ key: String, _ value: String) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.string(key)
+        writer.string(value)
+        return writer.bytes
+    }
+
+    package mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8] {
+        var reader = ByteReader(command)
+        guard let key = try? reader.string(), let value = try? reader.string() else { return [0] }
+        values[key] = value
+        return [1]
+    }
+
+    package func snapshot() -> [UInt8] {
+        var writer = ByteWriter()
+        writer.u32(UInt32(values.count))
+        for key in values.keys.sorted() {
+            writer.string(key)
+            writer.string(values[key]!)
+        }
+        return writer.bytes
+    }
+
+    package mutating func restore(_ data: [UInt8]) throws(RaftNodeError) {
+        var reader = ByteReader(data)
+        var restored: [String: String] = [:]
+        do throws(DecodeError) {
+            let count = try reader.u32()
+            for _ in 0..<count {
+                let key = try reader.string()
+                restored[key] = try reader.string()
+            }
+        } catch {
+            throw .badSnapshot("\(error)")
+        }
+        values = restored
+    }
+}
+
+/// `consul-sim raft-node`: one Raft server as a real process, for the multi-process cluster test
+/// and the benchmark. Raft over TCP (`RaftTCPTransport`) on `--bind`, a real WAL and snapshots in
+/// `--dir`, the state machine `StringKVMachine`, and a client port speaking one line per request:
+///
+///     PUT <key> <value>   → OK | ERR notleader <leader or -> | ERR <reason>   (after commit and apply)
+///     GET <key>           → VALUE <value> | NONE | ERR ...                    (linearizable, leader only)
+///     LOCAL <key>         → VALUE <value> | NONE                              (this server's state)
+///     STATUS              → STATUS <role> <term> <leader or -> <commit> <applied> <last> <snapshot>
+///
+/// Prints `ready` once both ports listen, then runs until killed.
+package enum RaftNodeCommand {
+    package struct Arguments: Equatable {
+        package var id = ""
+        package var directory = ""
+        package var bind = ""
+        package var client = ""
+        package var peers: [ServerID: String] = [:]
+        package var snapshotEvery: UInt64 = 1024
+        package var trailingEntries: UInt64 = 64
+        package var electionMilliseconds = 1000
+    }
+
+    package static let usage = "raft-node --id ID --dir D --bind HOST:PORT --client HOST:PORT --peers ID=HOST:PORT,... "
+        + "[--snapshot-every N] [--trailing N] [--election-ms N]"
+
+    package static func parse(_ arguments: [String]) -> Arguments? {
+        var parsed = Arguments()
+        var iterator = arguments.makeIterator()
+        while let flag = iterator.next() {
+            guard let value = iterator.next() else { return nil }
+            switch flag {
+            case "--id": parsed.id = value
+            case "--dir": parsed.directory = value
+            case "--bind": parsed.bind = value
+            case "--client": parsed.client = value
+            case "--peers":
+                for item in value.split(separator: ",") {
+                    let parts = item.split(separator: "=", maxSplits: 1)
+                    guard parts.count == 2, splitHostPort(String(parts[1])) != nil else { return nil }
+                    parsed.peers[ServerID(String(parts[0]))] = String(parts[1])
+                }
+            case "--snapshot-every": guard let number = UInt64(value), number > 0 else { return nil }; parsed.snapshotEvery = number
+            case "--trailing": guard let number = UInt64(value) else { return nil }; parsed.trailingEntries = number
+            case "--election-ms": guard let number = Int(value), number >= 50 else { return nil }; parsed.electionMilliseconds = number
+            default: return nil
+            }
+        }
+        guard !parsed.id.isEmpty, !parsed.directory.isEmpty, splitHostPort(parsed.bind) != nil, splitHostPort(parsed.client) != nil,
+              parsed.peers[ServerID(parsed.id)] != nil
+        else { return nil }
+        return parsed
+    }
+
+    package static func run(_ arguments: [String], out: (String) -> Void, err: (String) -> Void) -> Int32 {
+        guard let parsed = parse(arguments) else {
+            err("usage: consul-sim " + usage)
+            return 2
+        }
+        let failure = Shared<String?>(nil)
+        let finished = DispatchSemaphore(value: 0)
+        Task {
+            do {
+                try await serve(parsed)
+                writeStdout("ready")
+            } catch {
+                failure.value.withLock { $0 = "\(error)" }
+                finished.signal()
+            }
+        }
+        // Serves until killed; returns only when starting failed.
+        finished.wait()
+        err("raft-node: \(failure.value.withLock { $0 } ?? "stopped")")
+        return 1
+    }
+
+    private static func serve(_ arguments: Arguments) async throws {
+        let id = ServerID(arguments.id)
+        let transport = RaftTCPTransport(localID: id)
+        let (bindHost, bindPort) = splitHostPort(arguments.bind)!
+        _ = try await transport.listen(host: bindHost, port: bindPort)
+        var options = RaftOptions()
+        options.electionTimeout = .milliseconds(arguments.electionMilliseconds)
+        options.heartbeatInterval = .milliseconds(max(arguments.electionMilliseconds / 10, 10))
+        options.retransmitTimeout = .milliseconds(max(arguments.electionMilliseconds / 3, 30))
+        options.trailingEntries = arguments.trailingEntries
+        try FileManager.default.createDirectory(atPath: arguments.directory, withIntermediateDirectories: true)
+        let configuration = ClusterConfiguration(servers: arguments.peers.keys.sorted().map {
+            ServerEntry(id: $0, suffrage: .voter, address: arguments.peers[$0]!)
+        })
+        let seed = arguments.id.utf8.reduce(UInt64(getpid())) { $0 &* 31 &+ UInt64($1) }
+        let node = try RaftNode(
+            id: id, directory: arguments.directory, machine: StringKVMachine(), transport: transport, clock: SystemMonotonicClock(),
+            random: SeededRandom(seed: seed), options: options, bootstrap: configuration, snapshotEvery: arguments.snapshotEvery)
+        Task {
+            for await batch in transport.inbound { await node.receive(batch) }
+        }
+        await node.start()
+        let (clientHost, clientPort) = splitHostPort(arguments.client)!
+        guard let (listener, _) = listenIPv4(host: clientHost, port: clientPort) else {
+            throw RaftNodeError.storage("cannot listen on client address \(arguments.client)")
+        }
+        Thread.detachNewThread {
+            while true {
+                let connection = accept(listener, nil, nil)
+                if connection < 0 {
+                    if errno == EINTR || errno == ECONNABORTED { continue }
+                    return
+                }
+                Thread.detachNewThread { serveClient(connection, node: node) }
+            }
+        }
+    }
+
+    /// One client connection on its own thread: requests one at a time, each waiting (bounded)
+    /// for the node.
+    private static func serveClient(_ fd: Int32, node: RaftNode<StringKVMachine>) {
+        defer { close(fd) }
+        var on: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
+        var buffer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffer[..<newline], as: UTF8.self)
+                buffer.removeSubrange(...newline)
+                let answer = waitFor { await handle(line, node: node) } ?? "ERR timeout"
+                guard writeAll(fd, Array((answer + "\n").utf8)) else { return }
+            }
+            guard buffer.count <= LineClient.maxLineBytes else { return }
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { return }
+            buffer += chunk[..<count]
+        }
+    }
+
+    static func handle(_ line: String, node: RaftNode<StringKVMachine>) async -> String {
+        let words = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        do throws(RaftNodeError) {
+            switch (words.first, words.count) {
+            case ("PUT", 3):
+                guard words[1].utf8.count <= StringKVMachine.maxKeyBytes, words[2].utf8.count <= StringKVMachine.maxValueBytes else {
+                    return "ERR too large"
+                }
+                _ = try await node.propose(StringKVMachine.put(words[1], words[2]))
+                return "OK"
+            case ("GET", 2):
+                try await node.linearizableRead()
+                return await node.withMachine { $0.values[words[1]] }.map { "VALUE " + $0 } ?? "NONE"
+            case ("LOCAL", 2):
+                return await node.withMachine { $0.values[words[1]] }.map { "VALUE " + $0 } ?? "NONE"
+            case ("STATUS", 1):
+                let status = await node.status()
+                return "STATUS \(status.role) \(status.term) \(status.leader?.rawValue ?? "-") \(status.commitIndex) "
+                    + "\(status.appliedIndex) \(status.lastIndex) \(status.snapshotIndex)"
+            default:
+                return "ERR unknown request"
+            }
+        } catch {
+            if case .rejected(.notLeader(let hint)) = error { return "ERR notleader \(hint?.rawValue ?? "-")" }
+            return "ERR \(error)"
+        }
+    }
+
+    /// Runs `body` as a task and waits for it on this (non-pool) thread, at most 10 s.
+    private static func waitFor(_ body: @escaping @Sendable () async -> String) -> String? {
+        let result = Shared<String?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            let value = await body()
+            result.value.withLock { $0 = value }
+            done.signal()
+        }
+        guard done.wait(timeout: .now() + .seconds(10)) == .success else { return nil }
+        return result.value.withLock { $0 }
+    }
+
+    private static func writeStdout(_ line: String) {
+        let bytes = Array((line + "\n").utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { write(1, $0.baseAddress! + offset, $0.count - offset) }
+            if written <= 0 { return }
+            offset += written
+        }
+    }
+}
+
+/// A value shared between threads and tasks.
+final class Shared<Value: Sendable>: Sendable {
+    let value: Mutex<Value>
+    init(_ initial: Value) { value = Mutex(initial) }
+}

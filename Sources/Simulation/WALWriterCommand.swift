@@ -1,0 +1,92 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ConsulCore
+import Raft
+
+/// `consul-sim wal-writer --dir D [--records N] [--seed S]`: the child process of the SIGKILL
+/// storage test. Opens (recovering) the WAL in D and appends command entries after the last one,
+/// in groups of 1 to 8 records per fsync (seeded), now and then rewriting the log as a checkpoint
+/// (as compaction does), and prints `ack <index>` on stdout, unbuffered, only once that index is
+/// durable. Whatever it acknowledged must survive a SIGKILL at any moment.
+package enum WALWriterCommand {
+    /// Small segments, so a run crosses many segment boundaries.
+    package static let segmentBytes = 16 * 1024
+    /// Entries kept before the snapshot point when a checkpoint compacts the log.
+    static let trailingEntries: UInt64 = 32
+    static let checkpointEvery: UInt64 = 300
+
+    /// The command stored at `index`: its length and bytes follow from the index alone, so a
+    /// reader can tell a damaged or misplaced record from a good one.
+    package static func command(at index: LogIndex) -> [UInt8] {
+        let length = 1 + Int((index &* 7919) % 300)
+        return (0..<length).map { UInt8(truncatingIfNeeded: index &+ UInt64($0)) }
+    }
+
+    package static func run(_ arguments: [String], out: (String) -> Void, err: (String) -> Void) -> Int32 {
+        var directory: String?
+        var records: UInt64 = 100_000
+        var seed: UInt64 = 1
+        var iterator = arguments.makeIterator()
+        while let argument = iterator.next() {
+            switch (argument, iterator.next()) {
+            case ("--dir", let value?): directory = value
+            case ("--records", let value?): guard let count = UInt64(value) else { return usage(err) }; records = count
+            case ("--seed", let value?): guard let number = UInt64(value) else { return usage(err) }; seed = number
+            default: return usage(err)
+            }
+        }
+        guard let directory else { return usage(err) }
+        do throws(WALError) {
+            let (wal, recovered) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: segmentBytes)
+            var state = recovered
+            var random = SeededRandom(seed: seed)
+            var next = (state.entries.last?.index ?? state.snapshot?.metadata.index ?? 0) + 1
+            let end = next + records
+            if state.hardState.term == 0 {
+                state.hardState = HardState(term: 1)
+                try wal.append(PersistWork(hardState: state.hardState))
+            }
+            while next < end {
+                let first = next
+                for _ in 0..<(1 + random.next() % 8) {
+                    let entry = LogEntry(index: next, term: 1, payload: .command(command(at: next)))
+                    try wal.append(PersistWork(entries: [entry]))
+                    state.entries.append(entry)
+                    next += 1
+                }
+                try wal.sync()
+                if (next - 1) / checkpointEvery != (first - 1) / checkpointEvery, next - 1 > trailingEntries {
+                    let through = next - 1 - trailingEntries
+                    state.entries.removeAll { $0.index <= through }
+                    state.snapshot = Snapshot(
+                        metadata: SnapshotMetadata(index: through, term: 1, configuration: ClusterConfiguration()), data: [])
+                    try wal.checkpoint(state)
+                }
+                writeLine("ack \(next - 1)")
+            }
+        } catch {
+            err("wal-writer: \(error)")
+            return 1
+        }
+        return 0
+    }
+
+    private static func usage(_ err: (String) -> Void) -> Int32 {
+        err("usage: consul-sim wal-writer --dir D [--records N] [--seed S]")
+        return 2
+    }
+
+    /// Straight to fd 1: a line printed is a promise, so it must not wait in a buffer.
+    private static func writeLine(_ line: String) {
+        let bytes = Array((line + "\n").utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { write(1, $0.baseAddress! + offset, $0.count - offset) }
+            if written <= 0 { return }
+            offset += written
+        }
+    }
+}

@@ -1,0 +1,196 @@
+import ConsulCore
+import ConsulCrypto
+import Foundation
+import NIOCore
+import NIOPosix
+import Raft
+
+/// A running agent: the state store and Raft (servers), the HTTP API, and the background duties
+/// that keep the cluster view and the catalog's record of this node current.
+final class Agent: Sendable {
+    let runtime: AgentRuntime
+    let logger: AgentLogger
+    private let parts: StartedParts
+    private let raftTransport: RaftTCPTransport?
+    private let background: Task<Void, Never>
+    /// A `-dev` agent keeps its Raft data here and removes it on shutdown (Consul's dev mode is in memory).
+    private let temporaryDirectory: String?
+
+    private init(
+        runtime: AgentRuntime, logger: AgentLogger, parts: StartedParts, raftTransport: RaftTCPTransport?,
+        background: Task<Void, Never>, temporaryDirectory: String?
+    ) {
+        self.runtime = runtime
+        self.logger = logger
+        self.parts = parts
+        self.raftTransport = raftTransport
+        self.background = background
+        self.temporaryDirectory = temporaryDirectory
+    }
+
+    struct StartFailure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Everything the banner reports, known once the agent is up.
+    var httpPorts: [Int] { parts.http.compactMap(\.port) }
+
+    static func start(config: AgentConfig, logger: AgentLogger) async throws(StartFailure) -> Agent {
+        let address: String
+        do {
+            address = try AddressResolver.advertiseAddress(config)
+        } catch {
+            throw StartFailure(description: "\(error)")
+        }
+
+        var temporaryDirectory: String?
+        let dataPath: String
+        if config.dev {
+            let path = NSTemporaryDirectory() + "consul-dev-" + UUID().uuidString.lowercased()
+            temporaryDirectory = path
+            dataPath = path
+        } else if let configured = config.dataDir {
+            dataPath = configured
+        } else {
+            throw StartFailure(description: "data_dir cannot be empty")
+        }
+        do throws(StartFailure) {
+            return try await start(config: config, logger: logger, address: address, dataPath: dataPath, temporaryDirectory: temporaryDirectory)
+        } catch {
+            if let temporaryDirectory { try? FileManager.default.removeItem(atPath: temporaryDirectory) }
+            throw error
+        }
+    }
+
+    private static func start(
+        config: AgentConfig, logger: AgentLogger, address: String, dataPath: String, temporaryDirectory: String?
+    ) async throws(StartFailure) -> Agent {
+        let nodeID: String
+        let dataDir: AgentDataDir
+        do {
+            dataDir = try AgentDataDir(path: dataPath)
+            nodeID = try dataDir.nodeID(configured: config.nodeID)
+            if config.server { try dataDir.prepareRaftDirectory() }
+        } catch {
+            throw StartFailure(description: error.description)
+        }
+        let nodeName = config.nodeName ?? ProcessInfo.processInfo.hostName
+
+        let clock = SystemMonotonicClock()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(System.coreCount, 4)))
+        // Everything started so far, stopped in reverse order if a later step fails.
+        var started = StartedParts(group: group)
+
+        let machine = ConsulStateMachine(datacenter: config.datacenter)
+        // Raft's copy of the machine publishes into this same watch.
+        let watch = machine.watch
+        var raft: RaftNode<ConsulStateMachine>?
+        var raftTransport: RaftTCPTransport?
+        if config.server {
+            let me = ServerID(nodeID)
+            let rpcAddress = "\(address):\(config.ports.server)"
+            let transport = RaftTCPTransport(localID: me, group: group)
+            raftTransport = transport
+            // A lone bootstrapping server (or -dev) writes the first configuration itself; with
+            // -bootstrap-expect the configuration comes from the servers gossip finds.
+            let bootstrap = (config.bootstrap || config.bootstrapExpect == 1)
+                ? ClusterConfiguration(servers: [ServerEntry(id: me, suffrage: .voter, address: rpcAddress)]) : nil
+            var options = RaftOptions()
+            if config.dev {
+                options.electionTimeout = .milliseconds(50)
+                options.heartbeatInterval = .milliseconds(10)
+            }
+            do {
+                raft = try RaftNode(
+                    id: me, directory: dataDir.raftDirectory, machine: machine, transport: transport, clock: clock,
+                    random: SeededRandom(seed: Self.randomSeed()), options: options, bootstrap: bootstrap)
+                started.serverPort = try await ServerPortListener.start(
+                    host: config.bindAddressNeedsResolution ? "0.0.0.0" : config.bindAddr, port: config.ports.server, raft: transport,
+                    group: group, logger: logger)
+            } catch {
+                await started.stop()
+                throw StartFailure(description: raft == nil
+                    ? "Failed to start Raft in \(dataDir.raftDirectory): \(error)"
+                    : "Error starting the server port listener on \(rpcAddress): \(error)")
+            }
+        }
+        if !config.server {
+            logger.warn("agent", "this build has no gossip yet: a client agent cannot find servers and will answer 500 \"No known Consul servers\"")
+        } else if config.bootstrapExpect > 1 {
+            logger.warn("agent", "this build has no gossip yet: waiting for \(config.bootstrapExpect) servers cannot succeed")
+        }
+
+        let runtime = AgentRuntime(
+            config: config, nodeName: nodeName, nodeID: nodeID, advertiseAddress: address, watch: watch,
+            raft: raft, clock: clock)
+        let dispatcher = APIDispatcher(agent: runtime, seed: randomSeed())
+        if config.ports.http > 0 {
+            for host in config.clientAddrs {
+                do {
+                    started.http.append(try await HTTPServer.start(host: host, port: config.ports.http, dispatcher: dispatcher, group: group))
+                } catch {
+                    await started.stop()
+                    throw StartFailure(description: "Error starting HTTP listener on \(host):\(config.ports.http): \(error)")
+                }
+            }
+        }
+        if config.ports.dns > 0 {
+            do {
+                started.dns = try await DNSServer.start(
+                    configuration: DNSServerConfiguration(config: config), group: group, catalog: { watch.current }, seed: randomSeed())
+            } catch {
+                await started.stop()
+                throw StartFailure(description: "Error starting DNS server: \(error)")
+            }
+        }
+
+        await raft?.start()
+        let duties = LeaderDuties(runtime: runtime, logger: logger, transport: raftTransport)
+        let peerInbound: (RaftNode<ConsulStateMachine>, RaftTCPTransport)? = raft.flatMap { node in raftTransport.map { (node, $0) } }
+        let background = Task {
+            await withTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { await duties.run() }
+                if let (raft, raftTransport) = peerInbound {
+                    // Messages from peers, in arrival order per connection, into the node.
+                    tasks.addTask {
+                        for await batch in raftTransport.inbound {
+                            for message in batch { await raft.receive(message) }
+                        }
+                    }
+                }
+            }
+        }
+        return Agent(runtime: runtime, logger: logger, parts: started, raftTransport: raftTransport, background: background, temporaryDirectory: temporaryDirectory)
+    }
+
+    /// The listeners and the event loops, for orderly shutdown.
+    struct StartedParts: Sendable {
+        let group: MultiThreadedEventLoopGroup
+        var http: [HTTPServer] = []
+        var dns: DNSServer?
+        var serverPort: ServerPortListener?
+
+        init(group: MultiThreadedEventLoopGroup) {
+            self.group = group
+        }
+
+        func stop() async {
+            for server in http { await server.close() }
+            await dns?.stop()
+            await serverPort?.close()
+            try? await group.shutdownGracefully()
+        }
+    }
+
+    func shutdown() async {
+        background.cancel()
+        await runtime.raft?.stop()
+        await raftTransport?.shutdown()
+        await parts.stop()
+        if let temporaryDirectory { try? FileManager.default.removeItem(atPath: temporaryDirectory) }
+    }
+
+    static func randomSeed() -> UInt64 {
+        SecureRandom.bytes(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+}

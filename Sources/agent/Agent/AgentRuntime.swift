@@ -1,0 +1,116 @@
+import ConsulCore
+import Raft
+import Synchronization
+
+/// What the request path and endpoints see of a running agent: identity, configuration, the state
+/// store's current version, Raft, and a cached view of the cluster that handlers on event loops
+/// read without waiting.
+final class AgentRuntime: Sendable {
+    let config: AgentConfig
+    let nodeName: String
+    let nodeID: String
+    /// The address other agents reach this one at (gossip and RPC).
+    let advertiseAddress: String
+    let watch: StateWatch
+    /// Present on servers.
+    let raft: RaftNode<ConsulStateMachine>?
+    let acl: ACLGate
+    let startedAt: Timestamp
+    let clock: any MonotonicClock
+    let sessionTimers: SessionTimers
+
+    /// What the agent last learned of Raft leadership; refreshed by `AgentLifecycle`.
+    struct ClusterView: Sendable, Equatable {
+        var leaderID: ServerID?
+        var isLeader = false
+        var term: Term = 0
+        var commitIndex: LogIndex = 0
+        var appliedIndex: LogIndex = 0
+        var lastIndex: LogIndex = 0
+        var configuration = ClusterConfiguration()
+        /// When a leader was last heard from (the leader itself: now).
+        var lastContact: Timestamp?
+    }
+
+    private let cluster: Mutex<ClusterView>
+    /// Set by the process running the agent: how `/v1/agent/leave` ends it.
+    private let leaveHandler = Mutex<(@Sendable () -> Void)?>(nil)
+
+    func onLeave(_ handler: @escaping @Sendable () -> Void) { leaveHandler.withLock { $0 = handler } }
+
+    /// Asks the process to leave the cluster and shut down (after the current answer is sent).
+    func requestLeave() -> Bool {
+        guard let handler = leaveHandler.withLock({ $0 }) else { return false }
+        handler()
+        return true
+    }
+
+    init(
+        config: AgentConfig, nodeName: String, nodeID: String, advertiseAddress: String, watch: StateWatch,
+        raft: RaftNode<ConsulStateMachine>?, acl: ACLGate = ACLGate(), clock: any MonotonicClock
+    ) {
+        self.config = config
+        self.nodeName = nodeName
+        self.nodeID = nodeID
+        self.advertiseAddress = advertiseAddress
+        self.watch = watch
+        self.raft = raft
+        self.acl = acl
+        self.clock = clock
+        self.startedAt = clock.now()
+        self.sessionTimers = SessionTimers(clock: clock)
+        self.cluster = Mutex(ClusterView())
+    }
+
+    var datacenter: String { config.datacenter }
+    var clusterView: ClusterView { cluster.withLock { $0 } }
+
+    func updateCluster(_ view: ClusterView) { cluster.withLock { $0 = view } }
+
+    var forwardingState: ForwardingState {
+        let view = clusterView
+        return ForwardingState(datacenter: datacenter, isServer: raft != nil, isLeader: view.isLeader, knownLeader: view.leaderID != nil)
+    }
+
+    /// The RPC address of a server, as `/v1/status/leader` shows it: from the Raft configuration,
+    /// where every server is recorded with its address.
+    func rpcAddress(of server: ServerID) -> String {
+        if let address = clusterView.configuration.addresses[server] { return address }
+        return server.rawValue == nodeID ? "\(advertiseAddress):\(config.ports.server)" : server.rawValue
+    }
+
+    /// Proposes a state change and waits until it is committed and applied here.
+    func apply(_ command: StateCommand) async throws(APIError) -> StateCommandResult {
+        guard let raft else { throw .noServers }
+        do {
+            let answer = try await raft.propose(command.encoded())
+            return StateCommandResult.decode(answer)
+        } catch {
+            throw Self.apiError(error)
+        }
+    }
+
+    /// Waits until this server has confirmed with a quorum that it is still the leader and has
+    /// applied everything committed before the call (`?consistent`).
+    func consistentRead() async throws(APIError) {
+        guard let raft else { throw .noServers }
+        do {
+            try await raft.linearizableRead()
+        } catch {
+            throw Self.apiError(error)
+        }
+    }
+
+    private static func apiError(_ error: RaftNodeError) -> APIError {
+        switch error {
+        case .rejected(.notLeader): return .noLeader
+        case .rejected(let reason): return .internalError("raft refused the request: \(reason)")
+        case .lost: return .internalError("leadership lost while committing")
+        case .stopped: return .internalError("agent is shutting down")
+        case .outcomeUnknown: return .internalError("the request may or may not have been applied (leadership changed)")
+        case .storage(let message): return .internalError("raft storage failed: \(message)")
+        case .badSnapshot(let message): return .internalError("raft snapshot failed: \(message)")
+        case .peersFile(let problem): return .internalError("raft peers.json: \(problem)")
+        }
+    }
+}

@@ -1,0 +1,428 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ConsulCore
+import NIOCore
+import NIOPosix
+import Synchronization
+
+enum DNSServerError: Error, Equatable, CustomStringConvertible {
+    case badRecursor(String)
+    case bindFailed(host: String, port: Int, reason: String)
+
+    var description: String {
+        switch self {
+        case .badRecursor(let text): return "invalid recursor address \"\(text)\" (want ip or ip:port)"
+        case .bindFailed(let host, let port, let reason): return "DNS cannot listen on \(host):\(port): \(reason)"
+        }
+    }
+}
+
+/// Where and how the DNS server listens; the limits are named here so none is implicit.
+struct DNSServerConfiguration: Sendable {
+    var host = "127.0.0.1"
+    /// 0 picks a free port (the same one for UDP and TCP).
+    var port = 8600
+    var settings: DNSResolverSettings
+    /// `ip` or `ip:port`, tried in order.
+    var recursors: [String] = []
+    /// Consul's `recursor_timeout`.
+    var recursorTimeout: Duration = .seconds(2)
+    /// Datagrams read by one `recvmmsg` call.
+    var vectorReadCount = 32
+    /// Reads per readiness event before the loop turns to other work.
+    var maxMessagesPerRead = 4
+    /// A UDP query larger than this is cut by the kernel and answered FORMERR (queries are small).
+    var maxUDPQuerySize = 4096
+    /// Open TCP connections at once; more are closed as they arrive.
+    var maxTCPConnections = 256
+    /// Forwarded queries one TCP connection may have waiting; more get SERVFAIL.
+    var maxForwardsPerTCPConnection = 16
+    /// A TCP connection with no traffic for this long is closed.
+    var tcpIdleTimeout: Duration = .seconds(8)
+
+    init(settings: DNSResolverSettings) {
+        self.settings = settings
+    }
+
+    init(config: AgentConfig) {
+        settings = DNSResolverSettings(config: config)
+        host = config.clientAddrs.first ?? "127.0.0.1"
+        port = config.ports.dns
+        recursors = config.recursors
+    }
+}
+
+/// Counts of what the server did, readable at any time from any thread.
+final class DNSServerCounters: Sendable {
+    struct Snapshot: Equatable, Sendable {
+        var queries = 0
+        var answers: [DNSResponseCode: Int] = [:]
+        var malformedDropped = 0
+        var forwarded = 0
+    }
+
+    let queries = Atomic<Int>(0)
+    let malformedDropped = Atomic<Int>(0)
+    let forwarded = Atomic<Int>(0)
+    private let noError = Atomic<Int>(0)
+    private let formatError = Atomic<Int>(0)
+    private let serverFailure = Atomic<Int>(0)
+    private let nameError = Atomic<Int>(0)
+    private let notImplemented = Atomic<Int>(0)
+    private let refused = Atomic<Int>(0)
+
+    func answered(_ code: DNSResponseCode) {
+        switch code {
+        case .noError: noError.wrappingAdd(1, ordering: .relaxed)
+        case .formatError: formatError.wrappingAdd(1, ordering: .relaxed)
+        case .serverFailure: serverFailure.wrappingAdd(1, ordering: .relaxed)
+        case .nameError: nameError.wrappingAdd(1, ordering: .relaxed)
+        case .notImplemented: notImplemented.wrappingAdd(1, ordering: .relaxed)
+        case .refused: refused.wrappingAdd(1, ordering: .relaxed)
+        }
+    }
+
+    private func count(_ code: DNSResponseCode) -> Int {
+        switch code {
+        case .noError: noError.load(ordering: .relaxed)
+        case .formatError: formatError.load(ordering: .relaxed)
+        case .serverFailure: serverFailure.load(ordering: .relaxed)
+        case .nameError: nameError.load(ordering: .relaxed)
+        case .notImplemented: notImplemented.load(ordering: .relaxed)
+        case .refused: refused.load(ordering: .relaxed)
+        }
+    }
+
+    var snapshot: Snapshot {
+        var snapshot = Snapshot(
+            queries: queries.load(ordering: .relaxed), malformedDropped: malformedDropped.load(ordering: .relaxed),
+            forwarded: forwarded.load(ordering: .relaxed))
+        for code in [DNSResponseCode.noError, .formatError, .serverFailure, .nameError, .notImplemented, .refused] {
+            let count = count(code)
+            if count > 0 { snapshot.answers[code] = count }
+        }
+        return snapshot
+    }
+}
+
+/// The agent's DNS interface: one UDP channel with vectored reads answering on its event loop
+/// (parse, resolve against the current catalog snapshot, write; one flush per read burst), a TCP
+/// listener with 2-byte length framing, and the recursor client for foreign names.
+///
+/// The catalog comes from `catalog`, called once per query, so each answer reads one immutable
+/// snapshot and health changes show up in the very next answer.
+final class DNSServer: Sendable {
+    let counters: DNSServerCounters
+    /// Where the server listens (the real port when 0 was asked).
+    let localPort: Int
+    private let udpChannel: any Channel
+    private let tcpChannel: any Channel
+    private let recursorClient: DNSRecursorClient?
+
+    private init(counters: DNSServerCounters, localPort: Int, udp: any Channel, tcp: any Channel, recursorClient: DNSRecursorClient?) {
+        self.counters = counters
+        self.localPort = localPort
+        self.udpChannel = udp
+        self.tcpChannel = tcp
+        self.recursorClient = recursorClient
+    }
+
+    /// Binds UDP and TCP on `configuration.host:port` and starts answering.
+    /// - Parameters:
+    ///   - catalog: the current catalog snapshot; called on the event loop for every query.
+    ///   - serial: the SOA serial (Consul's is the Unix time in seconds).
+    ///   - seed: seeds the answer shuffles and recursor query ids.
+    static func start(
+        configuration: DNSServerConfiguration, group: any EventLoopGroup, catalog: @escaping @Sendable () -> any DNSCatalogView,
+        serial: @escaping @Sendable () -> UInt32 = DNSServer.unixTime, seed: UInt64
+    ) async throws -> DNSServer {
+        let recursorAddresses = try configuration.recursors.map { text throws(DNSServerError) in try DNSRecursorClient.address(text) }
+        let loop = group.next()
+        let recursorClient: DNSRecursorClient? =
+            recursorAddresses.isEmpty
+            ? nil : try await DNSRecursorClient.start(recursors: recursorAddresses, timeout: configuration.recursorTimeout, eventLoop: loop, seed: seed)
+        var settings = configuration.settings
+        settings.recursorsConfigured = recursorClient != nil
+        let context = DNSServerContext(
+            resolver: DNSResolver(settings: settings), catalog: catalog, serial: serial, counters: DNSServerCounters(),
+            recursorClient: recursorClient, configuration: configuration, seed: seed)
+        do {
+            let udp = try await bindUDP(configuration, loop: loop, context: context)
+            let port = udp.localAddress?.port ?? configuration.port
+            do {
+                let tcp = try await bindTCP(configuration, port: port, group: group, context: context)
+                return DNSServer(counters: context.counters, localPort: port, udp: udp, tcp: tcp, recursorClient: recursorClient)
+            } catch {
+                try? await udp.close()
+                throw error
+            }
+        } catch {
+            await recursorClient?.close()
+            throw DNSServerError.bindFailed(host: configuration.host, port: configuration.port, reason: "\(error)")
+        }
+    }
+
+    func stop() async {
+        try? await udpChannel.close()
+        try? await tcpChannel.close()
+        await recursorClient?.close()
+    }
+
+    /// Seconds since 1970 from the system's real-time clock (for the SOA serial).
+    @Sendable static func unixTime() -> UInt32 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return UInt32(truncatingIfNeeded: spec.tv_sec)
+    }
+
+    private static func bindUDP(_ configuration: DNSServerConfiguration, loop: any EventLoop, context: DNSServerContext) async throws -> any Channel {
+        try await DatagramBootstrap(group: loop)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.datagramVectorReadMessageCount, value: configuration.vectorReadCount)
+            .channelOption(.maxMessagesPerRead, value: UInt(configuration.maxMessagesPerRead))
+            .channelOption(
+                .recvAllocator,
+                value: FixedSizeRecvByteBufferAllocator(capacity: configuration.maxUDPQuerySize * configuration.vectorReadCount))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(DNSUDPHandler(context: context))
+                }
+            }
+            .bind(host: configuration.host, port: configuration.port)
+            .get()
+    }
+
+    private static func bindTCP(_ configuration: DNSServerConfiguration, port: Int, group: any EventLoopGroup, context: DNSServerContext)
+        async throws -> any Channel
+    {
+        let idle = TimeAmount.nanoseconds(configuration.tcpIdleTimeout.totalNanoseconds)
+        return try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let operations = channel.pipeline.syncOperations
+                    try operations.addHandler(IdleStateHandler(allTimeout: idle))
+                    try operations.addHandler(ByteToMessageHandler(DNSTCPFrameDecoder()))
+                    try operations.addHandler(DNSTCPHandler(context: context, eventLoop: channel.eventLoop))
+                }
+            }
+            .bind(host: configuration.host, port: port)
+            .get()
+    }
+}
+
+/// What every handler of one server shares.
+final class DNSServerContext: Sendable {
+    let resolver: DNSResolver
+    let catalog: @Sendable () -> any DNSCatalogView
+    let serial: @Sendable () -> UInt32
+    let counters: DNSServerCounters
+    let recursorClient: DNSRecursorClient?
+    let configuration: DNSServerConfiguration
+    let seed: UInt64
+    let tcpConnections = Atomic<Int>(0)
+    /// Numbers TCP connections so each gets its own shuffle stream.
+    let connectionSerial = Atomic<UInt64>(0)
+
+    init(
+        resolver: DNSResolver, catalog: @escaping @Sendable () -> any DNSCatalogView, serial: @escaping @Sendable () -> UInt32,
+        counters: DNSServerCounters, recursorClient: DNSRecursorClient?, configuration: DNSServerConfiguration, seed: UInt64
+    ) {
+        self.resolver = resolver
+        self.catalog = catalog
+        self.serial = serial
+        self.counters = counters
+        self.recursorClient = recursorClient
+        self.configuration = configuration
+        self.seed = seed
+    }
+
+    /// Answers one packet. Returns the immediate answer, or nil when the answer comes later
+    /// (`forward` was called) or never (dropped).
+    func answer(
+        _ packet: [UInt8], transport: DNSTransport, random: inout SeededRandom, memo: inout DNSAnswerMemo,
+        forward: (DNSRecursorClient, [UInt8]) -> Void
+    ) -> [UInt8]? {
+        counters.queries.wrappingAdd(1, ordering: .relaxed)
+        switch resolver.resolve(packet, transport: transport, catalog: catalog(), serial: serial(), random: &random, memo: &memo) {
+        case .respond(let bytes, let code):
+            counters.answered(code)
+            return bytes
+        case .drop:
+            counters.malformedDropped.wrappingAdd(1, ordering: .relaxed)
+            return nil
+        case .otherDatacenter(_, let query):
+            // Cross-datacenter lookups go through the agent's forwarder once WAN federation exists.
+            counters.answered(.nameError)
+            return resolver.nameError(for: query, serial: serial())
+        case .forward(let query):
+            guard let recursorClient else {
+                counters.answered(.serverFailure)
+                return resolver.serverFailure(for: query)
+            }
+            counters.forwarded.wrappingAdd(1, ordering: .relaxed)
+            forward(recursorClient, packet)
+            return nil
+        }
+    }
+
+    /// What goes back to the client for a forwarded query: the recursor's answer, or SERVFAIL.
+    func relayed(_ answer: [UInt8]?, for packet: [UInt8]) -> [UInt8] {
+        if let answer {
+            counters.answered(DNSResponseCode(rawValue: answer[3] & 0x0F) ?? .noError)
+            return answer
+        }
+        counters.answered(.serverFailure)
+        guard let query = try? DNSQuery.parse(packet) else {
+            return DNSResponseWriter.errorResponse(id: UInt16(packet[0]) << 8 | UInt16(packet[1]), code: .serverFailure)
+        }
+        return resolver.serverFailure(for: query)
+    }
+}
+
+/// The UDP side: every datagram is answered right here on the channel's event loop; writes are
+/// flushed once per read burst.
+final class DNSUDPHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+
+    private let context: DNSServerContext
+    private var random: SeededRandom
+    /// Answers compiled for the current catalog generation, private to this event loop.
+    private var memo = DNSAnswerMemo()
+
+    init(context: DNSServerContext) {
+        self.context = context
+        self.random = SeededRandom(seed: context.seed).stream("udp")
+    }
+
+    func channelRead(context handlerContext: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        let packet = Array(envelope.data.readableBytesView)
+        let remote = envelope.remoteAddress
+        let channel = handlerContext.channel
+        let server = context
+        let answer = context.answer(packet, transport: .udp, random: &random, memo: &memo) { client, packet in
+            client.forward(packet).hop(to: channel.eventLoop).whenSuccess { answer in
+                let bytes = server.relayed(answer, for: packet)
+                channel.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
+            }
+        }
+        guard let answer else { return }
+        let buffer = handlerContext.channel.allocator.buffer(bytes: answer)
+        handlerContext.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: buffer)), promise: nil)
+    }
+
+    func channelReadComplete(context handlerContext: ChannelHandlerContext) {
+        handlerContext.flush()
+    }
+
+    func errorCaught(context handlerContext: ChannelHandlerContext, error: any Error) {
+        // A failed send (an unreachable client) must not close the shared UDP socket.
+    }
+}
+
+/// DNS over TCP: each message is preceded by its length in two bytes (RFC 1035 4.2.2).
+struct DNSTCPFrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = ByteBuffer
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt16.self),
+              buffer.readableBytes >= 2 + Int(length)
+        else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: 2)
+        context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: Int(length))!))
+        return .continue
+    }
+
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        try decode(context: context, buffer: &buffer)
+    }
+}
+
+/// One TCP connection: queries in, length-prefixed answers out (several per connection, answered
+/// in arrival order except forwarded ones, which come when the recursor answers — RFC 7766 allows it).
+final class DNSTCPHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let context: DNSServerContext
+    private var random: SeededRandom
+    private var memo = DNSAnswerMemo()
+    private let forwardsInFlight: NIOLoopBoundBox<Int>
+    private var counted = false
+
+    init(context: DNSServerContext, eventLoop: any EventLoop) {
+        self.context = context
+        let number = context.connectionSerial.wrappingAdd(1, ordering: .relaxed).newValue
+        self.random = SeededRandom(seed: context.seed ^ (number &* 0x9E37_79B9_7F4A_7C15)).stream("tcp")
+        self.forwardsInFlight = NIOLoopBoundBox(0, eventLoop: eventLoop)
+    }
+
+    func channelActive(context handlerContext: ChannelHandlerContext) {
+        let open = context.tcpConnections.wrappingAdd(1, ordering: .relaxed).newValue
+        counted = true
+        if open > context.configuration.maxTCPConnections {
+            handlerContext.close(promise: nil)
+            return
+        }
+        handlerContext.fireChannelActive()
+    }
+
+    func channelInactive(context handlerContext: ChannelHandlerContext) {
+        if counted {
+            context.tcpConnections.wrappingSubtract(1, ordering: .relaxed)
+            counted = false
+        }
+        handlerContext.fireChannelInactive()
+    }
+
+    func channelRead(context handlerContext: ChannelHandlerContext, data: NIOAny) {
+        let packet = Array(unwrapInboundIn(data).readableBytesView)
+        let channel = handlerContext.channel
+        let server = context
+        let inFlight = forwardsInFlight
+        let limit = context.configuration.maxForwardsPerTCPConnection
+        let answer = context.answer(packet, transport: .tcp, random: &random, memo: &memo) { client, packet in
+            guard inFlight.value < limit else {
+                channel.writeAndFlush(Self.frame(server.relayed(nil, for: packet), allocator: channel.allocator), promise: nil)
+                return
+            }
+            inFlight.value += 1
+            client.forward(packet).hop(to: channel.eventLoop).whenSuccess { answer in
+                inFlight.value -= 1
+                channel.writeAndFlush(Self.frame(server.relayed(answer, for: packet), allocator: channel.allocator), promise: nil)
+            }
+        }
+        guard let answer else { return }
+        handlerContext.write(wrapOutboundOut(Self.frame(answer, allocator: channel.allocator)), promise: nil)
+    }
+
+    func channelReadComplete(context handlerContext: ChannelHandlerContext) {
+        handlerContext.flush()
+    }
+
+    func userInboundEventTriggered(context handlerContext: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            handlerContext.close(promise: nil)
+            return
+        }
+        handlerContext.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context handlerContext: ChannelHandlerContext, error: any Error) {
+        handlerContext.close(promise: nil)
+    }
+
+    private static func frame(_ message: [UInt8], allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: message.count + 2)
+        buffer.writeInteger(UInt16(clamping: message.count))
+        buffer.writeBytes(message)
+        return buffer
+    }
+}

@@ -1,0 +1,146 @@
+import ConsulCore
+
+/// One HTTP API request, parsed once by the server and read by the request path and endpoints.
+struct APIRequest: Sendable {
+    var method: String
+    /// The path without the query, percent-decoded (`/v1/kv/a b`).
+    var path: String
+    /// Query parameters; a bare flag (`?recurse`) has the value "". The first occurrence wins.
+    var query: [String: String]
+    var headers: [(name: String, value: String)]
+    var body: [UInt8]
+
+    func has(_ parameter: String) -> Bool { query[parameter] != nil }
+
+    func header(_ name: String) -> String? {
+        headers.first { $0.name.caseInsensitiveCompare(name) }?.value
+    }
+
+    /// The ACL token as Consul takes it: `X-Consul-Token`, then `Authorization: Bearer`, then `?token`.
+    var token: String {
+        if let token = header("X-Consul-Token"), !token.isEmpty { return token }
+        if let authorization = header("Authorization"), authorization.lowercased().hasPrefix("bearer ") {
+            return String(authorization.dropFirst(7)).trimmingSpaces()
+        }
+        return query["token"] ?? ""
+    }
+
+    /// Splits a request target into a decoded path and query parameters. Nil when the
+    /// percent-encoding is broken.
+    static func parseTarget(_ target: String) -> (path: String, query: [String: String])? {
+        let parts = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let path = percentDecode(parts[0], plusIsSpace: false) else { return nil }
+        var query: [String: String] = [:]
+        if parts.count > 1 {
+            for pair in parts[1].split(separator: "&") where !pair.isEmpty {
+                let keyValue = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                guard let key = percentDecode(keyValue[0], plusIsSpace: true) else { return nil }
+                let value = keyValue.count > 1 ? percentDecode(keyValue[1], plusIsSpace: true) : ""
+                guard let value else { return nil }
+                if query[key] == nil { query[key] = value }
+            }
+        }
+        return (path, query)
+    }
+
+    static func percentDecode(_ text: Substring, plusIsSpace: Bool) -> String? {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.utf8.count)
+        var iterator = text.utf8.makeIterator()
+        while let byte = iterator.next() {
+            switch byte {
+            case UInt8(ascii: "%"):
+                guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else { return nil }
+                bytes.append(high << 4 | low)
+            case UInt8(ascii: "+") where plusIsSpace:
+                bytes.append(UInt8(ascii: " "))
+            default:
+                bytes.append(byte)
+            }
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+}
+
+extension String {
+    func caseInsensitiveCompare(_ other: String) -> Bool { lowercased() == other.lowercased() }
+
+    func trimmingSpaces() -> String {
+        var slice = Substring(self)
+        while slice.first == " " || slice.first == "\t" { slice = slice.dropFirst() }
+        while slice.last == " " || slice.last == "\t" { slice = slice.dropLast() }
+        return String(slice)
+    }
+}
+
+/// What an endpoint answers with.
+struct APIResponse: Sendable {
+    var status: Int = 200
+    var contentType = "application/json"
+    var headers: [(name: String, value: String)] = []
+    var body: [UInt8] = []
+
+    static func json(_ body: (inout JSONWriter) -> Void) -> APIResponse {
+        var writer = JSONWriter()
+        body(&writer)
+        return APIResponse(body: writer.bytes)
+    }
+
+    static func text(_ text: String, status: Int = 200) -> APIResponse {
+        APIResponse(status: status, contentType: "text/plain; charset=utf-8", body: Array(text.utf8))
+    }
+
+    static let `true` = APIResponse(body: Array("true".utf8))
+    static let `false` = APIResponse(body: Array("false".utf8))
+    static func bool(_ value: Bool) -> APIResponse { value ? .true : .false }
+}
+
+/// Every way a request fails, mapped to Consul's status codes in one place (`response`).
+enum APIError: Error, Sendable, Equatable {
+    case badRequest(String)
+    case forbidden(String)
+    case notFound(String)
+    case methodNotAllowed(String)
+    case tooLarge(String)
+    /// The cluster has no leader (Consul answers 500 "No cluster leader").
+    case noLeader
+    /// A client agent with no server to ask.
+    case noServers
+    case unknownDatacenter(String)
+    case notImplemented(String)
+    case internalError(String)
+
+    var status: Int {
+        switch self {
+        case .badRequest: return 400
+        case .forbidden: return 403
+        case .notFound: return 404
+        case .methodNotAllowed: return 405
+        case .tooLarge: return 413
+        case .notImplemented: return 501
+        case .noLeader, .noServers, .unknownDatacenter, .internalError: return 500
+        }
+    }
+
+    var message: String {
+        switch self {
+        case .badRequest(let message), .forbidden(let message), .notFound(let message), .methodNotAllowed(let message),
+            .tooLarge(let message), .notImplemented(let message), .internalError(let message):
+            return message
+        case .noLeader: return "No cluster leader"
+        case .noServers: return "No known Consul servers"
+        case .unknownDatacenter(let dc): return "No path to datacenter \(dc)"
+        }
+    }
+
+    var response: APIResponse { .text(message, status: status) }
+}

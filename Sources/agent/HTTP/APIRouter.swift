@@ -1,0 +1,73 @@
+/// What an endpoint does with a request once routed.
+enum APIAction: Sendable {
+    /// An answer that needs no state (status, errors).
+    case respond(APIResponse)
+    /// A read of the state store: rendered from one version of it, after any blocking-query wait
+    /// or consistency check the request asks for. `tables` are what the blocking query watches.
+    case read(tables: [StateTable], render: @Sendable (StateStore) throws(APIError) -> APIResponse)
+    /// A change: goes through Raft, answered when applied.
+    case write(@Sendable () async throws(APIError) -> APIResponse)
+    /// Something this agent does to itself (leave, join): never forwarded.
+    case agentOperation(@Sendable () async throws(APIError) -> APIResponse)
+}
+
+/// A routed request: the endpoint's action plus what the request path needs to know about it.
+struct APIRoute: Sendable {
+    var action: APIAction
+    var isWrite: Bool
+    var resource: ACLResource
+    var access: ACLAccess
+
+    static func read(_ resource: ACLResource, tables: [StateTable], render: @escaping @Sendable (StateStore) throws(APIError) -> APIResponse) -> APIRoute {
+        APIRoute(action: .read(tables: tables, render: render), isWrite: false, resource: resource, access: .read)
+    }
+
+    static func write(_ resource: ACLResource, _ perform: @escaping @Sendable () async throws(APIError) -> APIResponse) -> APIRoute {
+        APIRoute(action: .write(perform), isWrite: true, resource: resource, access: .write)
+    }
+
+    /// Answered by this agent itself (agent endpoints, status), never forwarded.
+    static func local(_ response: APIResponse) -> APIRoute {
+        APIRoute(action: .respond(response), isWrite: false, resource: .none, access: .read)
+    }
+
+    static func agentOperation(_ resource: ACLResource, _ perform: @escaping @Sendable () async throws(APIError) -> APIResponse) -> APIRoute {
+        APIRoute(action: .agentOperation(perform), isWrite: true, resource: resource, access: .write)
+    }
+}
+
+/// Maps `/v1/...` paths to endpoints. Every endpoint of the API is listed here, so what this agent
+/// answers is visible in one place.
+struct APIRouter: Sendable {
+    let agent: AgentRuntime
+
+    func route(_ request: APIRequest) throws(APIError) -> APIRoute {
+        let path = request.path
+        guard path.hasPrefix("/v1/") else { throw .notFound("404 page not found") }
+        let rest = path.dropFirst(4)
+        let (group, tail) = Self.split(rest)
+        switch group {
+        case "kv": return try KVEndpoint(agent: agent).route(request, key: String(tail))
+        case "catalog": return try CatalogEndpoint(agent: agent).route(request, tail: tail)
+        case "health": return try HealthEndpoint(agent: agent).route(request, tail: tail)
+        case "status": return try StatusEndpoint(agent: agent).route(request, tail: tail)
+        case "agent": return try AgentEndpoint(agent: agent).route(request, tail: tail)
+        case "operator": return try OperatorEndpoint(agent: agent).route(request, tail: tail)
+        case "session": return try SessionEndpoint(agent: agent).route(request, tail: tail)
+        case "connect", "config", "peering", "partition", "partitions", "namespace", "namespaces", "discovery-chain", "internal":
+            throw .notFound("\(path): service mesh, config entries, peering, admin partitions and namespaces are not part of this edition")
+        default:
+            throw .notFound("404 page not found")
+        }
+    }
+
+    /// `catalog/service/web` → ("catalog", "service/web").
+    static func split(_ path: Substring) -> (Substring, Substring) {
+        guard let slash = path.firstIndex(of: "/") else { return (path, "") }
+        return (path[..<slash], path[path.index(after: slash)...])
+    }
+
+    static func requireMethod(_ request: APIRequest, _ allowed: String...) throws(APIError) {
+        guard allowed.contains(request.method) else { throw .methodNotAllowed("method \(request.method) not allowed") }
+    }
+}

@@ -1,0 +1,116 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// The HTTP API listener: SwiftNIO's HTTP/1.1 pipeline (keep-alive, pipelining in order) with one
+/// handler that collects a request, hands it to the dispatcher and writes the answer.
+final class HTTPServer: Sendable {
+    /// Bodies above this are refused with 413 before they are buffered.
+    static let maxBodyBytes = 8 << 20
+
+    let channel: any Channel
+
+    private init(channel: any Channel) {
+        self.channel = channel
+    }
+
+    var port: Int? { channel.localAddress?.port }
+
+    static func start(host: String, port: Int, dispatcher: APIDispatcher, group: any EventLoopGroup) async throws -> HTTPServer {
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(HTTPAPIHandler(dispatcher: dispatcher))
+                }
+            }
+            .bind(host: host, port: port).get()
+        return HTTPServer(channel: channel)
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+}
+
+/// One connection's requests, one at a time (the pipeline handler holds back pipelined ones).
+private final class HTTPAPIHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let dispatcher: APIDispatcher
+    private var head: HTTPRequestHead?
+    private var body: [UInt8] = []
+    private var bodyTooLarge = false
+
+    init(dispatcher: APIDispatcher) {
+        self.dispatcher = dispatcher
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body.removeAll(keepingCapacity: true)
+            bodyTooLarge = false
+        case .body(var buffer):
+            guard !bodyTooLarge else { return }
+            if body.count + buffer.readableBytes > HTTPServer.maxBodyBytes {
+                bodyTooLarge = true
+                body = []
+            } else {
+                body.append(contentsOf: buffer.readBytes(length: buffer.readableBytes) ?? [])
+            }
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            let keepAlive = head.isKeepAlive
+            if bodyTooLarge {
+                write(APIError.tooLarge("Request body too large, max size: \(HTTPServer.maxBodyBytes) bytes").response, version: head.version, keepAlive: false, context: context)
+                return
+            }
+            guard let target = APIRequest.parseTarget(head.uri) else {
+                write(APIError.badRequest("Invalid URL encoding in \(head.uri)").response, version: head.version, keepAlive: keepAlive, context: context)
+                return
+            }
+            let request = APIRequest(
+                method: head.method.rawValue, path: target.path, query: target.query,
+                headers: head.headers.map { ($0.name, $0.value) }, body: body)
+            body = []
+            let pretty = request.has("pretty")
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            dispatcher.handle(request, on: context.eventLoop).whenSuccess { response in
+                var response = response
+                if pretty, response.contentType == "application/json" { response.body = JSONPretty.format(response.body) }
+                let (handler, context) = loopBound.value
+                handler.write(response, version: head.version, keepAlive: keepAlive, context: context)
+            }
+        }
+    }
+
+    private func write(_ response: APIResponse, version: HTTPVersion, keepAlive: Bool, context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(6 + response.headers.count)
+        headers.add(name: "Content-Type", value: response.contentType)
+        headers.add(name: "Content-Length", value: String(response.body.count))
+        headers.add(name: "Vary", value: "Accept-Encoding")
+        for header in response.headers { headers.add(name: header.name, value: header.value) }
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        let head = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: response.status), headers: headers)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if !response.body.isEmpty {
+            var buffer = context.channel.allocator.buffer(capacity: response.body.count)
+            buffer.writeBytes(response.body)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        }
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if !keepAlive {
+            let channel = context.channel
+            done.whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+}

@@ -1,0 +1,167 @@
+/// Writes compact JSON straight into bytes, in the field order the caller gives (Consul's order),
+/// without Foundation. Hot endpoints (KV, catalog, health) build their answers with this;
+/// `JSONPretty` re-indents for `?pretty`.
+///
+/// Usage: `w.object { w.field("Key") { $0.string(k) } }`. Commas are managed by the writer.
+struct JSONWriter {
+    private(set) var bytes: [UInt8] = []
+    /// Whether the next value or member in the current container needs a comma before it.
+    private var needsComma = false
+
+    init(reserving capacity: Int = 256) {
+        bytes.reserveCapacity(capacity)
+    }
+
+    mutating func object(_ body: (inout JSONWriter) -> Void) {
+        container(open: UInt8(ascii: "{"), close: UInt8(ascii: "}"), body)
+    }
+
+    mutating func array(_ body: (inout JSONWriter) -> Void) {
+        container(open: UInt8(ascii: "["), close: UInt8(ascii: "]"), body)
+    }
+
+    private mutating func container(open: UInt8, close: UInt8, _ body: (inout JSONWriter) -> Void) {
+        separate()
+        bytes.append(open)
+        needsComma = false
+        body(&self)
+        bytes.append(close)
+        needsComma = true
+    }
+
+    private mutating func separate() {
+        if needsComma { bytes.append(UInt8(ascii: ",")) }
+        needsComma = true
+    }
+
+    /// An object member; `value` writes exactly one value.
+    mutating func field(_ name: StaticString, _ value: (inout JSONWriter) -> Void) {
+        separate()
+        bytes.append(UInt8(ascii: "\""))
+        name.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(UInt8(ascii: ":"))
+        needsComma = false
+        value(&self)
+        needsComma = true
+    }
+
+    /// An object member whose name is data (map keys).
+    mutating func field(dynamic name: String, _ value: (inout JSONWriter) -> Void) {
+        separate()
+        appendQuoted(name)
+        bytes.append(UInt8(ascii: ":"))
+        needsComma = false
+        value(&self)
+        needsComma = true
+    }
+
+    // MARK: Values
+
+    mutating func string(_ value: String) {
+        separate()
+        appendQuoted(value)
+    }
+
+    mutating func int<T: BinaryInteger>(_ value: T) {
+        separate()
+        bytes.append(contentsOf: String(value).utf8)
+    }
+
+    mutating func double(_ value: Double) {
+        separate()
+        guard value.isFinite else { return bytes.append(contentsOf: "null".utf8) }
+        if value == value.rounded(), abs(value) < 1e15 {
+            bytes.append(contentsOf: String(Int64(value)).utf8)
+        } else {
+            bytes.append(contentsOf: String(value).utf8)
+        }
+    }
+
+    mutating func bool(_ value: Bool) {
+        separate()
+        bytes.append(contentsOf: (value ? "true" : "false").utf8)
+    }
+
+    mutating func null() {
+        separate()
+        bytes.append(contentsOf: "null".utf8)
+    }
+
+    mutating func strings(_ values: [String]) {
+        array { writer in for value in values { writer.string(value) } }
+    }
+
+    /// A string map with keys sorted (Go's encoding/json sorts map keys too).
+    mutating func stringMap(_ map: [String: String]) {
+        object { writer in
+            for key in map.keys.sorted() { writer.field(dynamic: key) { $0.string(map[key]!) } }
+        }
+    }
+
+    private mutating func appendQuoted(_ value: String) {
+        bytes.append(UInt8(ascii: "\""))
+        let hex = Array("0123456789abcdef".utf8)
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): bytes.append(contentsOf: [UInt8(ascii: "\\"), byte])
+            case 0x0A: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+            case 0x0D: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+            case 0x09: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+            // Go escapes <, > and & for safe embedding in HTML, and so Consul's output does.
+            case 0x00..<0x20, UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "&"):
+                bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+            default: bytes.append(byte)
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+}
+
+/// Re-indents valid compact JSON with four spaces, as Consul's `?pretty` does.
+enum JSONPretty {
+    static func format(_ json: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(json.count * 2)
+        var depth = 0
+        var inString = false
+        var escaped = false
+        func newline(_ out: inout [UInt8], _ depth: Int) {
+            out.append(UInt8(ascii: "\n"))
+            out.append(contentsOf: repeatElement(UInt8(ascii: " "), count: 4 * depth))
+        }
+        for (position, byte) in json.enumerated() {
+            if inString {
+                out.append(byte)
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""):
+                inString = true
+                out.append(byte)
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                out.append(byte)
+                let next = position + 1 < json.count ? json[position + 1] : 0
+                if next == UInt8(ascii: "}") || next == UInt8(ascii: "]") { continue }
+                depth += 1
+                newline(&out, depth)
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                let previous = position > 0 ? json[position - 1] : 0
+                if previous != UInt8(ascii: "{") && previous != UInt8(ascii: "[") {
+                    depth -= 1
+                    newline(&out, depth)
+                }
+                out.append(byte)
+            case UInt8(ascii: ","):
+                out.append(byte)
+                newline(&out, depth)
+            case UInt8(ascii: ":"):
+                out.append(contentsOf: [byte, UInt8(ascii: " ")])
+            default:
+                out.append(byte)
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,89 @@
+import NIOCore
+import NIOPosix
+import Raft
+import Synchronization
+
+/// The server port (8300): one TCP listener whose connections say what they carry in their first
+/// byte, as Consul's do. `0x01` (RPCRaft) is handed to the Raft transport; the agent RPC (`0x00`),
+/// TLS (`0x03`) and the multiplexed forms arrive with the forwarding and TLS work, and until then
+/// such connections are closed and counted rather than misread.
+final class ServerPortListener: Sendable {
+    enum ConnectionKind: UInt8 {
+        case consulRPC = 0x00
+        case raft = 0x01
+        case multiplex = 0x02
+        case tls = 0x03
+        case multiplexV2 = 0x04
+        case snapshot = 0x05
+        case gossip = 0x06
+    }
+
+    let channel: any Channel
+    /// Connections closed because their first byte names something this build does not serve.
+    let refused: RefusedCounter
+
+    private init(channel: any Channel, refused: RefusedCounter) {
+        self.channel = channel
+        self.refused = refused
+    }
+
+    static func start(host: String, port: Int, raft: RaftTCPTransport, group: any EventLoopGroup, logger: AgentLogger) async throws -> ServerPortListener {
+        let refusedCounter = RefusedCounter()
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(FirstByteDemultiplexer(raft: raft, refused: refusedCounter, logger: logger))
+                }
+            }
+            .bind(host: host, port: port).get()
+        return ServerPortListener(channel: channel, refused: refusedCounter)
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+}
+
+/// Counts refused connections across event loops.
+final class RefusedCounter: Sendable {
+    let count = Atomic<Int>(0)
+}
+
+/// Reads a connection's first byte, then steps aside for the handlers of that protocol.
+private final class FirstByteDemultiplexer: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let raft: RaftTCPTransport
+    private let refused: RefusedCounter
+    private let logger: AgentLogger
+
+    init(raft: RaftTCPTransport, refused: RefusedCounter, logger: AgentLogger) {
+        self.raft = raft
+        self.refused = refused
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        guard let first = buffer.readInteger(as: UInt8.self) else { return }
+        switch ServerPortListener.ConnectionKind(rawValue: first) {
+        case .raft:
+            do {
+                try raft.installInboundHandlers(on: context.channel)
+            } catch {
+                context.close(promise: nil)
+                return
+            }
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            if buffer.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(buffer)) }
+        default:
+            refused.count.add(1, ordering: .relaxed)
+            logger.debug("agent.server.rpc", "closing a server-port connection of a kind this build does not serve", ["first-byte": String(first)])
+            context.close(promise: nil)
+        }
+    }
+}

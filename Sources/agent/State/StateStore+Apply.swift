@@ -1,0 +1,218 @@
+/// The state store's writes. Only `ConsulStateMachine` calls these, in log order, with the index of
+/// the entry being applied; each follows Consul's state store rules (which writes bump which index,
+/// what CAS and locks compare, how a session's invalidation releases or deletes its keys).
+extension StateStore {
+    mutating func apply(_ command: StateCommand, at index: UInt64) -> StateCommandResult {
+        defer { noteApplied(index) }
+        switch command {
+        case .register(let registration): return register(registration, at: index)
+        case .deregister(let node, let serviceID, let checkID): return deregister(node: node, serviceID: serviceID, checkID: checkID, at: index)
+        case .kv(let operation): return applyKV(operation, at: index)
+        case .createSession(let session): return createSession(session, at: index)
+        case .destroySession(let id):
+            guard sessions[id] != nil else { return .done }
+            invalidateSession(id, at: index)
+            return .done
+        }
+    }
+
+    // MARK: - Catalog
+
+    private mutating func register(_ registration: StateCommand.Registration, at index: UInt64) -> StateCommandResult {
+        let key = Self.nodeKey(registration.node.name)
+        var node = registration.node
+        if let existing = nodes[key] {
+            if !existing.id.isEmpty, !node.id.isEmpty, existing.id != node.id {
+                return .refused("failed inserting node: node \(node.name) is already registered with ID \(existing.id)")
+            }
+            if node.id.isEmpty { node.id = existing.id }
+            node.indexes = existing.indexes
+            if node != existing {
+                node.indexes.modifyIndex = index
+                nodes.set(key, node)
+                touch(.nodes, at: index)
+            }
+        } else {
+            node.indexes = RaftIndexes(createIndex: index, modifyIndex: index)
+            nodes.set(key, node)
+            touch(.nodes, at: index)
+        }
+
+        if var service = registration.service {
+            service.node = node.name
+            let serviceKey = ServiceKey(node: key, id: service.id)
+            let existing = services[serviceKey]
+            service.indexes = existing?.indexes ?? RaftIndexes(createIndex: index, modifyIndex: index)
+            if service != existing {
+                service.indexes.modifyIndex = index
+                if let existing, existing.name.lowercased() != service.name.lowercased() {
+                    servicesByName.remove(ServiceNameKey(name: existing.name.lowercased(), node: key, id: existing.id))
+                }
+                services.set(serviceKey, service)
+                servicesByName.set(ServiceNameKey(name: service.name.lowercased(), node: key, id: service.id), serviceKey)
+                touch(.services, at: index)
+            }
+        }
+
+        for check in registration.checks {
+            var check = check
+            check.node = node.name
+            if !check.serviceID.isEmpty {
+                guard let service = services[ServiceKey(node: key, id: check.serviceID)] else {
+                    return .refused("Missing service registration for check \(check.id): service \(check.serviceID) on node \(node.name)")
+                }
+                check.serviceName = service.name
+                check.serviceTags = service.tags
+            }
+            putCheck(check, nodeKey: key, at: index)
+        }
+        return .done
+    }
+
+    private mutating func putCheck(_ check: HealthCheck, nodeKey: String, at index: UInt64) {
+        var check = check
+        let checkKey = CheckKey(node: nodeKey, id: check.id)
+        let existing = checks[checkKey]
+        check.indexes = existing?.indexes ?? RaftIndexes(createIndex: index, modifyIndex: index)
+        guard check != existing else { return }
+        check.indexes.modifyIndex = index
+        checks.set(checkKey, check)
+        touch(.checks, at: index)
+        if check.status == .critical || check.status == .maintenance {
+            invalidateSessions(onNode: nodeKey, dependingOn: check.id, at: index)
+        }
+    }
+
+    private mutating func deregister(node name: String, serviceID: String?, checkID: String?, at index: UInt64) -> StateCommandResult {
+        let key = Self.nodeKey(name)
+        guard nodes[key] != nil else { return .done }
+        if let checkID {
+            if checks.remove(CheckKey(node: key, id: checkID)) != nil {
+                touch(.checks, at: index)
+                invalidateSessions(onNode: key, dependingOn: checkID, at: index)
+            }
+        }
+        if let serviceID {
+            removeService(ServiceKey(node: key, id: serviceID), at: index)
+        }
+        guard serviceID == nil, checkID == nil else { return .done }
+
+        for service in services(onNode: name) { removeService(ServiceKey(node: key, id: service.id), at: index) }
+        for check in checks(onNode: name) {
+            checks.remove(CheckKey(node: key, id: check.id))
+            touch(.checks, at: index)
+        }
+        for session in sessions.values where Self.nodeKey(session.node) == key {
+            invalidateSession(session.id, at: index)
+        }
+        nodes.remove(key)
+        touch(.nodes, at: index)
+        return .done
+    }
+
+    private mutating func removeService(_ serviceKey: ServiceKey, at index: UInt64) {
+        guard let service = services.remove(serviceKey) else { return }
+        servicesByName.remove(ServiceNameKey(name: service.name.lowercased(), node: serviceKey.node, id: service.id))
+        touch(.services, at: index)
+        var removedChecks: [String] = []
+        checks.forEach(from: CheckKey(node: serviceKey.node, id: "")) { key, check in
+            guard key.node == serviceKey.node else { return false }
+            if check.serviceID == service.id { removedChecks.append(check.id) }
+            return true
+        }
+        for id in removedChecks {
+            checks.remove(CheckKey(node: serviceKey.node, id: id))
+            touch(.checks, at: index)
+        }
+    }
+
+    // MARK: - KV
+
+    private mutating func applyKV(_ operation: StateCommand.KVOperation, at index: UInt64) -> StateCommandResult {
+        let existing = kv[operation.key]
+        switch operation.verb {
+        case .set:
+            putKV(operation, existing: existing, session: existing?.session, lockIndex: existing?.lockIndex ?? 0, at: index)
+            return .done
+        case .cas(let expected):
+            guard (existing?.indexes.modifyIndex ?? 0) == expected else { return .applied(false) }
+            putKV(operation, existing: existing, session: existing?.session, lockIndex: existing?.lockIndex ?? 0, at: index)
+            return .applied(true)
+        case .lock(let session):
+            guard sessions[session] != nil else { return .refused("invalid session \"\(session)\"") }
+            if let holder = existing?.session {
+                guard holder == session else { return .applied(false) }
+                putKV(operation, existing: existing, session: session, lockIndex: existing?.lockIndex ?? 0, at: index)
+            } else {
+                putKV(operation, existing: existing, session: session, lockIndex: (existing?.lockIndex ?? 0) + 1, at: index)
+            }
+            return .applied(true)
+        case .unlock(let session):
+            guard let existing, existing.session == session else { return .applied(false) }
+            putKV(operation, existing: existing, session: nil, lockIndex: existing.lockIndex, at: index)
+            return .applied(true)
+        case .delete:
+            if kv.remove(operation.key) != nil { touch(.kv, at: index) }
+            return .done
+        case .deleteTree:
+            let doomed = kvEntries(prefix: operation.key)
+            for entry in doomed { kv.remove(entry.key) }
+            if !doomed.isEmpty { touch(.kv, at: index) }
+            return .done
+        case .deleteCAS(let expected):
+            guard (existing?.indexes.modifyIndex ?? 0) == expected else { return .applied(false) }
+            if kv.remove(operation.key) != nil { touch(.kv, at: index) }
+            return .applied(true)
+        }
+    }
+
+    private mutating func putKV(_ operation: StateCommand.KVOperation, existing: KVEntry?, session: String?, lockIndex: UInt64, at index: UInt64) {
+        let indexes = RaftIndexes(createIndex: existing?.indexes.createIndex ?? index, modifyIndex: index)
+        kv.set(operation.key, KVEntry(key: operation.key, flags: operation.flags, value: operation.value, lockIndex: lockIndex, session: session, indexes: indexes))
+        touch(.kv, at: index)
+    }
+
+    // MARK: - Sessions
+
+    private mutating func createSession(_ session: Session, at index: UInt64) -> StateCommandResult {
+        let nodeKey = Self.nodeKey(session.node)
+        guard nodes[nodeKey] != nil else { return .refused("Missing node registration") }
+        for checkID in session.nodeChecks {
+            guard let check = checks[CheckKey(node: nodeKey, id: checkID)] else {
+                return .refused("Missing check '\(checkID)' registration")
+            }
+            if check.status == .critical || check.status == .maintenance {
+                return .refused("Check '\(checkID)' is in critical state")
+            }
+        }
+        var session = session
+        session.indexes = RaftIndexes(createIndex: index, modifyIndex: index)
+        sessions.set(session.id, session)
+        touch(.sessions, at: index)
+        return .done
+    }
+
+    private mutating func invalidateSessions(onNode nodeKey: String, dependingOn checkID: String, at index: UInt64) {
+        for session in sessions.values where Self.nodeKey(session.node) == nodeKey && session.nodeChecks.contains(checkID) {
+            invalidateSession(session.id, at: index)
+        }
+    }
+
+    /// Ends a session: its locks are released (behavior `release`) or its keys deleted (`delete`).
+    private mutating func invalidateSession(_ id: String, at index: UInt64) {
+        guard let session = sessions.remove(id) else { return }
+        touch(.sessions, at: index)
+        let held = kv.values.filter { $0.session == id }
+        for var entry in held {
+            switch session.behavior {
+            case .release:
+                entry.session = nil
+                entry.indexes.modifyIndex = index
+                kv.set(entry.key, entry)
+            case .delete:
+                kv.remove(entry.key)
+            }
+        }
+        if !held.isEmpty { touch(.kv, at: index) }
+    }
+}
