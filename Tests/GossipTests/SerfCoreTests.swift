@@ -234,6 +234,35 @@ import Testing
         #expect(!nan && !slow)
     }
 
+    @Test func voluntaryLeaveIsLeftEvenWhenTheIntentWasMissed() {
+        var network = SerfTestNetwork(count: 3)
+        network.joinAll()
+        // n2's memberlist leave (dead from itself) reaches n0 without n2's serf leave intent.
+        let incarnation = network.cores[0].swim.nodes["n2"]!.incarnation
+        network.input(0, .packet(from: SerfTestNetwork.address(2), messages: [
+            .dead(DeadMessage(incarnation: incarnation, node: "n2", from: "n2")),
+        ]))
+        #expect(network.status(of: 2, seenBy: 0) == .left)
+        #expect(network.memberEvents[0].contains { $0.kind == .leave && $0.member.name == "n2" })
+    }
+
+    @Test func joinIntentOfAnUnknownMemberTriggersOneEarlySync() {
+        var network = SerfTestNetwork(count: 2)
+        network.joinAll()
+        let join = SerfMessage.join(SerfJoinMessage(lamportTime: 99, node: "stranger"))
+        var effects = network.cores[0].handle(.packet(from: SerfTestNetwork.address(1), messages: [join.memberlistMessage]), now: network.now)
+        effects += network.cores[0].handle(.tick, now: network.now)
+        let syncs = effects.filter { if case .swim(.openStream(_, _, .pushPull, _, _)) = $0 { true } else { false } }
+        #expect(syncs.count == 1)
+        // A second hint right away merges into the next allowed sync, a second later.
+        effects = network.cores[0].handle(.packet(from: SerfTestNetwork.address(1), messages: [
+            SerfMessage.join(SerfJoinMessage(lamportTime: 100, node: "other")).memberlistMessage,
+        ]), now: network.now)
+        effects += network.cores[0].handle(.tick, now: network.now)
+        #expect(!effects.contains { if case .swim(.openStream(_, _, .pushPull, _, _)) = $0 { true } else { false } })
+        #expect(network.cores[0].nextWakeup <= network.now + .seconds(1))
+    }
+
     @Test func lamportClockWitnessesAndIncrements() {
         var clock = LamportClock()
         clock.witness(5)

@@ -40,6 +40,11 @@ package struct SWIMConfig: Sendable, Equatable {
     package var maxQueuedBroadcasts: Int
     /// Incoming indirect-probe requests served at once; more are dropped (a flood must not grow memory).
     package var maxRelayedProbes: Int
+    /// Extra push/pulls asked for by evidence that our view lags (a member we never heard of
+    /// announced, a leave we only half saw, a join just done) run at most this often; zero turns
+    /// them off. Without them such a gap waits for the next periodic push/pull (30 s, scaled up
+    /// with the pool size), which is where serf's long convergence tails come from.
+    package var triggeredSyncInterval: Duration
     /// Our memberlist and delegate protocol ranges, carried in every alive message.
     package var versions: ProtocolVersions
 
@@ -49,7 +54,7 @@ package struct SWIMConfig: Sendable, Equatable {
         gossipToTheDeadTime: Duration, pushPullInterval: Duration, tcpTimeout: Duration,
         awarenessMaxMultiplier: Int = 8, deadNodeReclaimTime: Duration = .zero, udpBufferSize: Int = 1400,
         encryptionOverhead: Int = 0, disableTCPPings: Bool = false, maxQueuedBroadcasts: Int = 8192,
-        maxRelayedProbes: Int = 256, versions: ProtocolVersions = .serfDefault
+        maxRelayedProbes: Int = 256, triggeredSyncInterval: Duration = .seconds(1), versions: ProtocolVersions = .serfDefault
     ) {
         self.probeInterval = probeInterval
         self.probeTimeout = probeTimeout
@@ -69,6 +74,7 @@ package struct SWIMConfig: Sendable, Equatable {
         self.disableTCPPings = disableTCPPings
         self.maxQueuedBroadcasts = maxQueuedBroadcasts
         self.maxRelayedProbes = maxRelayedProbes
+        self.triggeredSyncInterval = triggeredSyncInterval
         self.versions = versions
     }
 

@@ -53,6 +53,9 @@ package struct SWIMCore<Delegate: SWIMDelegate>: Sendable where Delegate: Sendab
     var probeTickPending = false
     var nextGossip: Timestamp
     var nextPushPull: Timestamp
+    /// A push/pull asked for by `requestSync`, and when the last such one ran.
+    var triggeredSync: Timestamp?
+    var lastTriggeredSync: Timestamp?
 
     /// Effects gathered while one input is handled.
     var effects: [SWIMEffect] = []
@@ -114,6 +117,7 @@ package struct SWIMCore<Delegate: SWIMDelegate>: Sendable where Delegate: Sendab
     package var nextWakeup: Timestamp {
         var wake = min(nextProbe, nextGossip, nextPushPull)
         if let probe { wake = min(wake, probe.indirect ? probe.endAt : probe.timeoutAt) }
+        if let triggeredSync { wake = min(wake, triggeredSync) }
         for relay in relays { wake = min(wake, relay.deadline) }
         for suspicion in suspicions.values { wake = min(wake, suspicion.deadline) }
         return wake
@@ -151,6 +155,19 @@ package struct SWIMCore<Delegate: SWIMDelegate>: Sendable where Delegate: Sendab
             nextPushPull = now + SWIMMath.pushPullScale(interval: config.pushPullInterval, nodes: probeOrder.count)
             periodicPushPull(now: now)
         }
+        if let at = triggeredSync, now >= at {
+            triggeredSync = nil
+            lastTriggeredSync = now
+            periodicPushPull(now: now)
+        }
+    }
+
+    /// Asks for a push/pull with a random member no earlier than `at`, and no sooner than
+    /// `triggeredSyncInterval` after the last one asked for this way (requests in between merge).
+    package mutating func requestSync(at: Timestamp) {
+        guard config.triggeredSyncInterval > .zero else { return }
+        let earliest = lastTriggeredSync.map { max(at, $0 + config.triggeredSyncInterval) } ?? at
+        triggeredSync = triggeredSync.map { min($0, earliest) } ?? earliest
     }
 
     /// A ticker's next firing after `now` (missed firings are skipped, as Go's tickers do).

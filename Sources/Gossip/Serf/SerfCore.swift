@@ -153,6 +153,7 @@ package struct SerfCore: Sendable {
 
     private mutating func runTimers(now: Timestamp, swimEffects: inout [SWIMEffect]) {
         swim.delegate.expireQueries(now: now)
+        if swim.delegate.takeStaleLeave(now: now) { swim.requestSync(at: now) }
         if let deadline = swim.delegate.coalesceDeadline, now >= deadline { swim.delegate.flushCoalesced() }
         if now >= nextReap {
             nextReap = now + config.reapInterval
@@ -259,7 +260,11 @@ package struct SerfCore: Sendable {
                 case .joinFinished(let id, let joined, let errors):
                     guard userJoins.remove(id) != nil else { continue }  // reconnects are silent
                     if ignoreOldJoins.remove(id) != nil && ignoreOldJoins.isEmpty { swim.delegate.ignoringOldEvents = false }
-                    if joined > 0, let now { swim.delegate.broadcastJoin(swim.delegate.clock.time, now: now) }
+                    if joined > 0, let now {
+                        swim.delegate.broadcastJoin(swim.delegate.clock.time, now: now)
+                        // Members joining at the same moment as us are caught by one more sync.
+                        swim.requestSync(at: now + config.swim.triggeredSyncInterval)
+                    }
                     output.append(.joinFinished(id, joined: joined, errors: errors))
                 case .leaveBroadcastFinished:
                     if case .memberlist? = leave, let now {
@@ -276,6 +281,10 @@ package struct SerfCore: Sendable {
             output += leaveMemberlistAndCollect(now: now)
         }
         swim.delegate.finishedTokens.removeAll { $0 != leaveIntentToken }
+        if swim.delegate.viewLags {
+            swim.delegate.viewLags = false
+            if let now { swim.requestSync(at: now) }
+        }
         output += swim.delegate.effects
         swim.delegate.effects.removeAll(keepingCapacity: true)
         return output

@@ -17,6 +17,8 @@ package struct SerfState: SWIMDelegate, Sendable {
         var statusLTime: LamportTime = 0
         /// When the member failed or left (for reaping).
         var leaveTime: Timestamp?
+        /// When a leave intent made it `leaving` (a leave that never completes asks for a sync).
+        var leavingSince: Timestamp?
     }
 
     /// A join or leave intent about a member we have not met yet.
@@ -79,6 +81,9 @@ package struct SerfState: SWIMDelegate, Sendable {
     /// Alive members as memberlist counts them, kept current by `SerfCore` (query timeouts and key
     /// operations size themselves by it).
     var swimMemberCount = 1
+    /// Set when something shows our view lags (an intent about a member we never met): `SerfCore`
+    /// then asks SWIM for an early push/pull.
+    var viewLags = false
     var effects: [SerfEffect] = []
 
     init(name: String, address: GossipAddress, config: SerfConfig, keyring: Keyring?, random: SeededRandom) {
@@ -212,6 +217,8 @@ package struct SerfState: SWIMDelegate, Sendable {
         case .leave(let leave):
             if handleLeaveIntent(leave, now: now) { queueIntent(payload) }
         case .join(let join):
+            // Someone joined whom memberlist has not told us about: an alive broadcast was missed.
+            if members[join.node] == nil && join.node != localName { viewLags = true }
             if handleJoinIntent(join, now: now) { queueIntent(payload) }
         case .userEvent(let event):
             if handleUserEvent(event, now: now) { eventQueue.queue(payload, finished: &finishedTokens) }
@@ -268,6 +275,12 @@ package struct SerfState: SWIMDelegate, Sendable {
             record.info.status = .left
             leftMembers.append(node.name)
             kind = .leave
+        case .alive where node.state == .left:
+            // memberlist says the member left on purpose (it declared itself dead); only its serf
+            // intent was missed. Serf would call this "failed"; it is a leave.
+            record.info.status = .left
+            leftMembers.append(node.name)
+            kind = .leave
         case .alive:
             record.info.status = .failed
             failedMembers.append(node.name)
@@ -277,6 +290,7 @@ package struct SerfState: SWIMDelegate, Sendable {
             return
         }
         record.leaveTime = now
+        record.leavingSince = nil
         members[node.name] = record
         log(.info, "\(kind == .leave ? "EventMemberLeave" : "EventMemberFailed"): \(node.name) \(node.address.host)")
         effects.append(.member(SerfMemberEvent(kind: kind, member: record.info)))
@@ -334,6 +348,7 @@ package struct SerfState: SWIMDelegate, Sendable {
         switch record.info.status {
         case .alive:
             record.info.status = .leaving
+            record.leavingSince = now
             members[leave.node] = record
             if leave.prune { prune(leave.node) }
             return true
@@ -363,7 +378,10 @@ package struct SerfState: SWIMDelegate, Sendable {
         }
         if join.lamportTime <= record.statusLTime { return false }
         record.statusLTime = join.lamportTime
-        if record.info.status == .leaving { record.info.status = .alive }
+        if record.info.status == .leaving {
+            record.info.status = .alive
+            record.leavingSince = nil
+        }
         members[join.node] = record
         return true
     }
@@ -398,6 +416,19 @@ package struct SerfState: SWIMDelegate, Sendable {
         coordinates?.forget(name)
         coordinateCache[name] = nil
         effects.append(.member(SerfMemberEvent(kind: .reap, member: record.info)))
+    }
+
+    /// True (once per member) when a member has been `leaving` for longer than a whole leave
+    /// takes (intent, memberlist leave, propagation delay, with a margin): we missed its
+    /// memberlist leave, which a push/pull with anyone who saw it fixes.
+    mutating func takeStaleLeave(now: Timestamp) -> Bool {
+        let patience = config.broadcastTimeout * 2 + config.leavePropagateDelay + .seconds(2)
+        let stale = members.filter { _, record in
+            guard record.info.status == .leaving, let since = record.leavingSince else { return false }
+            return now.duration(since: since) > patience
+        }.map(\.key)
+        for name in stale { members[name]?.leavingSince = nil }
+        return !stale.isEmpty
     }
 
     /// Drops failed and left members past their timeouts, and stale intents.
