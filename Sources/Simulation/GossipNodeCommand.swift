@@ -201,7 +201,8 @@ package enum GossipNodeCommand {
             emit(1, result)
         case "metrics":
             let metrics = node.metrics
-            emit(1, "metrics packets_in=\(metrics.packetsIn) packets_out=\(metrics.packetsOut) bytes_in=\(metrics.bytesIn) bytes_out=\(metrics.bytesOut) decrypt_failures=\(metrics.decryptFailures) plaintext_dropped=\(metrics.plaintextDropped) probes=\(metrics.probes)")
+            let rtt = metrics.probeRTTAverage.map { "\($0)" } ?? "-"
+            emit(1, "metrics packets_in=\(metrics.packetsIn) packets_out=\(metrics.packetsOut) bytes_in=\(metrics.bytesIn) bytes_out=\(metrics.bytesOut) decrypt_failures=\(metrics.decryptFailures) plaintext_dropped=\(metrics.plaintextDropped) probes=\(metrics.probes) probe_rtt_avg=\(rtt) health=\(node.healthScore)")
         case "leave":
             blocking { await node.leave() }
             blocking { await node.shutdown() }

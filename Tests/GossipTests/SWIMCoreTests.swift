@@ -166,6 +166,24 @@ import Testing
         #expect(!network.logs.contains { $0.2.contains("Suspect n3 has failed") })
     }
 
+    @Test func relayNacksAtEightyPercentOfTheProbeTimeout() throws {
+        var network = SWIMTestNetwork(count: 3)
+        network.joinAll()
+        var core = network.cores[0]
+        let start = network.now
+        let request = IndirectPingMessage(
+            seqNo: 77, target: [127, 0, 0, 3], port: 7946, node: "n2", nack: true, sourceAddr: [127, 0, 0, 2], sourcePort: 7946,
+            sourceNode: "n1")
+        _ = core.handle(.packet(from: SWIMTestNetwork.address(1), messages: [.indirectPing(request)]), now: start)
+        let nack = MemberlistMessage.nack(NackMessage(seqNo: 77)).encoded
+        func sentNack(_ effects: [SWIMEffect]) -> Bool {
+            effects.contains { if case .sendPacket(let to, let messages, _) = $0 { to == SWIMTestNetwork.address(1) && messages.first == nack } else { false } }
+        }
+        #expect(!sentNack(core.handle(.tick, now: start + .milliseconds(399))))
+        #expect(sentNack(core.handle(.tick, now: start + .milliseconds(400))))
+        #expect(!sentNack(core.handle(.tick, now: start + .milliseconds(600))))
+    }
+
     @Test func tcpFallbackKeepsMemberAliveWhenUDPIsBlocked() {
         var network = SWIMTestNetwork(count: 2)
         network.joinAll()

@@ -281,8 +281,6 @@ package final class GossipNode: Sendable {
     package var address: GossipAddress? { state.withLock { $0.address } }
     package var metrics: GossipMetrics { recorder.snapshot }
     package var keyring: Keyring? { cipher.withLock { $0 } }
-    package var coordinate: VivaldiCoordinate? { state.withLock { $0.core?.coordinate } }
-    package func coordinate(of node: String) -> VivaldiCoordinate? { state.withLock { $0.core?.coordinate(of: node) } }
     package var healthScore: Int { state.withLock { $0.core?.swim.healthScore ?? 0 } }
 
     // MARK: - Driving the core

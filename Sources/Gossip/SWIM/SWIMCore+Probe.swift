@@ -146,9 +146,12 @@ extension SWIMCore {
             return
         }
         let sequence = nextSequenceNumber()
+        // The nack goes out at 80 % of the probe timeout, as the Lifeguard paper has it (memberlist
+        // waits the whole timeout, so its nacks race the end of the requester's probe interval and
+        // whoever probes a dead member counts the late nacks against its own health).
         relays.append(RelayedProbe(
-            localSequence: sequence, requesterSequence: request.seqNo, requester: requester, wantsNack: request.nack,
-            deadline: now + config.probeTimeout))
+            localSequence: sequence, requesterSequence: request.seqNo, requester: requester,
+            nackAt: request.nack ? now + config.probeTimeout * 4 / 5 : nil, deadline: now + config.probeTimeout))
         let port = request.port == 0 ? localAddress.port : request.port
         let ping = PingMessage(
             seqNo: sequence, node: request.node, sourceAddr: localAddress.ip, sourcePort: localAddress.port, sourceNode: localName)

@@ -118,7 +118,7 @@ package struct SWIMCore<Delegate: SWIMDelegate>: Sendable where Delegate: Sendab
         var wake = min(nextProbe, nextGossip, nextPushPull)
         if let probe { wake = min(wake, probe.indirect ? probe.endAt : probe.timeoutAt) }
         if let triggeredSync { wake = min(wake, triggeredSync) }
-        for relay in relays { wake = min(wake, relay.deadline) }
+        for relay in relays { wake = min(wake, relay.nextEvent) }
         for suspicion in suspicions.values { wake = min(wake, suspicion.deadline) }
         return wake
     }
@@ -129,10 +129,6 @@ package struct SWIMCore<Delegate: SWIMDelegate>: Sendable where Delegate: Sendab
     /// Members in probe order: deterministic, unlike iterating `nodes`.
     package var members: [SWIMNode] { probeOrder.compactMap { nodes[$0] } }
 
-    package var localNode: SWIMNode? { nodes[localName] }
-
-    /// Broadcasts waiting in SWIM's own queue (for metrics and tests).
-    package var queuedBroadcasts: Int { broadcasts.count }
 
     // MARK: - Timers
 
@@ -308,8 +304,12 @@ package struct SWIMCore<Delegate: SWIMDelegate>: Sendable where Delegate: Sendab
         var localSequence: UInt32
         var requesterSequence: UInt32
         var requester: GossipAddress
-        var wantsNack: Bool
+        /// When to send the nack, if one was asked for and no ack came (nil once sent or not wanted).
+        var nackAt: Timestamp?
+        /// An ack arriving until then is still forwarded.
         var deadline: Timestamp
+
+        var nextEvent: Timestamp { nackAt.map { min($0, deadline) } ?? deadline }
     }
 
     /// A running suspicion timer (memberlist `suspicion`).
@@ -335,12 +335,13 @@ package struct SWIMCore<Delegate: SWIMDelegate>: Sendable where Delegate: Sendab
     }
 
     private mutating func expireRelays(now: Timestamp) {
-        guard relays.contains(where: { $0.deadline <= now }) else { return }
-        let expired = relays.filter { $0.deadline <= now }
-        relays.removeAll { $0.deadline <= now }
-        for relay in expired where relay.wantsNack {
-            sendWithPiggyback(.nack(NackMessage(seqNo: relay.requesterSequence)), to: relay.requester)
+        guard relays.contains(where: { $0.nextEvent <= now }) else { return }
+        for index in relays.indices {
+            guard let nackAt = relays[index].nackAt, nackAt <= now else { continue }
+            relays[index].nackAt = nil
+            sendWithPiggyback(.nack(NackMessage(seqNo: relays[index].requesterSequence)), to: relays[index].requester)
         }
+        relays.removeAll { $0.deadline <= now }
     }
 
     private mutating func expireSuspicions(now: Timestamp) {

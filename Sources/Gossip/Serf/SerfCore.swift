@@ -146,9 +146,6 @@ package struct SerfCore: Sendable {
         return collect(swim.handle(.updateMeta(meta), now: now), now: now)
     }
 
-    /// The shell switched keys outside the key queries (e.g. loaded a keyring file).
-    package mutating func setKeyring(_ keyring: Keyring?) { swim.delegate.keyring = keyring }
-
     // MARK: - Timers and leave
 
     private mutating func runTimers(now: Timestamp, swimEffects: inout [SWIMEffect]) {

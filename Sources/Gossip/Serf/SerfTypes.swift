@@ -169,7 +169,6 @@ package enum SerfError: Error, Equatable, Sendable, CustomStringConvertible {
     case responseTooLarge(limit: Int)
     case responsePastDeadline
     case tagsTooLarge(limit: Int)
-    case notAlive(String)
     case tooManyPendingQueries(limit: Int)
     case badKey(String)
 
@@ -180,7 +179,6 @@ package enum SerfError: Error, Equatable, Sendable, CustomStringConvertible {
         case .responseTooLarge(let limit): "response exceeds limit of \(limit) bytes"
         case .responsePastDeadline: "response is past the deadline"
         case .tagsTooLarge(let limit): "Encoded length of tags exceeds limit of \(limit) bytes"
-        case .notAlive(let state): "serf is \(state)"
         case .tooManyPendingQueries(let limit): "more than \(limit) queries waiting for answers"
         case .badKey(let reason): reason
         }
