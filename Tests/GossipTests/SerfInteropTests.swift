@@ -44,7 +44,7 @@ final class ManagedProcess: Sendable {
     func send(_ line: String) { try? input.fileHandleForWriting.write(contentsOf: Data((line + "\n").utf8)) }
 
     /// Waits (bounded) until the output contains `text`.
-    func waitFor(_ text: String, within limit: Duration = .seconds(30)) async -> Bool {
+    func waitFor(_ text: String, within limit: Duration = .seconds(60)) async -> Bool {
         await eventually(within: limit) { self.text.contains(text) }
     }
 
@@ -99,7 +99,7 @@ enum NodeRunner {
         func serfAgent(_ name: String, host: Int, join: Int?) throws -> ManagedProcess {
             var arguments = [
                 "agent", "-node=\(name)", "-bind=\(subnet).\(host):7946", "-rpc-addr=\(subnet).\(host):7373",
-                "-encrypt=\(key)", "-profile=local", "-log-level=debug",
+                "-encrypt=\(key)", "-profile=lan", "-log-level=debug",
             ]
             if let join { arguments.append("-join=\(subnet).\(join):7946") }
             let process = try ManagedProcess(name: name, executable: serf, arguments: arguments)
@@ -109,7 +109,7 @@ enum NodeRunner {
         func ourNode(_ name: String, host: Int, join: Int, key: String) throws -> ManagedProcess {
             let process = try ManagedProcess(name: name, executable: NodeRunner.path, arguments: [
                 "gossip-node", "--name", name, "--bind", "\(subnet).\(host):7946", "--join", "\(subnet).\(join):7946",
-                "--encrypt", key, "--profile", "local", "--exit-on-eof",
+                "--encrypt", key, "--profile", "lan", "--exit-on-eof",
             ])
             processes.append(process)
             return process
@@ -164,7 +164,7 @@ enum NodeRunner {
 
         // Killed abruptly (SIGKILL): serf marks it failed.
         ours2.signal(SIGKILL)
-        #expect(await eventually(within: .seconds(40)) { serfMembers(1)["ours-2"] == "failed" }, "\(serfMembers(1))")
+        #expect(await eventually { serfMembers(1)["ours-2"] == "failed" }, "\(serfMembers(1))")
 
         // Graceful leave: serf marks it left.
         ours1.send("leave")

@@ -62,13 +62,20 @@ extension SWIMCore {
         for address in addresses { startPushPull(to: address, name: address.description, join: id, now: now) }
     }
 
-    /// memberlist `Leave`: gossip `dead(self, from: self)`, which others record as "left".
+    /// memberlist `Leave`: gossip `dead(self, from: self)`, which others record as "left". It is
+    /// also sent straight to every live member: gossip alone sends it only `retransmitLimit` times
+    /// (twice in the local profile), possibly to members that are gone, and a member that misses it
+    /// sees us only as failed, once its own probes and suspicion time out.
     mutating func leave(now: Timestamp) {
         guard !hasLeft, let me = nodes[localName] else { return }
         hasLeft = true
         let token = newToken()
         leaveToken = token
-        deadNode(DeadMessage(incarnation: me.incarnation, node: localName, from: localName), token: token, now: now)
+        let dead = DeadMessage(incarnation: me.incarnation, node: localName, from: localName)
+        deadNode(dead, token: token, now: now)
+        for node in members where node.name != localName && !node.isDeadOrLeft {
+            emit(.sendPacket(to: node.address, messages: [MemberlistMessage.dead(dead).encoded], checksum: node.versions.protocolMax >= 5))
+        }
         let anyoneAlive = probeOrder.contains { $0 != localName && nodes[$0]?.isDeadOrLeft == false }
         if !anyoneAlive && leaveToken != nil {
             leaveToken = nil

@@ -206,6 +206,12 @@ package struct SerfCore: Sendable {
             let token = swim.delegate.newToken()
             leaveIntentToken = token
             swim.delegate.queueIntent(SerfMessage.leave(message).encoded, token: token)
+            // Straight to every live member too, so each has the intent before memberlist's leave
+            // arrives (serf alone gossips it a few times; a member that gets memberlist's leave
+            // first reports us "failed").
+            for member in swim.delegate.memberList where member.name != localName && member.status == .alive {
+                swim.delegate.send(.leave(message), to: member.address)
+            }
             leave = .intent(until: now + config.broadcastTimeout)
             return []
         }
