@@ -116,7 +116,7 @@ package final class GossipSimulation {
     /// Members ever cut off from the majority.
     private var everIsolated: Set<Int> = []
     private var crashes: [(node: Int, at: Timestamp)] = []
-    private var sentEvents: [(name: String, sender: Int, at: Timestamp)] = []
+    private var sentEvents: [(name: String, sender: Int)] = []
     private var tracing: Bool
     private var traceLines: [String] = []
     private var fingerprint: UInt64 = 0xCBF2_9CE4_8422_2325
@@ -417,7 +417,7 @@ package final class GossipSimulation {
         } catch {
             throw Violation("serf", "user event refused: \(error)")
         }
-        sentEvents.append((name, index, now))
+        sentEvents.append((name, index))
         trace("\(nodes[index].name) fires \(name)")
         try afterInput(index, effects)
     }

@@ -73,6 +73,7 @@ func status(_ node: GossipNode, sees name: String) -> SerfMemberStatus? { node.m
 
         // b leaves gracefully: a sees it left.
         await nodes[1].leave()
+        await nodes[1].leave()  // a second leave returns at once
         await nodes[1].shutdown()
         #expect(await eventually { status(nodes[0], sees: "b") == .left })
         #expect(await eventually { nodes[0].metrics.probes > 0 })

@@ -155,11 +155,17 @@ package final class GossipNode: Sendable {
     /// Serf's graceful leave: intent, memberlist leave, propagation delay. Shut down afterwards.
     package func leave() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            var done = false
             let accepted = drive { state, now in
+                // Already left: nothing to wait for. Leaving: wait for the leave under way.
+                guard state.core!.lifecycle != .left else {
+                    done = true
+                    return []
+                }
                 state.leaveWaiters.append(continuation)
                 return state.core!.handle(.leave, now: now)
             }
-            if !accepted { continuation.resume() }
+            if !accepted || done { continuation.resume() }
         }
     }
 

@@ -2,7 +2,7 @@ import ConsulCore
 
 /// Where a member listens: the raw 4- or 16-byte IP memberlist carries in `Addr` fields, and the port
 /// shared by its UDP and TCP listeners.
-package struct GossipAddress: Hashable, Sendable, Comparable, CustomStringConvertible {
+package struct GossipAddress: Hashable, Sendable, CustomStringConvertible {
     package var ip: [UInt8]
     package var port: UInt16
 
@@ -31,10 +31,6 @@ package struct GossipAddress: Hashable, Sendable, Comparable, CustomStringConver
     }
 
     package var description: String { ip.count == 16 && !host.contains(".") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-
-    package static func < (lhs: GossipAddress, rhs: GossipAddress) -> Bool {
-        lhs.ip != rhs.ip ? lhs.ip.lexicographicallyPrecedes(rhs.ip) : lhs.port < rhs.port
-    }
 }
 
 /// One member as this node's SWIM layer knows it (memberlist's `nodeState`).
@@ -75,10 +71,9 @@ extension ProtocolVersions {
 }
 
 /// A TCP stream this node opened (push/pull, fallback ping), named by the core.
-package struct OutboundStreamID: Hashable, Sendable, Comparable, CustomStringConvertible {
+package struct OutboundStreamID: Hashable, Sendable, CustomStringConvertible {
     package var raw: UInt64
     package init(_ raw: UInt64) { self.raw = raw }
-    package static func < (lhs: Self, rhs: Self) -> Bool { lhs.raw < rhs.raw }
     package var description: String { "out#\(raw)" }
 }
 
