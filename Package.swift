@@ -72,15 +72,8 @@ let package = Package(
         ),
         .testTarget(name: "ConsulAgentTests", dependencies: ["ConsulAgent"]),
 
-        // Gossip: memberlist/serf wire codec, SWIM core and serf layer (pure), NIO shell.
-        .target(
-            name: "Gossip",
-            dependencies: [
-                "ConsulCore", "ConsulCrypto",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-            ]
-        ),
+        // Gossip: memberlist/serf wire codec (pure). SWIM core and NIO shell join it later.
+        .target(name: "Gossip", dependencies: ["ConsulCore", "ConsulCrypto"]),
         .testTarget(name: "GossipTests", dependencies: ["Gossip", "ConsulCore", "ConsulCrypto"]),
 
         // Raft consensus: the pure RaftCore state machine, WAL and snapshot store, wire codec, TCP transport

@@ -30,9 +30,6 @@ package enum SimulatorCommand {
         Entry(
             name: "gossip", summary: "gossip --seed S [--count N | --trace] [--members M]: simulate gossip pools for seeds S..S+N-1",
             run: { GossipSimulationCommand.run($0, out: $1, err: $2) }),
-        Entry(
-            name: "gossip-node", summary: "gossip-node --name N --bind IP:PORT [--join IP:PORT]... [--encrypt KEY]: one real gossip node (interop, bench)",
-            run: { GossipNodeCommand.run($0, out: $1, err: $2) }),
     ]
 
     package static var usage: String {

@@ -2,7 +2,7 @@ import ConsulCore
 @testable import Gossip
 
 /// A delegate that records what SWIM tells it.
-struct RecordingDelegate: SWIMDelegate, Sendable {
+struct RecordingDelegate: SWIMDelegate {
     var joined: [String] = []
     var left: [String] = []
     var updated: [String] = []

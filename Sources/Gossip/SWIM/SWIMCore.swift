@@ -18,7 +18,7 @@ import ConsulCore
 ///   `gossipNodes` members, each at most `retransmitMult × ceil(log10(N+1))` times;
 /// - push/pull: full state exchange over TCP with one member every `pushPullInterval`, and with
 ///   every address given to `join`.
-package struct SWIMCore<Delegate: SWIMDelegate>: Sendable where Delegate: Sendable {
+package struct SWIMCore<Delegate: SWIMDelegate> {
     package let config: SWIMConfig
     package let localName: String
     package internal(set) var localAddress: GossipAddress

@@ -5,7 +5,7 @@ import ConsulCrypto
 /// events, queries, key management over internal queries, reconnects and reaping, Vivaldi
 /// coordinates. `handle(input, now)` and the command methods return effects; shells call
 /// `handle(.tick, now)` at `nextWakeup`.
-package struct SerfCore: Sendable {
+package struct SerfCore {
     package private(set) var swim: SWIMCore<SerfState>
     private var nextReap: Timestamp
     private var nextReconnect: Timestamp

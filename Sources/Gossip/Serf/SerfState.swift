@@ -5,7 +5,7 @@ import ConsulCrypto
 /// the user-event and query machinery, key management and network coordinates (serf 0.9.4
 /// serf.go, delegate.go, query.go, internal_query.go, ping_delegate.go). A plain value owned by
 /// the SWIM core; `SerfCore` drives both.
-package struct SerfState: SWIMDelegate, Sendable {
+package struct SerfState: SWIMDelegate {
     /// Where serf is in its life (serf `SerfState`; shutdown is the shell's business).
     package enum Lifecycle: String, Sendable {
         case alive, leaving, left
