@@ -17,7 +17,17 @@ import Testing
         configuration.port = 0
         configuration.recursors = recursors
         configuration.recursorTimeout = recursorTimeout
-        return try await DNSServer.start(configuration: configuration, group: group, catalog: { catalog }, serial: { 7 }, seed: 42)
+        // Port 0 picks a free UDP port; the TCP listener then needs the same number, which another
+        // test's TCP socket may hold at that moment. A few attempts get a port free on both.
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await DNSServer.start(configuration: configuration, group: group, catalog: { catalog }, serial: { 7 }, seed: 42)
+            } catch DNSServerError.bindFailed where attempt < 5 {
+                continue
+            }
+        }
     }
 
     /// Runs `body` with a fresh event loop group, shut down afterwards whatever happens (which
