@@ -170,8 +170,16 @@ func status(_ node: GossipNode, sees name: String) -> SerfMemberStatus? { node.m
         return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
     }
 
+    /// Removes what these tests create: the keyring file (and its temporary), `serf/`, the directory.
+    private func remove(_ directory: String) {
+        for file in ["/serf/local.keyring", "/serf/local.keyring.tmp", "/serf/remote.keyring"] { unlink(directory + file) }
+        rmdir(directory + "/serf")
+        rmdir(directory)
+    }
+
     @Test func keyringFileWinsOverEncryptAndSaysSo() throws {
         let directory = temporaryDirectory()
+        defer { remove(directory) }
         let first = GossipKey.generate()
         let second = GossipKey.generate()
         // No file yet: the 'encrypt' key is used and saved.
@@ -195,6 +203,7 @@ func status(_ node: GossipNode, sees name: String) -> SerfMemberStatus? { node.m
 
     @Test func badFilesAreNamedInTheError() throws {
         let directory = temporaryDirectory()
+        defer { remove(directory) }
         let path = directory + "/serf/local.keyring"
         try GossipKeyringFile.makeParentDirectory(of: path)
         for (content, expected) in [
