@@ -52,14 +52,14 @@ package enum RaftNodeError: Error, Hashable, Sendable {
 /// test directly with a `ManualClock`.
 package actor RaftNode<Machine: RaftStateMachine> {
     package nonisolated let id: ServerID
-    private var core: RaftCore
+    private(set) var core: RaftCore
     private var machine: Machine
     private let writer: DiskWriter
     private let transport: any RaftTransport
-    private let clock: any MonotonicClock
+    let clock: any MonotonicClock
     /// Take a snapshot after this many applied entries (nil: never).
     private let snapshotEvery: UInt64?
-    private var applied: LogIndex
+    private(set) var applied: LogIndex
     private var lastSnapshot: LogIndex
     private var nextRequest: RequestID = 1
     /// Requests waiting for the core's acceptance: either just the position (transfers), or the

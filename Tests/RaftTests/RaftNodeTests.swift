@@ -145,6 +145,39 @@ final class LocalNetwork: RaftTransport {
         await node.stop()
     }
 
+    /// `consul info`'s raft section, with hashicorp/raft's keys and formats.
+    @Test func statsUseConsulInfoKeys() async throws {
+        defer { cleanUp() }
+        let clock = ManualClock()
+        let network = LocalNetwork()
+        let voters = ["n1", "n2", "n3"]
+        let nodes = try voters.map { try makeNode($0, voters: voters, network: network, clock: clock) }
+        let fresh = await nodes[0].stats()
+        #expect(fresh["state"] == "Follower")
+        #expect(fresh["last_contact"] == "never")
+        #expect(fresh["num_peers"] == "2")
+        #expect(await drive(nodes, clock: clock) { await leader(of: nodes) != nil })
+        let leaderNode = try #require(await leader(of: nodes))
+        _ = try await leaderNode.propose([1])
+        let stats = await leaderNode.stats()
+        #expect(Set(stats.keys) == [
+            "applied_index", "commit_index", "fsm_pending", "last_contact", "last_log_index", "last_log_term",
+            "last_snapshot_index", "last_snapshot_term", "num_peers", "protocol_version", "state", "term",
+        ])
+        #expect(stats["state"] == "Leader")
+        #expect(stats["last_contact"] == "0")
+        #expect(stats["protocol_version"] == "3")
+        #expect(stats["applied_index"] == stats["commit_index"])
+        #expect(stats["last_log_index"] == stats["commit_index"])
+        #expect(await drive(nodes, clock: clock) {
+            for node in nodes where await node.stats()["state"] == "Follower" {
+                if await node.stats()["last_contact"]?.hasSuffix("s") != true { return false }
+            }
+            return true
+        })
+        for node in nodes { await node.stop() }
+    }
+
     /// The timer task alone (real clock, no manual ticks) gets a cluster to elect and commit.
     @Test func timerTaskDrivesElections() async throws {
         defer { cleanUp() }

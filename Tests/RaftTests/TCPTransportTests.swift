@@ -160,6 +160,8 @@ final class RawConnection {
         // A frame whose body is garbage is dropped; the next frame on the same connection arrives.
         let connection = try RawConnection(port: port)
         connection.send([RaftTCPTransport.protocolByte] + [3, 0, 0, 0, 0xFF, 0xFE, 0xFD] + RaftWireCodec.encode(good))
+        // Waits are bounded: the iterator is asked only once the batch is known to be there.
+        try #require(await eventually { transport.stats.framesReceived == 1 })
         let first = await received.next()
         #expect(first == [good])
         #expect(transport.stats.garbageFrames == 1)
@@ -178,9 +180,41 @@ final class RawConnection {
         // Still serving.
         let again = try RawConnection(port: port)
         again.send([RaftTCPTransport.protocolByte] + RaftWireCodec.encode(good))
+        try #require(await eventually { transport.stats.framesReceived == 2 })
         let second = await received.next()
         #expect(second == [good])
         await transport.shutdown()
+    }
+
+    /// The address book is updatable: messages to a wrong address fail to connect (and, past the
+    /// bounded queue, are dropped and counted); the right address delivers what is sent next.
+    @Test func addressUpdatesMoveTheConnection() async throws {
+        let receiver = RaftTCPTransport(localID: ServerID("b"))
+        let port = try await receiver.listen(host: "127.0.0.1", port: 0).port!
+        var limits = RaftTCPTransport.Limits()
+        limits.maxQueuedMessagesPerPeer = 4
+        let nowhere = try freePort()
+        let sender = RaftTCPTransport(localID: ServerID("a"), limits: limits, addresses: [ServerID("b"): "127.0.0.1:\(nowhere)"])
+        let message = Message(from: ServerID("a"), to: ServerID("b"), term: 1, payload: .heartbeat(commit: 0, readRound: 0))
+        for _ in 0..<10 { sender.send(message) }
+        #expect(sender.stats.droppedQueueFull >= 6)
+        #expect(await eventually { sender.stats.connectsFailed > 0 })
+        sender.send(Message(from: ServerID("a"), to: ServerID("c"), term: 1, payload: .timeoutNow))
+        #expect(sender.stats.droppedNoAddress == 1)
+
+        sender.configurationChanged(ClusterConfiguration(servers: [
+            ServerEntry(id: ServerID("b"), suffrage: .voter, address: "127.0.0.1:\(port)"),
+        ]))
+        #expect(sender.address(of: ServerID("b")) == "127.0.0.1:\(port)")
+        // Sent until it gets through: while the queue is full of what waited, new messages are
+        // dropped (Raft would send again just the same).
+        #expect(await eventually {
+            sender.send(message)
+            return receiver.stats.framesReceived > 0
+        })
+        #expect(sender.stats.connectsSucceeded == 1)
+        await sender.shutdown()
+        await receiver.shutdown()
     }
 
     /// The shared server port's demultiplexer reads the first byte and hands the channel over.
@@ -197,6 +231,7 @@ final class RawConnection {
         let message = Message(from: ServerID("a"), to: ServerID("b"), term: 1, payload: .timeoutNow)
         sender.send(message)
         var received = receiver.inbound.makeAsyncIterator()
+        try #require(await eventually { receiver.stats.framesReceived == 1 })
         let batch = await received.next()
         #expect(batch == [message])
         #expect(receiver.stats.rejectedConnections == 0)

@@ -95,6 +95,12 @@ final class PeerLink: Sendable {
             connectIfIdle()
             return
         }
+        guard channel.isActive else {
+            // Closed before `disconnected` could see it as the current channel.
+            connection.value.channel = nil
+            scheduleRetry()
+            return
+        }
         guard channel.isWritable else { return }  // `writable()` pumps again
         let frames = queue.withLock { queue in
             defer {
