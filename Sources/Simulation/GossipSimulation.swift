@@ -679,36 +679,10 @@ package final class GossipSimulation {
 
 /// `consul-sim gossip --seed S --count N [--members M]` and `consul-sim gossip --seed S --trace`.
 package enum GossipSimulationCommand {
-    package struct Arguments: Equatable {
-        package var seed: UInt64 = 1
-        package var count: UInt64 = 1
-        package var trace = false
-        package var members: Int?
-    }
+    package typealias Arguments = SeedRunArguments
 
     package static func parse(_ arguments: [String]) -> Arguments? {
-        var parsed = Arguments()
-        var iterator = arguments.makeIterator()
-        while let argument = iterator.next() {
-            switch argument {
-            case "--seed", "-seed":
-                guard let value = iterator.next(), let seed = UInt64(value) else { return nil }
-                parsed.seed = seed
-            case "--count", "-count":
-                guard let value = iterator.next(), let count = UInt64(value), count > 0 else { return nil }
-                parsed.count = count
-            case "--members", "-members":
-                guard let value = iterator.next(), let members = Int(value), (1...1000).contains(members) else { return nil }
-                parsed.members = members
-            case "--trace", "-trace":
-                parsed.trace = true
-            default:
-                return nil
-            }
-        }
-        if parsed.trace && parsed.count != 1 { return nil }
-        if parsed.seed > UInt64.max - parsed.count { return nil }
-        return parsed
+        SeedRunArguments.parse(arguments, acceptsMembers: true)
     }
 
     package static func run(_ arguments: [String], out: (String) -> Void, err: (String) -> Void) -> Int32 {

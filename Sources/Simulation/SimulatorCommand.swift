@@ -52,32 +52,10 @@ package enum SimulatorCommand {
 
 /// `consul-sim raft --seed S --count N` and `consul-sim raft --seed S --trace`.
 package enum RaftSimulationCommand {
-    package struct Arguments: Equatable {
-        package var seed: UInt64 = 1
-        package var count: UInt64 = 1
-        package var trace = false
-    }
+    package typealias Arguments = SeedRunArguments
 
     package static func parse(_ arguments: [String]) -> Arguments? {
-        var parsed = Arguments()
-        var iterator = arguments.makeIterator()
-        while let argument = iterator.next() {
-            switch argument {
-            case "--seed", "-seed":
-                guard let value = iterator.next(), let seed = UInt64(value) else { return nil }
-                parsed.seed = seed
-            case "--count", "-count":
-                guard let value = iterator.next(), let count = UInt64(value), count > 0 else { return nil }
-                parsed.count = count
-            case "--trace", "-trace":
-                parsed.trace = true
-            default:
-                return nil
-            }
-        }
-        if parsed.trace && parsed.count != 1 { return nil }
-        if parsed.seed > UInt64.max - parsed.count { return nil }
-        return parsed
+        SeedRunArguments.parse(arguments, acceptsMembers: false)
     }
 
     package static func run(_ arguments: [String], out: (String) -> Void, err: (String) -> Void) -> Int32 {
@@ -99,5 +77,48 @@ package enum RaftSimulationCommand {
         }
         out("raft: \(parsed.count) seeds, \(failures) failures")
         return failures == 0 ? 0 : 1
+    }
+}
+
+/// What every simulator subcommand takes: `--seed S [--count N | --trace]`, plus `--members M`
+/// where the subcommand sizes its cluster from the command line.
+package struct SeedRunArguments: Equatable {
+    package var seed: UInt64
+    package var count: UInt64
+    package var trace: Bool
+    package var members: Int?
+
+    package init(seed: UInt64 = 1, count: UInt64 = 1, trace: Bool = false, members: Int? = nil) {
+        self.seed = seed
+        self.count = count
+        self.trace = trace
+        self.members = members
+    }
+
+    /// Nil for anything malformed: an unknown flag, a bad number, `--trace` over several seeds, a
+    /// range that overflows, or `--members` where it is not accepted or outside 1...1000.
+    package static func parse(_ arguments: [String], acceptsMembers: Bool) -> SeedRunArguments? {
+        var parsed = SeedRunArguments()
+        var iterator = arguments.makeIterator()
+        while let argument = iterator.next() {
+            switch argument {
+            case "--seed", "-seed":
+                guard let value = iterator.next(), let seed = UInt64(value) else { return nil }
+                parsed.seed = seed
+            case "--count", "-count":
+                guard let value = iterator.next(), let count = UInt64(value), count > 0 else { return nil }
+                parsed.count = count
+            case "--members" where acceptsMembers, "-members" where acceptsMembers:
+                guard let value = iterator.next(), let members = Int(value), (1...1000).contains(members) else { return nil }
+                parsed.members = members
+            case "--trace", "-trace":
+                parsed.trace = true
+            default:
+                return nil
+            }
+        }
+        if parsed.trace && parsed.count != 1 { return nil }
+        if parsed.seed > UInt64.max - parsed.count { return nil }
+        return parsed
     }
 }

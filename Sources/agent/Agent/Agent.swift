@@ -32,9 +32,6 @@ final class Agent: Sendable {
         var description: String
     }
 
-    /// Everything the banner reports, known once the agent is up.
-    var httpPorts: [Int] { parts.http.compactMap(\.port) }
-
     static func start(config: AgentConfig, logger: AgentLogger) async throws(StartFailure) -> Agent {
         let address: String
         do {

@@ -15,7 +15,6 @@ final class AgentRuntime: Sendable {
     /// Present on servers.
     let raft: RaftNode<ConsulStateMachine>?
     let acl: ACLGate
-    let startedAt: Timestamp
     let clock: any MonotonicClock
     let sessionTimers: SessionTimers
 
@@ -30,6 +29,8 @@ final class AgentRuntime: Sendable {
         var configuration = ClusterConfiguration()
         /// When a leader was last heard from (the leader itself: now).
         var lastContact: Timestamp?
+        /// Raft's own `consul info` section, as `RaftNode.stats()` last reported it.
+        var raftStats: [String: String] = [:]
     }
 
     private let cluster: Mutex<ClusterView>
@@ -57,7 +58,6 @@ final class AgentRuntime: Sendable {
         self.raft = raft
         self.acl = acl
         self.clock = clock
-        self.startedAt = clock.now()
         self.sessionTimers = SessionTimers(clock: clock)
         self.cluster = Mutex(ClusterView())
     }

@@ -21,6 +21,7 @@ struct LeaderDuties: Sendable {
         while !Task.isCancelled {
             let status = await raft.status()
             var view = runtime.clusterView
+            view.raftStats = await raft.stats()
             let isLeader = status.role == "leader"
             view.isLeader = isLeader
             view.leaderID = status.leader

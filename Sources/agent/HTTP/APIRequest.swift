@@ -13,7 +13,7 @@ struct APIRequest: Sendable {
     func has(_ parameter: String) -> Bool { query[parameter] != nil }
 
     func header(_ name: String) -> String? {
-        headers.first { $0.name.caseInsensitiveCompare(name) }?.value
+        headers.first { $0.name.equalsIgnoringCase(name) }?.value
     }
 
     /// The ACL token as Consul takes it: `X-Consul-Token`, then `Authorization: Bearer`, then `?token`.
@@ -72,7 +72,7 @@ struct APIRequest: Sendable {
 }
 
 extension String {
-    func caseInsensitiveCompare(_ other: String) -> Bool { lowercased() == other.lowercased() }
+    func equalsIgnoringCase(_ other: String) -> Bool { lowercased() == other.lowercased() }
 
     func trimmingSpaces() -> String {
         var slice = Substring(self)

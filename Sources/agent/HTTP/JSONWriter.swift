@@ -68,16 +68,6 @@ struct JSONWriter {
         bytes.append(contentsOf: String(value).utf8)
     }
 
-    mutating func double(_ value: Double) {
-        separate()
-        guard value.isFinite else { return bytes.append(contentsOf: "null".utf8) }
-        if value == value.rounded(), abs(value) < 1e15 {
-            bytes.append(contentsOf: String(Int64(value)).utf8)
-        } else {
-            bytes.append(contentsOf: String(value).utf8)
-        }
-    }
-
     mutating func bool(_ value: Bool) {
         separate()
         bytes.append(contentsOf: (value ? "true" : "false").utf8)

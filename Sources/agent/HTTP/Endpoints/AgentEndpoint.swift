@@ -1,5 +1,3 @@
-import ConsulCore
-
 /// `/v1/agent/*`: answered by this agent about itself, never forwarded.
 struct AgentEndpoint {
     let agent: AgentRuntime
@@ -88,6 +86,7 @@ struct AgentEndpoint {
     private func writeSelf(into writer: inout JSONWriter) {
         let config = agent.config
         let view = agent.clusterView
+        let store = agent.watch.current
         writer.object { w in
             w.field("Config") { c in
                 c.object { o in
@@ -123,8 +122,14 @@ struct AgentEndpoint {
             w.field("Member") { self.writeMember(into: &$0) }
             w.field("Stats") { s in
                 s.object { o in
-                    o.field("agent") { $0.stringMap(["check_monitors": "0", "check_ttls": "0", "checks": "0", "services": "0"]) }
-                    o.field("raft") { $0.stringMap(RaftStats.values(of: view, agent: agent)) }
+                    // No check runners exist yet, so monitors and TTL checks are truly zero.
+                    o.field("agent") {
+                        $0.stringMap([
+                            "check_monitors": "0", "check_ttls": "0", "checks": String(store.checks(onNode: agent.nodeName).count),
+                            "services": String(store.services(onNode: agent.nodeName).count),
+                        ])
+                    }
+                    if agent.raft != nil { o.field("raft") { $0.stringMap(view.raftStats) } }
                     o.field("consul") { c in
                         c.stringMap([
                             "server": String(config.server), "leader": String(view.isLeader), "bootstrap": String(config.bootstrap),
@@ -136,27 +141,5 @@ struct AgentEndpoint {
             }
             w.field("Meta") { $0.stringMap(config.nodeMeta) }
         }
-    }
-}
-
-/// The `raft` section of `consul info` and `/v1/agent/self` Stats, with Consul's keys.
-enum RaftStats {
-    static func values(of view: AgentRuntime.ClusterView, agent: AgentRuntime) -> [String: String] {
-        let lastContact: String
-        if view.isLeader {
-            lastContact = "0"
-        } else if let contact = view.lastContact {
-            lastContact = GoDuration.format(agent.clock.now().duration(since: contact))
-        } else {
-            lastContact = "never"
-        }
-        return [
-            "applied_index": String(view.appliedIndex), "commit_index": String(view.commitIndex),
-            "fsm_pending": String(view.commitIndex &- min(view.appliedIndex, view.commitIndex)),
-            "last_contact": lastContact, "last_log_index": String(view.lastIndex), "last_log_term": String(view.term),
-            "num_peers": String(max(view.configuration.voters.count - 1, 0)),
-            "state": view.isLeader ? "Leader" : (agent.raft == nil ? "Follower" : (view.leaderID == nil ? "Candidate" : "Follower")),
-            "term": String(view.term), "protocol_version": "3",
-        ]
     }
 }

@@ -61,8 +61,7 @@ struct CatalogEndpoint {
             try APIRouter.requireMethod(request, "GET")
             guard !name.isEmpty else { throw .badRequest("Missing node name") }
             return .read(.node(name), tables: [.nodes, .services]) { store throws(APIError) in
-                guard let node = store.node(named: name) else { return APIResponse(status: 404, body: Array("null".utf8)) }
-                let services = store.services(onNode: name)
+                guard let (node, services) = Self.nodeWithServices(name, in: store) else { return Self.noSuchNode }
                 return .json { writer in
                     writer.object { w in
                         w.field("Node") { CatalogJSON.node(node, into: &$0) }
@@ -78,8 +77,7 @@ struct CatalogEndpoint {
             try APIRouter.requireMethod(request, "GET")
             guard !name.isEmpty else { throw .badRequest("Missing node name") }
             return .read(.node(name), tables: [.nodes, .services]) { store throws(APIError) in
-                guard let node = store.node(named: name) else { return APIResponse(status: 404, body: Array("null".utf8)) }
-                let services = store.services(onNode: name)
+                guard let (node, services) = Self.nodeWithServices(name, in: store) else { return Self.noSuchNode }
                 return .json { writer in
                     writer.object { w in
                         w.field("Node") { CatalogJSON.node(node, into: &$0) }
@@ -90,6 +88,13 @@ struct CatalogEndpoint {
         default:
             throw .notFound("404 page not found")
         }
+    }
+
+    /// Consul answers an unknown node with a JSON null.
+    private static let noSuchNode = APIResponse(status: 404, body: Array("null".utf8))
+
+    private static func nodeWithServices(_ name: String, in store: StateStore) -> (CatalogNode, [CatalogService])? {
+        store.node(named: name).map { ($0, store.services(onNode: name)) }
     }
 
     private static func answer(_ result: StateCommandResult) throws(APIError) -> APIResponse {
