@@ -17,6 +17,8 @@ final class AgentRuntime: Sendable {
     let acl: ACLGate
     let clock: any MonotonicClock
     let sessionTimers: SessionTimers
+    /// This datacenter's servers as gossip knows them.
+    let servers = ServerDirectory()
 
     /// What the agent last learned of Raft leadership; refreshed by `AgentLifecycle`.
     struct ClusterView: Sendable, Equatable {
