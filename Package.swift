@@ -45,7 +45,7 @@ let package = Package(
         .target(
             name: "ConsulAgent",
             dependencies: [
-                "ConsulCore", "ConsulCrypto", "Raft",
+                "ConsulCore", "ConsulCrypto", "Raft", "Gossip",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -48,7 +48,7 @@ package enum ConsulCLI {
         planned("force-leave", "Forces a member of the cluster to enter the \"left\" state"),
         Command(name: "info", synopsis: "Provides debugging information for operators.", run: ClusterCommands.info),
         outOfScope("intention", "Interact with Connect service intentions"),
-        planned("join", "Tell Consul agent to join cluster"),
+        Command(name: "join", synopsis: "Tell Consul agent to join cluster", run: ClusterCommands.join),
         Command(name: "keygen", synopsis: "Generates a new encryption key", run: KeygenCommand.run),
         planned("keyring", "Manages gossip layer encryption keys"),
         Command(name: "kv", synopsis: "Interact with the key-value store", run: KVCommand.run),

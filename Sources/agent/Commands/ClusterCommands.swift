@@ -149,6 +149,48 @@ enum ClusterCommands {
         }
     }
 
+    // MARK: join
+
+    struct JoinFlags {
+        var http = HTTPOptions()
+        var wan = false
+    }
+
+    static func join(_ arguments: [String], io: CommandIO) -> Int32 {
+        var f = FlagSet<JoinFlags>(commandName: "join")
+        HTTPOptions.register(into: &f, \.http, withQueryFlags: false)
+        f.bool("wan", \.wan, usage: "Joins a server to another server in the WAN pool.")
+        var flags = JoinFlags()
+        let usage = "Usage: consul join [options] address ...\n\n  Tells a running Consul agent (with \"consul agent\") to join the cluster\n  by specifying at least one existing member.\n"
+        switch parseFlags(f, arguments, into: &flags, help: usage, io: io) {
+        case .exit(let code): return code
+        case .parsed(let addresses):
+            guard !addresses.isEmpty else {
+                io.errorLine("At least one address to join must be specified.")
+                io.errorLine(usage)
+                return 1
+            }
+            return HTTPCommand.run(io: io) { () throws(CommandFailure) -> Int32 in
+                let client = try makeClient(flags.http)
+                var joined = 0
+                for address in addresses {
+                    do throws(CommandFailure) {
+                        _ = try HTTPCommand.call(client, "PUT", HTTPOptions.target("/v1/agent/join/\(address)", flags.wan ? [("wan", "1")] : []))
+                        joined += 1
+                    } catch {
+                        io.errorLine("Error joining address '\(address)': \(error.message)")
+                    }
+                }
+                guard joined > 0 else {
+                    io.errorLine("Failed to join any nodes.")
+                    return 1
+                }
+                io.line("Successfully joined cluster by contacting \(joined) nodes.")
+                return 0
+            }
+        }
+    }
+
     // MARK: catalog
 
     struct CatalogFlags {
