@@ -70,7 +70,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        .testTarget(name: "ConsulAgentTests", dependencies: ["ConsulAgent"]),
+        .testTarget(name: "ConsulAgentTests", dependencies: ["ConsulAgent", "ConsulCore", "Raft", "Gossip"]),
 
         // Gossip: memberlist/serf wire codec, SWIM core and serf layer (pure), NIO shell.
         .target(
