@@ -136,12 +136,24 @@ struct AgentEndpoint {
                         ])
                     }
                     if agent.raft != nil { o.field("raft") { $0.stringMap(view.raftStats) } }
+                    if let lan = agent.lan {
+                        let members = lan.members
+                        o.field("serf_lan") {
+                            $0.stringMap([
+                                "members": String(members.count), "failed": String(members.filter { $0.status == .failed }.count),
+                                "left": String(members.filter { $0.status == .left }.count), "health_score": String(lan.node.healthScore),
+                                "encrypted": String(lan.encrypted),
+                            ])
+                        }
+                    }
                     o.field("consul") { c in
-                        c.stringMap([
-                            "server": String(config.server), "leader": String(view.isLeader), "bootstrap": String(config.bootstrap),
-                            "known_datacenters": "1",
-                            "leader_addr": view.leaderID.map(agent.rpcAddress(of:)) ?? "",
-                        ])
+                        // Consul's keys differ by role: a client only knows how many servers it can use.
+                        c.stringMap(config.server
+                            ? [
+                                "server": "true", "leader": String(view.isLeader), "bootstrap": String(config.bootstrap),
+                                "known_datacenters": "1", "leader_addr": view.leaderID.map(agent.rpcAddress(of:)) ?? "",
+                            ]
+                            : ["server": "false", "known_servers": String(agent.servers.current.count)])
                     }
                 }
             }
