@@ -10,7 +10,8 @@ import Raft
 ///   the `consul` service); a server not yet in Raft joins as a non-voter, and autopilot promotes
 ///   it once it has stayed alive for `server_stabilization_time`.
 /// - failed member: `serfHealth` turns critical ("Agent not live or unreachable"); a failed server
-///   leaves Raft only when `cleanup_dead_servers` allows and fewer than half the voters are gone.
+///   leaves Raft only when a replacement server joins, `cleanup_dead_servers` is on and fewer than
+///   half the voters are gone.
 /// - left or reaped member: the node is deregistered; a server leaves Raft.
 struct MemberReconciler {
     enum Action: Equatable, Sendable {
@@ -97,8 +98,11 @@ struct MemberReconciler {
         }
         aliveSince = stillWaiting
 
-        // Autopilot: dead servers leave Raft while that is safe (a majority of voters stays).
-        if input.autopilot.cleanupDeadServers {
+        // Autopilot: a failed server keeps its seat (it counts for quorum and may come back) until
+        // a replacement joins; then dead servers leave Raft while that is safe (a majority of
+        // voters stays, and at least `min_quorum`).
+        let replacementJoining = actions.contains { if case .addNonVoter = $0 { true } else { false } } || !stillWaiting.isEmpty
+        if input.autopilot.cleanupDeadServers, replacementJoining {
             let voters = input.configuration.servers.filter { $0.suffrage == .voter }
             // Only members gossip reports failed: one merely absent may be a view still syncing.
             let dead = voters.filter { $0.id != input.selfID && servers[$0.id]?.status == .failed }

@@ -92,21 +92,24 @@ struct MemberReconcilerTests {
         #expect(world.plan(members).contains(.promote(ServerID("id-s2"))))
     }
 
-    @Test func deadServersLeaveRaftOnlyWhileAMajorityOfVotersStays() {
+    @Test func deadServersLeaveRaftOnlyWhenAReplacementJoinsAndAMajorityStays() {
         var world = World()
         world.configuration = ClusterConfiguration(voters: ["id-s1", "id-s2", "id-s3"].map(ServerID.init))
-        let oneDead = world.plan([Self.member("s1", 1, server: true), Self.member("s2", 2, status: .failed, server: true), Self.member("s3", 3, server: true)])
-        #expect(oneDead.contains(.removeServer(ServerID("id-s2"))))
-        let twoDead = world.plan([
-            Self.member("s1", 1, server: true), Self.member("s2", 2, status: .failed, server: true), Self.member("s3", 3, status: .failed, server: true),
-        ])
-        #expect(!twoDead.contains { if case .removeServer = $0 { true } else { false } }, "removing 2 of 3 voters would not be safe")
+        let s1 = Self.member("s1", 1, server: true), s3 = Self.member("s3", 3, server: true)
+        let s2Failed = Self.member("s2", 2, status: .failed, server: true)
+        let replacement = Self.member("s4", 4, server: true)
+        let isRemoval: (MemberReconciler.Action) -> Bool = { if case .removeServer = $0 { true } else { false } }
+        #expect(!world.plan([s1, s2Failed, s3]).contains(where: isRemoval), "a crashed server keeps its seat until replaced")
+        let replaced = world.plan([s1, s2Failed, s3, replacement])
+        #expect(replaced.contains(.removeServer(ServerID("id-s2"))))
+        #expect(replaced.contains(.addNonVoter(ServerID("id-s4"), address: "10.0.0.4:8300")))
+        let twoDead = world.plan([s1, s2Failed, Self.member("s3", 3, status: .failed, server: true), replacement])
+        #expect(!twoDead.contains(where: isRemoval), "removing 2 of 3 voters would not be safe")
         world.autopilot.cleanupDeadServers = false
-        #expect(!world.plan([Self.member("s1", 1, server: true), Self.member("s2", 2, status: .failed, server: true), Self.member("s3", 3, server: true)])
-            .contains(.removeServer(ServerID("id-s2"))))
+        #expect(!world.plan([s1, s2Failed, s3, replacement]).contains(where: isRemoval))
         world.autopilot.cleanupDeadServers = true
-        let left = world.plan([Self.member("s1", 1, server: true), Self.member("s2", 2, status: .left, server: true), Self.member("s3", 3, server: true)])
-        #expect(left.contains(.removeServer(ServerID("id-s2"))))
+        let left = world.plan([s1, Self.member("s2", 2, status: .left, server: true), s3])
+        #expect(left.contains(.removeServer(ServerID("id-s2"))), "a server that left gracefully leaves Raft at once")
     }
 
     @Test func membersOfAnotherDatacenterAreIgnored() {

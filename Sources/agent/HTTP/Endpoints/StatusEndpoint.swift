@@ -29,7 +29,7 @@ struct OperatorEndpoint {
             let view = agent.clusterView
             let agent = self.agent
             // Consul names each server by the LAN member whose `id` tag is the Raft ID.
-            var names: [String: String] = [agent.nodeID: agent.nodeName]
+            var names: [String: String] = [agent.nodeID: agent.nodeName]  // unknown ones: "(unknown)"
             for member in agent.lan?.members ?? [] {
                 if let id = member.tags["id"], member.tags["role"] == "consul" { names[id] = member.name }
             }
@@ -40,7 +40,7 @@ struct OperatorEndpoint {
                             for server in view.configuration.servers {
                                 a.object { o in
                                     o.field("ID") { $0.string(server.id.rawValue) }
-                                    o.field("Node") { $0.string(names[server.id.rawValue] ?? server.id.rawValue) }
+                                    o.field("Node") { $0.string(names[server.id.rawValue] ?? "(unknown)") }
                                     o.field("Address") { $0.string(agent.rpcAddress(of: server.id)) }
                                     o.field("Leader") { $0.bool(server.id == view.leaderID) }
                                     o.field("ProtocolVersion") { $0.string("3") }
