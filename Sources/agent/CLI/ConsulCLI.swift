@@ -59,7 +59,7 @@ package enum ConsulCLI {
         planned("maint", "Controls node or service maintenance mode"),
         Command(name: "members", synopsis: "Lists the members of a Consul cluster", run: ClusterCommands.members),
         planned("monitor", "Stream logs from a Consul agent"),
-        Command(name: "operator", synopsis: "Provides cluster-level tools for Consul operators", run: ClusterCommands.operator),
+        Command(name: "operator", synopsis: "Provides cluster-level tools for Consul operators", run: OperatorCommand.run),
         outOfScope("peering", "Create and manage peering connections between Consul clusters"),
         planned("reload", "Triggers the agent to reload configuration files"),
         planned("rtt", "Estimates network round trip time between nodes"),

@@ -1,7 +1,7 @@
 import ConsulCore
 import Foundation
 
-/// `consul members`, `info`, `leave`, `catalog …` and `operator raft list-peers`: read-mostly
+/// `consul members`, `info`, `join`, `leave` and `catalog …`: read-mostly
 /// commands over the agent's HTTP API, printing what Consul prints.
 enum ClusterCommands {
     struct Plain {
@@ -286,44 +286,6 @@ enum ClusterCommands {
                     for service in services { io.line(service.0) }
                 }
             }
-            return 0
-        }
-    }
-
-    // MARK: operator raft list-peers
-
-    static func `operator`(_ arguments: [String], io: CommandIO) -> Int32 {
-        guard Array(arguments.prefix(2)) == ["raft", "list-peers"] else {
-            io.errorLine("Error: 'consul operator \(arguments.prefix(2).joined(separator: " "))' is not implemented in this build yet; 'consul operator raft list-peers' is.")
-            return 1
-        }
-        let usage = "Usage: consul operator raft list-peers [options]\n\n  Displays the current Raft peer configuration.\n"
-        guard let (flags, rest) = parsePlain("operator raft list-peers", Array(arguments.dropFirst(2)), usage: usage, io: io, queryFlags: true) else { return 1 }
-        guard rest.isEmpty else {
-            io.errorLine("Too many arguments (expected 0, got \(rest.count))")
-            return 1
-        }
-        return HTTPCommand.run(io: io) { () throws(CommandFailure) -> Int32 in
-            let response: AgentHTTPClient.Response
-            do throws(CommandFailure) {
-                response = try HTTPCommand.call(try makeClient(flags.http), "GET", flags.http.target("/v1/operator/raft/configuration"))
-            } catch {
-                throw CommandFailure("Error getting peers: \(error.message)")
-            }
-            let configuration = try HTTPCommand.json(response)
-            let servers = configuration["Servers"]?.arrayValue ?? []
-            let leaderIndex = servers.first { $0["Leader"]?.boolValue == true }.flatMap { Int($0.text("LastIndex")) } ?? 0
-            var rows = [["Node", "ID", "Address", "State", "Voter", "RaftProtocol", "Commit Index", "Trails Leader By"]]
-            for server in servers {
-                let isLeader = server["Leader"]?.boolValue == true
-                let index = Int(server.text("LastIndex")) ?? 0
-                rows.append([
-                    server.text("Node"), server.text("ID"), server.text("Address"), isLeader ? "leader" : "follower",
-                    server.text("Voter"), server.text("ProtocolVersion"), String(index),
-                    isLeader ? "-" : "\(max(leaderIndex - index, 0)) commits",
-                ])
-            }
-            io.line(HTTPCommand.columns(rows))
             return 0
         }
     }
