@@ -139,4 +139,36 @@ final class LocalCluster: @unchecked Sendable {
         }
         #expect(deregistered, "c1 should leave the catalog: \(cluster.get(survivor, "/v1/catalog/node/c1?stale")?.body ?? "")")
     }
+
+    /// Seed 000/002/003 outage recovery: all servers of a 3-server cluster are lost; the operator
+    /// writes `raft/peers.json` naming the one survivor and starts it: it leads alone, with the data.
+    @Test func peersJSONRecoversASingleSurvivor() throws {
+        let cluster = try LocalCluster()
+        let servers = ["r1": "127.0.0.85", "r2": "127.0.0.86", "r3": "127.0.0.87"]
+        let flags = ["-bootstrap-expect", "3", "-retry-join", "127.0.0.85", "-retry-interval", "200ms"]
+        for (name, host) in servers.sorted(by: { $0.key < $1.key }) { try cluster.start(name, host: host, server: true, extra: flags) }
+        let elected = AgentProcessHarness.eventually(30) { servers.keys.allSatisfy { cluster.leader(asking: $0) != nil } }
+        #expect(elected, "no leader:\n\(cluster.logs)")
+        guard elected, let leaderAddress = cluster.leader(asking: "r1"),
+              let leaderName = servers.first(where: { leaderAddress.hasPrefix($0.value + ":") })?.key
+        else { return }
+        let put = try AgentProcessHarness.cli(["kv", "put"] + cluster.addr(leaderName) + ["outage/survives", "yes"])
+        #expect(put.0 == 0)
+        // r1 must have the write before the outage (it is acknowledged once a majority has it).
+        #expect(AgentProcessHarness.eventually(10) { cluster.get("r1", "/v1/kv/outage/survives?stale&raw")?.body == "yes" })
+
+        for name in servers.keys { cluster.kill9(name) }
+        let dataDir = cluster.nodes["r1"]!.dataDir
+        let nodeID = try String(contentsOfFile: dataDir + "/node-id", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let peersPath = dataDir + "/raft/peers.json"
+        try "[{\"id\": \"\(nodeID)\", \"address\": \"127.0.0.85:8300\", \"non_voter\": false}]\n".write(toFile: peersPath, atomically: true, encoding: .utf8)
+        try cluster.start("r1", host: "127.0.0.85", server: true, extra: flags)
+
+        let leads = AgentProcessHarness.eventually(20) { cluster.leader(asking: "r1") == "127.0.0.85:8300" }
+        #expect(leads, "r1 should lead alone after peers.json:\n\(cluster.logs)")
+        #expect(cluster.get("r1", "/v1/kv/outage/survives?raw")?.body == "yes")
+        #expect(!FileManager.default.fileExists(atPath: peersPath), "peers.json is removed once ingested")
+        let peers = try AgentProcessHarness.cli(["operator", "raft", "list-peers"] + cluster.addr("r1"))
+        #expect(peers.1.components(separatedBy: "\n").filter { $0.contains("127.0.0.8") }.count == 1, "list-peers:\n\(peers.1)")
+    }
 }
