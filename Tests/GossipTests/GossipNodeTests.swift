@@ -80,6 +80,34 @@ func status(_ node: GossipNode, sees name: String) -> SerfMemberStatus? { node.m
         await nodes[0].shutdown()
     }
 
+    @Test func forceLeaveMovesAKilledNodeToLeftEverywhere() async throws {
+        let recorder = TestRecorder()
+        let names = ["a", "b", "c", "d"]
+        let nodes = names.map { makeNode($0, recorder: recorder) }
+        for node in nodes { try await node.start() }
+        for node in nodes.dropFirst() { try await node.join([nodes[0].address!]) }
+        #expect(await eventually { nodes.allSatisfy { node in names.allSatisfy { status(node, sees: $0) == .alive } } })
+
+        await #expect(throws: GossipNodeError.serf(.unknownMember("ghost"))) { try await nodes[0].forceLeave("ghost", prune: false) }
+        #expect(GossipNodeError.serf(.unknownMember("ghost")).description == "agent: No node found with name 'ghost'")
+
+        // d is killed; once the others see it failed, a forces it out.
+        await nodes[3].shutdown()
+        let survivors = Array(nodes.prefix(3))
+        #expect(await eventually { survivors.allSatisfy { status($0, sees: "d") == .failed } })
+        try await nodes[0].forceLeave("d", prune: false)
+        #expect(await eventually { survivors.allSatisfy { status($0, sees: "d") == .left } })
+        #expect(await eventually {
+            recorder.events(of: "b").contains { if case .member(let event) = $0 { event.kind == .leave && event.member.name == "d" } else { false } }
+        })
+
+        // With prune, every survivor forgets it.
+        try await nodes[1].forceLeave("d", prune: true)
+        #expect(await eventually { survivors.allSatisfy { $0.members.map(\.name) == ["a", "b", "c"] } })
+        for node in survivors { await node.shutdown() }
+        await #expect(throws: GossipNodeError.notRunning) { try await nodes[0].forceLeave("b", prune: false) }
+    }
+
     @Test func userEventsAndQueriesTravelEncrypted() async throws {
         let recorder = TestRecorder()
         let keyring = Keyring(primary: GossipKey.generate())

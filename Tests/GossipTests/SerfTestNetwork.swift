@@ -19,6 +19,8 @@ struct SerfTestNetwork {
     var keyrings: [Keyring?]
     var joinResults: [JoinID: (Int, [String])] = [:]
     var leaveFinished: Set<Int> = []
+    /// Finished force-leaves: whether each timed out.
+    var forceLeaves: [ForceLeaveID: Bool] = [:]
     var logs: [(Int, String)] = []
     /// The application answers queries (with its node name) unless told not to.
     var answerQueries = true
@@ -70,6 +72,7 @@ struct SerfTestNetwork {
             case .keyOperationFinished(let id, _, let result): keyResults[id] = result
             case .joinFinished(let id, let joined, let errors): joinResults[id] = (joined, errors)
             case .leaveFinished: leaveFinished.insert(index)
+            case .forceLeaveFinished(let id, let timedOut): forceLeaves[id] = timedOut
             }
         }
     }

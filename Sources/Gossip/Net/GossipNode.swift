@@ -40,8 +40,14 @@ package final class GossipNode: Sendable {
         var leaveWaiters: [CheckedContinuation<Void, Never>] = []
         var keyOperations: [SerfQueryID: CheckedContinuation<SerfKeyOperationResult, Never>] = [:]
         var queries: [SerfQueryID: PendingQuery] = [:]
+        var nextForceLeave: UInt64 = 0
+        var forceLeaves: [ForceLeaveID: CheckedContinuation<ForceLeaveOutcome, Never>] = [:]
 
-        var pendingRequests: Int { joins.count + keyOperations.count + queries.count }
+        var pendingRequests: Int { joins.count + keyOperations.count + queries.count + forceLeaves.count }
+    }
+
+    private enum ForceLeaveOutcome {
+        case gossiped, timedOut, refused(GossipNodeError)
     }
 
     private struct PendingQuery {
@@ -136,7 +142,10 @@ package final class GossipNode: Sendable {
             let channels = [state.udp, state.tcp].compactMap { $0 }
             let inbound = Array(state.inbound.values)
             state.inbound.removeAll()
-            let waiters = (state.joins.map { $0.value }, state.leaveWaiters, state.keyOperations.map { $0.value }, state.queries.map { $0.value })
+            let waiters = (
+                state.joins.map { $0.value }, state.leaveWaiters, state.keyOperations.map { $0.value }, state.queries.map { $0.value },
+                state.forceLeaves.map { $0.value })
+            state.forceLeaves.removeAll()
             state.joins.removeAll()
             state.leaveWaiters.removeAll()
             state.keyOperations.removeAll()
@@ -150,6 +159,7 @@ package final class GossipNode: Sendable {
         for leave in waiters.1 { leave.resume() }
         for operation in waiters.2 { operation.resume(returning: SerfKeyOperationResult()) }
         for query in waiters.3 { query.continuation.resume(returning: SerfQueryResult(acks: query.acks, responses: query.responses)) }
+        for forceLeave in waiters.4 { forceLeave.resume(returning: .refused(.notRunning)) }
     }
 
     /// Serf's graceful leave: intent, memberlist leave, propagation delay. Shut down afterwards.
@@ -192,6 +202,43 @@ package final class GossipNode: Sendable {
         }
         guard joined > 0 else { throw .joinFailed(errors) }
         return joined
+    }
+
+    /// Consul `force-leave [-prune] NODE` and `PUT /v1/agent/force-leave/:node?prune` (serf
+    /// `RemoveFailedNode` / `RemoveFailedNodePrune`): gossips a leave intent on behalf of `name`, so
+    /// every member moves it from failed to left and stops reconnecting to it; with `prune` every
+    /// member also forgets it at once (a left member can be pruned too). Returns once the intent
+    /// has been gossiped out. Throws `.serf(.unknownMember)` ("agent: No node found with name
+    /// 'x'") for a name the pool does not know, and `.serf(.forceLeaveTimedOut)` when the intent
+    /// could not be sent within serf's broadcast timeout (it may still spread).
+    package func forceLeave(_ name: String, prune: Bool = false) async throws(GossipNodeError) {
+        let limit = configuration.limits.maxPendingRequests
+        let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<ForceLeaveOutcome, Never>) in
+            var refusal: GossipNodeError?
+            let accepted = drive { state, now in
+                guard state.pendingRequests < limit else {
+                    refusal = .tooManyPendingRequests(limit: limit)
+                    return []
+                }
+                state.nextForceLeave += 1
+                let id = ForceLeaveID(state.nextForceLeave)
+                do throws(SerfError) {
+                    let effects = try state.core!.forceLeave(name, prune: prune, id: id, now: now)
+                    state.forceLeaves[id] = continuation
+                    return effects
+                } catch {
+                    refusal = .serf(error)
+                    return []
+                }
+            }
+            if !accepted { continuation.resume(returning: .refused(.notRunning)) }
+            else if let refusal { continuation.resume(returning: .refused(refusal)) }
+        }
+        switch outcome {
+        case .gossiped: return
+        case .timedOut: throw .serf(.forceLeaveTimedOut)
+        case .refused(let error): throw error
+        }
     }
 
     package func userEvent(name: String, payload: [UInt8], coalesce: Bool = false) throws(GossipNodeError) {
@@ -363,6 +410,8 @@ package final class GossipNode: Sendable {
                     defer { state.leaveWaiters.removeAll() }
                     return state.leaveWaiters
                 }) { waiter.resume() }
+            case .forceLeaveFinished(let id, let timedOut):
+                state.withLock { $0.forceLeaves.removeValue(forKey: id) }?.resume(returning: timedOut ? .timedOut : .gossiped)
             }
         }
     }

@@ -337,7 +337,14 @@ package struct SerfState: SWIMDelegate, Sendable {
         guard var record = members[leave.node] else {
             return upsertIntent(leave.node, type: .leave, time: leave.lamportTime, now: now)
         }
-        if leave.lamportTime <= record.statusLTime { return false }
+        if leave.lamportTime <= record.statusLTime {
+            // A push/pull carries left members with a made-up intent time (their status time + 1,
+            // as serf does), which can equal or pass a real force-leave's time: a prune of a member
+            // that has left anyway is applied whatever its time.
+            guard leave.prune, record.info.status == .left else { return false }
+            prune(leave.node)
+            return true
+        }
         if leave.node == localName && lifecycle == .alive {
             // Someone replays an old leave of ours while we are alive: refute with a newer join.
             log(.debug, "Refuting an older leave intent")
