@@ -45,7 +45,7 @@ package enum ConsulCLI {
         planned("debug", "Records a debugging archive for operators"),
         planned("event", "Fire a new event"),
         planned("exec", "Executes a command on Consul nodes"),
-        planned("force-leave", "Forces a member of the cluster to enter the \"left\" state"),
+        Command(name: "force-leave", synopsis: "Forces a member of the cluster to enter the \"left\" state", run: ClusterCommands.forceLeave),
         Command(name: "info", synopsis: "Provides debugging information for operators.", run: ClusterCommands.info),
         outOfScope("intention", "Interact with Connect service intentions"),
         Command(name: "join", synopsis: "Tell Consul agent to join cluster", run: ClusterCommands.join),

@@ -191,6 +191,43 @@ enum ClusterCommands {
         }
     }
 
+    // MARK: force-leave
+
+    struct ForceLeaveFlags {
+        var http = HTTPOptions()
+        var prune = false
+        var wan = false
+    }
+
+    static func forceLeave(_ arguments: [String], io: CommandIO) -> Int32 {
+        var f = FlagSet<ForceLeaveFlags>(commandName: "force-leave")
+        HTTPOptions.register(into: &f, \.http, withQueryFlags: false)
+        f.bool("prune", \.prune, usage: "Remove agent forcibly from list of members")
+        f.bool("wan", \.wan, usage: "Exclusively leave the agent from the WAN serf pool.")
+        var flags = ForceLeaveFlags()
+        let usage = "Usage: consul force-leave [options] name\n\n  Forces a member of a Consul cluster to enter the \"left\" state.\n"
+        switch parseFlags(f, arguments, into: &flags, help: usage, io: io) {
+        case .exit(let code): return code
+        case .parsed(let names):
+            guard names.count == 1 else {
+                io.errorLine("A single node name must be specified to force leave.")
+                io.errorLine(usage)
+                return 1
+            }
+            return HTTPCommand.run(io: io) { () throws(CommandFailure) -> Int32 in
+                var parameters: [(String, String?)] = []
+                if flags.prune { parameters.append(("prune", "1")) }
+                if flags.wan { parameters.append(("wan", "1")) }
+                do throws(CommandFailure) {
+                    _ = try HTTPCommand.call(try makeClient(flags.http), "PUT", HTTPOptions.target("/v1/agent/force-leave/\(names[0])", parameters))
+                } catch {
+                    throw CommandFailure("Error force leaving: \(error.message)")
+                }
+                return 0
+            }
+        }
+    }
+
     // MARK: catalog
 
     struct CatalogFlags {

@@ -126,6 +126,19 @@ final class LocalCluster: @unchecked Sendable {
         }
         #expect(critical, "the failed server's serfHealth should turn critical")
 
+        // force-leave moves the failed server to left: it leaves Raft and the catalog.
+        let unknown = try AgentProcessHarness.cli(["force-leave"] + cluster.addr(survivor) + ["no-such-node"])
+        #expect(unknown.0 == 1)
+        #expect(unknown.2.contains("No node found with name 'no-such-node'"), "stderr: \(unknown.2)")
+        let forced = try AgentProcessHarness.cli(["force-leave"] + cluster.addr(survivor) + [leaderName])
+        #expect(forced.0 == 0, "force-leave: \(forced.2)")
+        let forcedOut = AgentProcessHarness.eventually(15) {
+            let members = (try? AgentProcessHarness.cli(["members"] + cluster.addr(survivor)).1) ?? ""
+            let peers = (try? AgentProcessHarness.cli(["operator", "raft", "list-peers", "-stale"] + cluster.addr(survivor)).1) ?? ""
+            return members.contains("\(leaderName)    \(servers[leaderName]!):8301  left") && !peers.contains(servers[leaderName]! + ":8300")
+        }
+        #expect(forcedOut, "the force-left server should be left and out of Raft")
+
         // A graceful leave is recorded as left, and the leader deregisters the node.
         let leave = try AgentProcessHarness.cli(["leave"] + cluster.addr("c1"))
         #expect(leave.0 == 0 && leave.1 == "Graceful leave complete\n")

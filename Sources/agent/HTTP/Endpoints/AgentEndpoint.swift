@@ -66,6 +66,21 @@ struct AgentEndpoint {
                 }
                 return APIResponse()
             }
+        case _ where tail.hasPrefix("force-leave/"):
+            try APIRouter.requireMethod(request, "PUT")
+            let node = String(tail.dropFirst("force-leave/".count))
+            guard !node.isEmpty else { throw .badRequest("missing node name") }
+            let prune = request.has("prune")
+            let agent = self.agent
+            return .agentOperation(.operator) { () async throws(APIError) -> APIResponse in
+                guard let lan = agent.lan else { throw .internalError("this agent has no LAN gossip pool") }
+                do throws(GossipNodeError) {
+                    try await lan.node.forceLeave(node, prune: prune)
+                } catch {
+                    throw .internalError(error.description)
+                }
+                return APIResponse()
+            }
         default:
             throw .notImplemented("/v1/agent/\(tail) is not implemented in this build yet")
         }
