@@ -78,7 +78,8 @@ final class Agent: Sendable {
         // Everything started so far, stopped in reverse order if a later step fails.
         var started = StartedParts(group: group)
 
-        let machine = ConsulStateMachine(datacenter: config.datacenter)
+        let lockDelays = LockDelays(clock: clock)
+        let machine = ConsulStateMachine(datacenter: config.datacenter, lockDelays: lockDelays)
         // Raft's copy of the machine publishes into this same watch.
         let watch = machine.watch
         var raft: RaftNode<ConsulStateMachine>?
@@ -125,7 +126,7 @@ final class Agent: Sendable {
 
         let runtime = AgentRuntime(
             config: config, nodeName: nodeName, nodeID: nodeID, advertiseAddress: address, watch: watch,
-            raft: raft, lan: lan, servers: directory, clock: clock)
+            raft: raft, lan: lan, servers: directory, lockDelays: lockDelays, clock: clock)
         let dispatcher = APIDispatcher(agent: runtime, seed: randomSeed())
         if config.ports.http > 0 {
             for host in config.clientAddrs {
