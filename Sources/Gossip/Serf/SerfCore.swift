@@ -62,6 +62,16 @@ package struct SerfCore: Sendable {
         (swim.delegate.clock.time, swim.delegate.eventClock.time, swim.delegate.queryClock.time)
     }
 
+    /// Clocks from the snapshot of the last run (serf `Create`): each clock moves past its value,
+    /// and user events and queries at or before the recorded ones are not delivered again.
+    package mutating func restoreClocks(member: LamportTime, event: LamportTime, query: LamportTime) {
+        swim.delegate.clock.witness(member)
+        swim.delegate.eventClock.witness(event)
+        swim.delegate.queryClock.witness(query)
+        swim.delegate.eventMinTime = max(swim.delegate.eventMinTime, event &+ 1)
+        swim.delegate.queryMinTime = max(swim.delegate.queryMinTime, query &+ 1)
+    }
+
     /// Effects the initial setup produced (our own member-join event).
     package mutating func startupEffects() -> [SerfEffect] { collect([]) }
 
