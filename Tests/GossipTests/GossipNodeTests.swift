@@ -168,6 +168,45 @@ func status(_ node: GossipNode, sees name: String) -> SerfMemberStatus? { node.m
         for node in [fourth, a, b] { await node.shutdown() }
     }
 
+    @Test func impostorOfATakenNameLosesTheVoteAndStops() async throws {
+        let recorder = TestRecorder()
+        let nodes = ["a", "b", "c"].map { makeNode($0, recorder: recorder) }
+        for node in nodes { try await node.start() }
+        for node in nodes.dropFirst() { try await node.join([nodes[0].address!]) }
+        #expect(await eventually { nodes.allSatisfy { node in ["a", "b", "c"].allSatisfy { status(node, sees: $0) == .alive } } })
+        let original = nodes[1].address!
+
+        let reported = Mutex<[SerfNameConflict]>([])
+        var configuration = GossipNodeConfiguration(name: "b", bindAddress: GossipAddress(ip: [127, 0, 0, 1], port: 0))
+        configuration.serf = SerfConfig(swim: .lan)
+        let clock = SystemMonotonicClock()
+        let impostor = GossipNode(
+            configuration: configuration, clock: clock,
+            logger: RateLimitedLogger(minimumLevel: .debug, burst: 1000, clock: clock, sink: recorder.sink("impostor")),
+            onNameConflict: { vote in reported.withLock { $0.append(vote) } })
+        try await impostor.start()
+        _ = try? await impostor.join([nodes[0].address!])
+        #expect(await eventually { impostor.lostNameConflict != nil })
+        #expect(reported.withLock { $0.count } == 1)
+        #expect(impostor.lostNameConflict?.otherAddress == original)
+        #expect(impostor.lostNameConflict?.matching == 0)
+        // Its gossip is shut down; the pool still knows b at its own address.
+        #expect(await eventually {
+            do throws(GossipNodeError) {
+                try impostor.userEvent(name: "x", payload: [])
+                return false
+            } catch {
+                return error == .notRunning
+            }
+        })
+        for node in nodes {
+            #expect(node.member("b")?.address == original)
+            #expect(node.lostNameConflict == nil)
+        }
+        #expect(recorder.log.contains { $0.hasPrefix("impostor ") && $0.contains("minority in name conflict resolution, quitting") })
+        for node in nodes { await node.shutdown() }
+    }
+
     @Test func userEventsAndQueriesTravelEncrypted() async throws {
         let recorder = TestRecorder()
         let keyring = Keyring(primary: GossipKey.generate())

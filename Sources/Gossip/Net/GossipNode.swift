@@ -17,6 +17,7 @@ package final class GossipNode: Sendable {
     private let clock: any MonotonicClock
     private let logger: RateLimitedLogger
     private let onEvent: GossipEventHandler?
+    private let onNameConflict: (@Sendable (SerfNameConflict) -> Void)?
     private let seed: UInt64
     private let recorder = GossipMetricsRecorder()
     private let packetCodec: PacketCodec
@@ -43,6 +44,7 @@ package final class GossipNode: Sendable {
         var snapshot: GossipSnapshotFile?
         /// Alive members of the last run, from the snapshot (minus ourselves), by name.
         var previous: [(name: String, address: GossipAddress)] = []
+        var lostNameConflict: SerfNameConflict?
         var nextForceLeave: UInt64 = 0
         var forceLeaves: [ForceLeaveID: CheckedContinuation<ForceLeaveOutcome, Never>] = [:]
 
@@ -59,12 +61,15 @@ package final class GossipNode: Sendable {
         var continuation: CheckedContinuation<SerfQueryResult, Never>
     }
 
-    /// `seed` fixes the core's randomness (tests); nil draws it from OpenSSL.
+    /// `seed` fixes the core's randomness (tests); nil draws it from OpenSSL. `onNameConflict` is
+    /// called when another node claims our name and the pool sides with it: the node has then shut
+    /// down its gossip (serf's behaviour; Consul logs it and the agent is cut off from the pool).
     package init(
         configuration: GossipNodeConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         clock: any MonotonicClock = SystemMonotonicClock(), logger: RateLimitedLogger, seed: UInt64? = nil,
-        onEvent: GossipEventHandler? = nil
+        onEvent: GossipEventHandler? = nil, onNameConflict: (@Sendable (SerfNameConflict) -> Void)? = nil
     ) {
+        self.onNameConflict = onNameConflict
         self.configuration = configuration
         self.group = group
         self.eventLoop = group.next()
@@ -373,6 +378,8 @@ package final class GossipNode: Sendable {
     package var metrics: GossipMetrics { recorder.snapshot }
     package var keyring: Keyring? { cipher.withLock { $0 } }
     package var healthScore: Int { state.withLock { $0.core?.swim.healthScore ?? 0 } }
+    /// Set when another node claimed our name and the pool sided with it (the node shut down).
+    package var lostNameConflict: SerfNameConflict? { state.withLock { $0.lostNameConflict } }
     /// Members alive at the end of the last run, from the snapshot (ourselves excluded; empty
     /// without a snapshot, and after a graceful leave unless `rejoinAfterLeave`), sorted by name.
     package var previousMembers: [GossipAddress] { state.withLock { $0.previous.map(\.address) } }
@@ -492,6 +499,16 @@ package final class GossipNode: Sendable {
                     defer { state.leaveWaiters.removeAll() }
                     return state.leaveWaiters
                 }) { waiter.resume() }
+            case .nameConflictResolved(let vote):
+                guard !vote.kept else { break }
+                logger.log(.error, "serf: shutting down gossip: lost the name conflict, \(vote)")
+                let first = state.withLock { state -> Bool in
+                    defer { if state.lostNameConflict == nil { state.lostNameConflict = vote } }
+                    return state.lostNameConflict == nil
+                }
+                guard first else { break }
+                onNameConflict?(vote)
+                Task { await self.shutdown() }
             case .forceLeaveFinished(let id, let timedOut):
                 state.withLock { $0.forceLeaves.removeValue(forKey: id) }?.resume(returning: timedOut ? .timedOut : .gossiped)
             }

@@ -36,6 +36,8 @@ package struct SerfState: SWIMDelegate, Sendable {
         var responses: Set<String> = []
         var keyOperation: SerfKeyOperation?
         var keyResult = SerfKeyOperationResult()
+        /// Set for our `_serf_conflict` query: the votes about who holds our name.
+        var conflict: SerfNameConflict?
     }
 
     package let config: SerfConfig
@@ -325,7 +327,8 @@ package struct SerfState: SWIMDelegate, Sendable {
         if existing.name != localName {
             log(.warn, "Name conflict for '\(existing.name)' both \(existing.address) and \(other.address) are claiming")
         } else {
-            log(.error, "Node name conflicts with another node at \(other.address). Names must be unique!")
+            log(.error, "Node name conflicts with another node at \(other.address). Names must be unique! (Resolution enabled: \(config.enableNameConflictResolution))")
+            if config.enableNameConflictResolution { resolveNameConflict(with: other.address, now: now) }
         }
     }
 
