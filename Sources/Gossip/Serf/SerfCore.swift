@@ -10,6 +10,8 @@ package struct SerfCore: Sendable {
     private var nextReap: Timestamp
     private var nextReconnect: Timestamp
     private var nextQueueCheck: Timestamp
+    /// A member stuck `leaving` is looked for about once a second (on ticks that happen anyway).
+    private var nextStaleLeaveCheck: Timestamp
     private var leave: LeavePhase?
     /// Joins the application asked for: a successful one is followed by our join intent.
     private var userJoins: Set<JoinID> = []
@@ -47,6 +49,7 @@ package struct SerfCore: Sendable {
         nextReap = now + config.reapInterval
         nextReconnect = now + config.reconnectInterval
         nextQueueCheck = now + config.queueCheckInterval
+        nextStaleLeaveCheck = now
     }
 
     package var config: SerfConfig { swim.delegate.config }
@@ -192,7 +195,10 @@ package struct SerfCore: Sendable {
 
     private mutating func runTimers(now: Timestamp, swimEffects: inout [SWIMEffect]) {
         swim.delegate.expireQueries(now: now)
-        if swim.delegate.takeStaleLeave(now: now) { swim.requestSync(at: now) }
+        if now >= nextStaleLeaveCheck {
+            nextStaleLeaveCheck = now + .seconds(1)
+            if swim.delegate.takeStaleLeave(now: now) { swim.requestSync(at: now) }
+        }
         if let deadline = swim.delegate.coalesceDeadline, now >= deadline { swim.delegate.flushCoalesced() }
         if now >= nextReap {
             nextReap = now + config.reapInterval

@@ -123,10 +123,15 @@ extension SerfState {
         return try query(name: operation.query.rawValue, payload: payload, parameters: SerfQueryParameters(), keyOperation: operation, now: now)
     }
 
-    var queryDeadline: Timestamp? { pendingQueries.values.map(\.deadline).min() }
+    var queryDeadline: Timestamp? {
+        var earliest: Timestamp?
+        for pending in pendingQueries.values where earliest.map({ pending.deadline < $0 }) ?? true { earliest = pending.deadline }
+        return earliest
+    }
 
     mutating func expireQueries(now: Timestamp) {
-        for time in pendingQueries.filter({ $0.value.deadline <= now }).map(\.key).sorted() {
+        guard pendingQueries.values.contains(where: { $0.deadline <= now }) else { return }
+        for time in pendingQueries.filter({ $0.value.deadline <= now }).map({ $0.key }).sorted() {
             finishQuery(time)
         }
     }

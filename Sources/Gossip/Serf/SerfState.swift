@@ -152,6 +152,8 @@ package struct SerfState: SWIMDelegate, Sendable {
         return coordinates.coordinate.payload.ackPayload
     }
 
+    package var hasBroadcasts: Bool { !intentQueue.isEmpty || !queryQueue.isEmpty || !eventQueue.isEmpty }
+
     package mutating func broadcasts(overhead: Int, limit: Int) -> [[UInt8]] {
         let nodes = memberCount
         var messages = intentQueue.take(overhead: overhead, limit: limit, nodes: nodes, finished: &finishedTokens)
@@ -433,10 +435,10 @@ package struct SerfState: SWIMDelegate, Sendable {
     /// memberlist leave, which a push/pull with anyone who saw it fixes.
     mutating func takeStaleLeave(now: Timestamp) -> Bool {
         let patience = config.broadcastTimeout * 2 + config.leavePropagateDelay + .seconds(2)
-        let stale = members.filter { _, record in
-            guard record.info.status == .leaving, let since = record.leavingSince else { return false }
-            return now.duration(since: since) > patience
-        }.map(\.key)
+        var stale: [String] = []
+        for (name, record) in members where record.info.status == .leaving {
+            if let since = record.leavingSince, now.duration(since: since) > patience { stale.append(name) }
+        }
         for name in stale { members[name]?.leavingSince = nil }
         return !stale.isEmpty
     }
