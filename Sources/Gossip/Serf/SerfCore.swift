@@ -10,6 +10,8 @@ package struct SerfCore: Sendable {
     private var nextReap: Timestamp
     private var nextReconnect: Timestamp
     private var nextQueueCheck: Timestamp
+    /// A member stuck `leaving` is looked for about once a second (on ticks that happen anyway).
+    private var nextStaleLeaveCheck: Timestamp
     private var leave: LeavePhase?
     /// Joins the application asked for: a successful one is followed by our join intent.
     private var userJoins: Set<JoinID> = []
@@ -47,6 +49,7 @@ package struct SerfCore: Sendable {
         nextReap = now + config.reapInterval
         nextReconnect = now + config.reconnectInterval
         nextQueueCheck = now + config.queueCheckInterval
+        nextStaleLeaveCheck = now
     }
 
     package var config: SerfConfig { swim.delegate.config }
@@ -60,6 +63,16 @@ package struct SerfCore: Sendable {
     package func coordinate(of node: String) -> VivaldiCoordinate? { swim.delegate.coordinateCache[node] }
     package var clocks: (member: LamportTime, event: LamportTime, query: LamportTime) {
         (swim.delegate.clock.time, swim.delegate.eventClock.time, swim.delegate.queryClock.time)
+    }
+
+    /// Clocks from the snapshot of the last run (serf `Create`): each clock moves past its value,
+    /// and user events and queries at or before the recorded ones are not delivered again.
+    package mutating func restoreClocks(member: LamportTime, event: LamportTime, query: LamportTime) {
+        swim.delegate.clock.witness(member)
+        swim.delegate.eventClock.witness(event)
+        swim.delegate.queryClock.witness(query)
+        swim.delegate.eventMinTime = max(swim.delegate.eventMinTime, event &+ 1)
+        swim.delegate.queryMinTime = max(swim.delegate.queryMinTime, query &+ 1)
     }
 
     /// Effects the initial setup produced (our own member-join event).
@@ -182,7 +195,10 @@ package struct SerfCore: Sendable {
 
     private mutating func runTimers(now: Timestamp, swimEffects: inout [SWIMEffect]) {
         swim.delegate.expireQueries(now: now)
-        if swim.delegate.takeStaleLeave(now: now) { swim.requestSync(at: now) }
+        if now >= nextStaleLeaveCheck {
+            nextStaleLeaveCheck = now + .seconds(1)
+            if swim.delegate.takeStaleLeave(now: now) { swim.requestSync(at: now) }
+        }
         if let deadline = swim.delegate.coalesceDeadline, now >= deadline { swim.delegate.flushCoalesced() }
         if now >= nextReap {
             nextReap = now + config.reapInterval

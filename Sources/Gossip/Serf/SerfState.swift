@@ -36,6 +36,8 @@ package struct SerfState: SWIMDelegate, Sendable {
         var responses: Set<String> = []
         var keyOperation: SerfKeyOperation?
         var keyResult = SerfKeyOperationResult()
+        /// Set for our `_serf_conflict` query: the votes about who holds our name.
+        var conflict: SerfNameConflict?
     }
 
     package let config: SerfConfig
@@ -149,6 +151,8 @@ package struct SerfState: SWIMDelegate, Sendable {
         guard let coordinates else { return [] }
         return coordinates.coordinate.payload.ackPayload
     }
+
+    package var hasBroadcasts: Bool { !intentQueue.isEmpty || !queryQueue.isEmpty || !eventQueue.isEmpty }
 
     package mutating func broadcasts(overhead: Int, limit: Int) -> [[UInt8]] {
         let nodes = memberCount
@@ -325,7 +329,8 @@ package struct SerfState: SWIMDelegate, Sendable {
         if existing.name != localName {
             log(.warn, "Name conflict for '\(existing.name)' both \(existing.address) and \(other.address) are claiming")
         } else {
-            log(.error, "Node name conflicts with another node at \(other.address). Names must be unique!")
+            log(.error, "Node name conflicts with another node at \(other.address). Names must be unique! (Resolution enabled: \(config.enableNameConflictResolution))")
+            if config.enableNameConflictResolution { resolveNameConflict(with: other.address, now: now) }
         }
     }
 
@@ -430,10 +435,10 @@ package struct SerfState: SWIMDelegate, Sendable {
     /// memberlist leave, which a push/pull with anyone who saw it fixes.
     mutating func takeStaleLeave(now: Timestamp) -> Bool {
         let patience = config.broadcastTimeout * 2 + config.leavePropagateDelay + .seconds(2)
-        let stale = members.filter { _, record in
-            guard record.info.status == .leaving, let since = record.leavingSince else { return false }
-            return now.duration(since: since) > patience
-        }.map(\.key)
+        var stale: [String] = []
+        for (name, record) in members where record.info.status == .leaving {
+            if let since = record.leavingSince, now.duration(since: since) > patience { stale.append(name) }
+        }
         for name in stale { members[name]?.leavingSince = nil }
         return !stale.isEmpty
     }

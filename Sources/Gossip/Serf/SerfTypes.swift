@@ -33,6 +33,9 @@ package struct SerfConfig: Sendable {
     package var userQuiescentPeriod: Duration = .zero
     package var disableCoordinates = false
     package var vivaldi = VivaldiConfig()
+    /// When another address claims our name, ask the pool who holds it and quit in the minority
+    /// (serf `EnableNameConflictResolution`, on by default and in Consul).
+    package var enableNameConflictResolution = true
 
     package init(swim: SWIMConfig = .lan, tags: [String: String] = [:]) {
         self.swim = swim
@@ -231,4 +234,7 @@ package enum SerfEffect: Equatable, Sendable {
     case leaveFinished
     /// A force-leave's intent has been gossiped out (or, `timedOut`, not within `broadcastTimeout`).
     case forceLeaveFinished(ForceLeaveID, timedOut: Bool)
+    /// The pool voted on a name conflict about us. Unless `kept`, serf shuts down: the shell stops
+    /// gossiping (without a leave) and reports it.
+    case nameConflictResolved(SerfNameConflict)
 }
