@@ -68,6 +68,10 @@ final class LANPool: Sendable {
         configuration.advertiseAddress = advertise
         configuration.keyringFilePath = resolution.source == .none || config.disableKeyringFile
             ? nil : dataPath.map { $0 + "/" + GossipKeyringFile.lanPath }
+        // serf's snapshot: a restarted agent rejoins the members of its last run (after a graceful
+        // leave only with -rejoin / rejoin_after_leave).
+        configuration.snapshotPath = dataPath.map { $0 + "/serf/local.snapshot" }
+        configuration.rejoinAfterLeave = config.rejoinAfterLeave
         configuration.verifyIncoming = config.encryptVerifyIncoming
         configuration.verifyOutgoing = config.encryptVerifyOutgoing
 
@@ -75,14 +79,22 @@ final class LANPool: Sendable {
         let gossipLogger = RateLimitedLogger(
             minimumLevel: (AgentLogger.Level(config.logLevel) ?? .info).gossipLevel, clock: clock,
             sink: { level, text in logger.log(level.agentLevel, module, text) })
-        let node = GossipNode(configuration: configuration, group: group, clock: clock, logger: gossipLogger) { event in
-            // The gossip node logs the event itself ("serf: EventMemberJoin: n1 10.0.0.1").
-            if case .member = event { changed.yield() }
-        }
+        let node = GossipNode(
+            configuration: configuration, group: group, clock: clock, logger: gossipLogger,
+            onEvent: { event in
+                // The gossip node logs the event itself ("serf: EventMemberJoin: n1 10.0.0.1").
+                if case .member = event { changed.yield() }
+            },
+            onNameConflict: { conflict in
+                logger.error(module, "another node claims this node's name and the pool sided with it; gossip stopped (give this agent a unique -node name)", ["conflict": "\(conflict)"])
+            })
         do {
             try await node.start()
         } catch {
             throw Agent.StartFailure(description: "Failed to start LAN gossip on \(config.bindAddr):\(config.ports.serfLAN): \(error)")
+        }
+        if !node.previousMembers.isEmpty {
+            Task { await node.rejoinPrevious() }
         }
         let pool = LANPool(
             node: node, encrypted: resolution.keyring != nil, directory: directory, datacenter: config.datacenter, changes: changes,

@@ -184,4 +184,46 @@ final class LocalCluster: @unchecked Sendable {
         let peers = try AgentProcessHarness.cli(["operator", "raft", "list-peers"] + cluster.addr("r1"))
         #expect(peers.1.components(separatedBy: "\n").filter { $0.contains("127.0.0.8") }.count == 1, "list-peers:\n\(peers.1)")
     }
+
+    /// Seed 002: a server restarted with the same data dir rejoins the members it knew (serf's
+    /// snapshot) and catches up; after a graceful leave it stays out unless started with -rejoin.
+    @Test func restartedServersRejoinFromTheirSnapshot() throws {
+        let cluster = try LocalCluster()
+        let servers = ["j1": "127.0.0.91", "j2": "127.0.0.92", "j3": "127.0.0.93"]
+        let expect = ["-bootstrap-expect", "3"]
+        for (name, host) in servers.sorted(by: { $0.key < $1.key }) {
+            try cluster.start(name, host: host, server: true, extra: expect + ["-retry-join", "127.0.0.91", "-retry-interval", "200ms"])
+        }
+        let elected = AgentProcessHarness.eventually(30) { servers.keys.allSatisfy { cluster.leader(asking: $0) != nil } }
+        #expect(elected, "no leader:\n\(cluster.logs)")
+        guard elected, let leaderAddress = cluster.leader(asking: "j1"),
+              let leaderName = servers.first(where: { leaderAddress.hasPrefix($0.value + ":") })?.key
+        else { return }
+        let follower = servers.keys.sorted().first { $0 != leaderName }!
+        func aliveMembers(_ name: String) -> Int {
+            let members = (try? AgentProcessHarness.cli(["members"] + cluster.addr(name)).1) ?? ""
+            return members.components(separatedBy: "  alive  ").count - 1
+        }
+
+        // Crash and restart without any join address: the snapshot brings it back, and Raft catches it up.
+        cluster.kill9(follower)
+        #expect(try AgentProcessHarness.cli(["kv", "put"] + cluster.addr(leaderName) + ["rejoin/after-crash", "1"]).0 == 0)
+        try cluster.start(follower, host: servers[follower]!, server: true, extra: expect)
+        let rejoined = AgentProcessHarness.eventually(20) {
+            aliveMembers(follower) == 3 && cluster.get(follower, "/v1/kv/rejoin/after-crash?stale&raw")?.body == "1"
+        }
+        #expect(rejoined, "the restarted server should rejoin and catch up:\n\(cluster.nodes[follower]?.process?.log ?? "")")
+
+        // A graceful leave empties the snapshot's members: a plain restart stays alone...
+        #expect(try AgentProcessHarness.cli(["leave"] + cluster.addr(follower)).0 == 0)
+        #expect(AgentProcessHarness.eventually(10) { !(cluster.nodes[follower]?.process?.process.isRunning ?? false) })
+        try cluster.start(follower, host: servers[follower]!, server: true, extra: expect)
+        #expect(AgentProcessHarness.eventually(10) { aliveMembers(follower) == 1 })
+        Thread.sleep(forTimeInterval: 1)
+        #expect(aliveMembers(follower) == 1, "without -rejoin a server that left must not rejoin by itself")
+        // ...and with -rejoin it rejoins.
+        cluster.kill9(follower)
+        try cluster.start(follower, host: servers[follower]!, server: true, extra: expect + ["-rejoin"])
+        #expect(AgentProcessHarness.eventually(20) { aliveMembers(follower) == 3 }, "-rejoin:\n\(cluster.nodes[follower]?.process?.log ?? "")")
+    }
 }
