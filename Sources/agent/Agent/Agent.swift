@@ -102,7 +102,7 @@ final class Agent: Sendable {
                     id: me, directory: dataDir.raftDirectory, machine: machine, transport: transport, clock: clock,
                     random: SeededRandom(seed: Self.randomSeed()), options: options, bootstrap: bootstrap)
                 started.serverPort = try await ServerPortListener.start(
-                    host: config.bindAddressNeedsResolution ? "0.0.0.0" : config.bindAddr, port: config.ports.server, raft: transport,
+                    host: config.bindAddressNeedsResolution ? "0.0.0.0" : config.bindAddr, port: config.ports.server, raft: transport, rpc: nil,
                     group: group, logger: logger)
             } catch {
                 await started.stop()
