@@ -11,7 +11,9 @@ final class Agent: Sendable {
     let runtime: AgentRuntime
     let logger: AgentLogger
     private let parts: StartedParts
-    private let raftTransport: RaftTCPTransport?
+    /// Servers: Raft's transport. Raft answers travel on the answering server's own connection, so a
+    /// server learns where its peers are from outside Raft too (`updateAddresses`, fed by gossip).
+    let raftTransport: RaftTCPTransport?
     private let background: Task<Void, Never>
     /// A `-dev` agent keeps its Raft data here and removes it on shutdown (Consul's dev mode is in memory).
     private let temporaryDirectory: String?
@@ -102,14 +104,9 @@ final class Agent: Sendable {
                 raft = try RaftNode(
                     id: me, directory: dataDir.raftDirectory, machine: machine, transport: transport, clock: clock,
                     random: SeededRandom(seed: Self.randomSeed()), options: options, bootstrap: bootstrap)
-                started.serverPort = try await ServerPortListener.start(
-                    host: config.bindAddressNeedsResolution ? "0.0.0.0" : config.bindAddr, port: config.ports.server, raft: transport,
-                    group: group, logger: logger)
             } catch {
                 await started.stop()
-                throw StartFailure(description: raft == nil
-                    ? "Failed to start Raft in \(dataDir.raftDirectory): \(error)"
-                    : "Error starting the server port listener on \(rpcAddress): \(error)")
+                throw StartFailure(description: "Failed to start Raft in \(dataDir.raftDirectory): \(error)")
             }
         }
         let directory = ServerDirectory()
@@ -127,7 +124,23 @@ final class Agent: Sendable {
         let runtime = AgentRuntime(
             config: config, nodeName: nodeName, nodeID: nodeID, advertiseAddress: address, watch: watch,
             raft: raft, lan: lan, servers: directory, lockDelays: lockDelays, clock: clock)
-        let dispatcher = APIDispatcher(agent: runtime, seed: randomSeed())
+        // Requests this agent does not answer itself go to the leader (servers) or a server (clients).
+        let rpcPool = RPCClientPool(group: group)
+        started.rpcPool = rpcPool
+        let dispatcher = APIDispatcher(agent: runtime, seed: randomSeed(), relay: RPCRelay(runtime: runtime, pool: rpcPool))
+        if let raftTransport {
+            // The server port: Raft, and requests other agents forward here, answered by this
+            // agent's own request path.
+            let rpcServer = RPCServer { request, loop in dispatcher.handle(request, on: loop) }
+            do {
+                started.serverPort = try await ServerPortListener.start(
+                    host: config.bindAddressNeedsResolution ? "0.0.0.0" : config.bindAddr, port: config.ports.server, raft: raftTransport,
+                    rpc: rpcServer, group: group, logger: logger)
+            } catch {
+                await started.stop()
+                throw StartFailure(description: "Error starting the server port listener on \(address):\(config.ports.server): \(error)")
+            }
+        }
         if config.ports.http > 0 {
             for host in config.clientAddrs {
                 do {
@@ -187,12 +200,14 @@ final class Agent: Sendable {
         var dns: DNSServer?
         var serverPort: ServerPortListener?
         var lan: LANPool?
+        var rpcPool: RPCClientPool?
 
         init(group: MultiThreadedEventLoopGroup) {
             self.group = group
         }
 
         func stop() async {
+            await rpcPool?.shutdown()
             await lan?.stop()
             for server in http { await server.close() }
             await dns?.stop()

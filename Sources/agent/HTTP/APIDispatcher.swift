@@ -9,17 +9,31 @@ final class APIDispatcher: Sendable {
     let agent: AgentRuntime
     private let router: APIRouter
     private let jitter: Mutex<SeededRandom>
+    /// Carries requests the forwarder sends to the leader (or, from a client, to a server); nil:
+    /// such requests are answered with the error a lone agent would give.
+    private let relay: RPCRelay?
 
-    init(agent: AgentRuntime, seed: UInt64) {
+    init(agent: AgentRuntime, seed: UInt64, relay: RPCRelay? = nil) {
         self.agent = agent
         self.router = APIRouter(agent: agent)
         self.jitter = Mutex(SeededRandom(seed: seed))
+        self.relay = relay
     }
 
     func handle(_ request: APIRequest, on loop: any EventLoop) -> EventLoopFuture<APIResponse> {
         do {
             let route = try router.route(request)
             let options = try QueryOptions.parse(request, localDatacenter: agent.datacenter)
+            let answeredHere: Bool
+            switch route.action {
+            case .respond, .agentOperation: answeredHere = true
+            case .read, .write: answeredHere = route.answeredHere
+            }
+            // Only reads and writes of the shared state travel between agents; what an agent
+            // answers about itself is never forwarded, so a forwarded request cannot ask for it.
+            if answeredHere, request.forwardHops > 0 {
+                throw APIError.badRequest("\(request.path) is answered by each agent itself and is not forwarded")
+            }
             switch route.action {
             case .respond(let response):
                 _ = try agent.acl.authorize(token: options.token, route.resource, route.access)
@@ -30,15 +44,16 @@ final class APIDispatcher: Sendable {
             case .read, .write:
                 break
             }
-            let decision = try Forwarder.decide(
-                datacenter: options.datacenter, consistency: options.consistency, isWrite: route.isWrite, state: agent.forwardingState)
+            let decision = answeredHere
+                ? ForwardDecision.local
+                : try Forwarder.decide(datacenter: options.datacenter, consistency: options.consistency, isWrite: route.isWrite, state: agent.forwardingState)
             switch decision {
             case .local: break
             case .datacenter(let dc): throw APIError.unknownDatacenter(dc)
             case .leader:
-                throw agent.raft == nil
-                    ? APIError.noServers
-                    : APIError.notImplemented("this server is not the leader, and forwarding to the leader is not built yet; ask the leader or use ?stale")
+                // The ACL gate runs on the agent that answers, not here.
+                guard let relay else { throw agent.raft == nil ? APIError.noServers : APIError.noLeader }
+                return relay.forward(request, isWrite: route.isWrite, options: options, on: loop)
             }
             _ = try agent.acl.authorize(token: options.token, route.resource, route.access)
             switch route.action {

@@ -9,6 +9,8 @@ struct APIRequest: Sendable {
     var query: [String: String]
     var headers: [(name: String, value: String)]
     var body: [UInt8]
+    /// How many agents forwarded this request over RPC before it got here (0: it came over HTTP).
+    var forwardHops = 0
 
     func has(_ parameter: String) -> Bool { query[parameter] != nil }
 
@@ -111,6 +113,8 @@ enum APIError: Error, Sendable, Equatable {
     case notFound(String)
     case methodNotAllowed(String)
     case tooLarge(String)
+    /// Too much is already under way (RPC requests in flight): try again later.
+    case tooManyRequests(String)
     /// The cluster has no leader (Consul answers 500 "No cluster leader").
     case noLeader
     /// A client agent with no server to ask.
@@ -126,6 +130,7 @@ enum APIError: Error, Sendable, Equatable {
         case .notFound: return 404
         case .methodNotAllowed: return 405
         case .tooLarge: return 413
+        case .tooManyRequests: return 429
         case .notImplemented: return 501
         case .noLeader, .noServers, .unknownDatacenter, .internalError: return 500
         }
@@ -134,7 +139,7 @@ enum APIError: Error, Sendable, Equatable {
     var message: String {
         switch self {
         case .badRequest(let message), .forbidden(let message), .notFound(let message), .methodNotAllowed(let message),
-            .tooLarge(let message), .notImplemented(let message), .internalError(let message):
+            .tooLarge(let message), .tooManyRequests(let message), .notImplemented(let message), .internalError(let message):
             return message
         case .noLeader: return "No cluster leader"
         case .noServers: return "No known Consul servers"

@@ -17,9 +17,17 @@ struct APIRoute: Sendable {
     var isWrite: Bool
     var resource: ACLResource
     var access: ACLAccess
+    /// Answered from this agent's own state even where the forwarder would send a read elsewhere:
+    /// what an agent says about itself (`/v1/agent/services`) is never forwarded.
+    var answeredHere = false
 
     static func read(_ resource: ACLResource, tables: [StateTable], render: @escaping @Sendable (StateStore) throws(APIError) -> APIResponse) -> APIRoute {
         APIRoute(action: .read(tables: tables, render: render), isWrite: false, resource: resource, access: .read)
+    }
+
+    /// A read about this agent itself, from its own state store, with blocking-query support.
+    static func readHere(_ resource: ACLResource, tables: [StateTable], render: @escaping @Sendable (StateStore) throws(APIError) -> APIResponse) -> APIRoute {
+        APIRoute(action: .read(tables: tables, render: render), isWrite: false, resource: resource, access: .read, answeredHere: true)
     }
 
     static func write(_ resource: ACLResource, _ perform: @escaping @Sendable () async throws(APIError) -> APIResponse) -> APIRoute {

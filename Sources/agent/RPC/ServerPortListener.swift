@@ -4,9 +4,10 @@ import Raft
 import Synchronization
 
 /// The server port (8300): one TCP listener whose connections say what they carry in their first
-/// byte, as Consul's do. `0x01` (RPCRaft) is handed to the Raft transport; the agent RPC (`0x00`),
-/// TLS (`0x03`) and the multiplexed forms arrive with the forwarding and TLS work, and until then
-/// such connections are closed and counted rather than misread.
+/// byte, as Consul's do. `0x00` (RPCConsul) is agent RPC, served by `RPCServer` (forwarded API
+/// requests); `0x01` (RPCRaft) is handed to the Raft transport. TLS (`0x03`) and the multiplexed
+/// forms arrive with the TLS work; until then such connections are closed and counted rather than
+/// misread.
 final class ServerPortListener: Sendable {
     enum ConnectionKind: UInt8 {
         case consulRPC = 0x00
@@ -27,7 +28,12 @@ final class ServerPortListener: Sendable {
         self.refused = refused
     }
 
-    static func start(host: String, port: Int, raft: RaftTCPTransport, group: any EventLoopGroup, logger: AgentLogger) async throws -> ServerPortListener {
+    var port: Int? { channel.localAddress?.port }
+
+    /// `rpc` nil: agent-RPC connections are refused like any other unknown kind.
+    static func start(
+        host: String, port: Int, raft: RaftTCPTransport, rpc: RPCServer?, group: any EventLoopGroup, logger: AgentLogger
+    ) async throws -> ServerPortListener {
         let refusedCounter = RefusedCounter()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
@@ -35,7 +41,7 @@ final class ServerPortListener: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(FirstByteDemultiplexer(raft: raft, refused: refusedCounter, logger: logger))
+                    try channel.pipeline.syncOperations.addHandler(FirstByteDemultiplexer(raft: raft, rpc: rpc, refused: refusedCounter, logger: logger))
                 }
             }
             .bind(host: host, port: port).get()
@@ -58,11 +64,13 @@ private final class FirstByteDemultiplexer: ChannelInboundHandler, RemovableChan
     typealias InboundOut = ByteBuffer
 
     private let raft: RaftTCPTransport
+    private let rpc: RPCServer?
     private let refused: RefusedCounter
     private let logger: AgentLogger
 
-    init(raft: RaftTCPTransport, refused: RefusedCounter, logger: AgentLogger) {
+    init(raft: RaftTCPTransport, rpc: RPCServer?, refused: RefusedCounter, logger: AgentLogger) {
         self.raft = raft
+        self.rpc = rpc
         self.refused = refused
         self.logger = logger
     }
@@ -70,20 +78,28 @@ private final class FirstByteDemultiplexer: ChannelInboundHandler, RemovableChan
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
         guard let first = buffer.readInteger(as: UInt8.self) else { return }
+        let install: ((any Channel) throws -> Void)?
         switch ServerPortListener.ConnectionKind(rawValue: first) {
-        case .raft:
+        case .raft: install = raft.installInboundHandlers(on:)
+        case .consulRPC: install = rpc.map { rpc in rpc.installHandlers(on:) }
+        default: install = nil
+        }
+        if let install {
             do {
-                try raft.installInboundHandlers(on: context.channel)
+                try install(context.channel)
             } catch {
                 context.close(promise: nil)
                 return
             }
-            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            // The protocol's handlers sit after this one: hand them what came with the first byte
+            // (a client writes it and its first frames at once) before stepping aside — once
+            // removed, this context no longer reaches them.
             if buffer.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(buffer)) }
-        default:
-            refused.count.add(1, ordering: .relaxed)
-            logger.debug("agent.server.rpc", "closing a server-port connection of a kind this build does not serve", ["first-byte": String(first)])
-            context.close(promise: nil)
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            return
         }
+        refused.count.add(1, ordering: .relaxed)
+        logger.debug("agent.server.rpc", "closing a server-port connection of a kind this build does not serve", ["first-byte": String(first)])
+        context.close(promise: nil)
     }
 }

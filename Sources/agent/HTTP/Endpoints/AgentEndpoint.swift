@@ -21,7 +21,7 @@ struct AgentEndpoint {
         case "services":
             try APIRouter.requireMethod(request, "GET")
             let node = agent.nodeName
-            return .read(.filteredList, tables: [.services]) { store throws(APIError) in
+            return .readHere(.filteredList, tables: [.services]) { store throws(APIError) in
                 .json { writer in
                     writer.object { w in
                         for service in store.services(onNode: node) {
@@ -33,7 +33,7 @@ struct AgentEndpoint {
         case "checks":
             try APIRouter.requireMethod(request, "GET")
             let node = agent.nodeName
-            return .read(.filteredList, tables: [.checks]) { store throws(APIError) in
+            return .readHere(.filteredList, tables: [.checks]) { store throws(APIError) in
                 .json { writer in
                     writer.object { w in
                         for check in store.checks(onNode: node) { w.field(dynamic: check.id) { CatalogJSON.check(check, into: &$0) } }

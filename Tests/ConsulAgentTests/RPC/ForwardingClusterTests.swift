@@ -1,0 +1,147 @@
+@testable import ConsulAgent
+import Foundation
+import Raft
+import Testing
+
+/// Three real agents in this process, each with its own loopback address, data dir, HTTP and
+/// server port: server A (bootstraps, leads), server B (added to the Raft configuration by the
+/// leader, as leader duties will do when gossip reports it), client C (told about B through
+/// `ServerDirectory`, as gossip will). Requests go over real HTTP and real agent RPC: C → B → A.
+///
+/// Gossip is not part of this build yet, so the two seams gossip will drive are driven here
+/// directly; nothing else is faked.
+@Suite(.serialized) struct ForwardingClusterTests {
+    static let httpPort = 18_500
+    static let serverPort = 18_300
+    static let hosts = ["127.0.0.171", "127.0.0.172", "127.0.0.173"]
+
+    static func config(node: String, host: String, server: Bool, bootstrap: Bool, dataDir: String) -> AgentConfig {
+        var config = AgentConfig.defaults(dev: false)
+        config.nodeName = node
+        config.server = server
+        config.bootstrap = bootstrap
+        config.bindAddr = host
+        config.clientAddrs = [host]
+        config.dataDir = dataDir
+        config.ports.http = httpPort
+        config.ports.server = serverPort
+        config.ports.dns = 0
+        config.ports.serfLAN = 18_301
+        config.ports.serfWAN = 18_302
+        return config
+    }
+
+    /// One HTTP/1.0 request, on a thread of its own (the socket calls block).
+    static func http(_ method: String, _ host: String, _ path: String, body: String = "") async throws -> (status: Int, headers: [String: String], body: String) {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(with: Result {
+                    try AgentProcessHarness.http(method, host: host, port: httpPort, path: path, body: Array(body.utf8))
+                })
+            }.start()
+        }
+    }
+
+    static func eventuallyAnswers(_ expected: String, _ host: String, _ path: String) async throws -> Bool {
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if try await http("GET", host, path).body == expected { return true }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+
+    @Test func requestsTravelFromAClientThroughAFollowerToTheLeader() async throws {
+        let root = NSTemporaryDirectory() + "consul-forwarding-" + UUID().uuidString.lowercased()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let logger = LoopbackRPCServer.quietLogger
+        let (hostA, hostB, hostC) = (Self.hosts[0], Self.hosts[1], Self.hosts[2])
+
+        let a = try await Agent.start(config: Self.config(node: "fwd-a", host: hostA, server: true, bootstrap: true, dataDir: root + "/a"), logger: logger)
+        var b: Agent?
+        var c: Agent?
+        // An agent is shut down once: its event loops are gone afterwards.
+        var leaderRunning = true
+        do {
+            #expect(await eventually(15) { a.runtime.clusterView.isLeader }, "A elects itself")
+            let serverB = try await Agent.start(config: Self.config(node: "fwd-b", host: hostB, server: true, bootstrap: false, dataDir: root + "/b"), logger: logger)
+            b = serverB
+            let addressB = "\(hostB):\(Self.serverPort)"
+            // What gossip will do: B learns where A's server port is; the leader adds B to Raft.
+            serverB.raftTransport?.updateAddresses([ServerID(a.runtime.nodeID): "\(hostA):\(Self.serverPort)"])
+            let raftA = a.runtime.raft!
+            let idB = ServerID(serverB.runtime.nodeID)
+            // Not awaited here: should B never catch up, the test fails below instead of hanging.
+            let added = Task { try await raftA.changeMembership(.addVoter(idB, address: addressB)) }
+            let follows = await eventually(15) {
+                serverB.runtime.clusterView.leaderID?.rawValue == a.runtime.nodeID && a.runtime.clusterView.configuration.voters.contains(idB)
+            }
+            guard follows else { throw HarnessError("B did not join A's Raft configuration") }
+            try await added.value
+
+            let client = try await Agent.start(config: Self.config(node: "fwd-c", host: hostC, server: false, bootstrap: false, dataDir: root + "/c"), logger: logger)
+            c = client
+            // No server known yet: Consul's answer.
+            let none = try await Self.http("GET", hostC, "/v1/kv/fwd/one")
+            #expect(none.status == 500 && none.body == "No known Consul servers")
+            client.runtime.servers.replace(with: [KnownServer(name: "fwd-b", id: serverB.runtime.nodeID, datacenter: "dc1", rpcAddress: addressB)])
+
+            // A follower forwards writes and default reads to the leader.
+            let put = try await Self.http("PUT", hostB, "/v1/kv/fwd/one", body: "v1")
+            #expect(put.status == 200 && put.body == "true", "\(put)")
+            let get = try await Self.http("GET", hostB, "/v1/kv/fwd/one?raw")
+            #expect(get.status == 200 && get.body == "v1", "\(get)")
+            #expect(get.headers["x-consul-knownleader"] == "true")
+            #expect(Int(get.headers["x-consul-index"] ?? "") ?? 0 > 0)
+            let consistent = try await Self.http("GET", hostB, "/v1/kv/fwd/one?raw&consistent")
+            #expect(consistent.body == "v1")
+
+            // A client goes to a server, which answers ?stale itself and forwards the rest.
+            let clientPut = try await Self.http("PUT", hostC, "/v1/kv/fwd/two", body: "c1")
+            #expect(clientPut.status == 200 && clientPut.body == "true", "\(clientPut)")
+            let clientGet = try await Self.http("GET", hostC, "/v1/kv/fwd/two")
+            #expect(clientGet.status == 200 && clientGet.body.contains("\"Key\":\"fwd/two\""), "\(clientGet)")
+            let index = Int(clientGet.headers["x-consul-index"] ?? "") ?? 0
+            #expect(index > 0)
+            // ?stale is answered by B from what it has applied, which may trail the leader a little.
+            #expect(try await Self.eventuallyAnswers("c1", hostC, "/v1/kv/fwd/two?raw&stale"))
+            // An agent's own services are its own: B is not asked for A's (the leader's) answer.
+            #expect(try await Self.http("GET", hostA, "/v1/agent/services").body.contains("\"consul\""))
+            #expect(try await Self.http("GET", hostB, "/v1/agent/services").body == "{}")
+            let catalog = try await Self.http("GET", hostC, "/v1/catalog/nodes")
+            #expect(catalog.body.contains("\"Node\":\"fwd-a\""))
+
+            // A blocking query forwarded from the client waits on the leader without holding back
+            // other requests, and returns when the key changes.
+            async let blocked = Self.http("GET", hostC, "/v1/kv/fwd/two?raw&index=\(index)&wait=30s")
+            try await Task.sleep(for: .milliseconds(300))
+            let started = Date()
+            #expect(try await Self.http("GET", hostC, "/v1/kv/fwd/one?raw").body == "v1")
+            #expect(Date().timeIntervalSince(started) < 3)
+            #expect(try await Self.http("PUT", hostC, "/v1/kv/fwd/two", body: "c2").body == "true")
+            let woken = try await blocked
+            #expect(woken.body == "c2", "\(woken)")
+            #expect(Int(woken.headers["x-consul-index"] ?? "") ?? 0 > index)
+
+            // The leader goes: B still answers ?stale (once it applied the last write: a follower
+            // learns of a commit with the leader's next message); what needs the leader fails clearly.
+            let applied = await eventually(10) {
+                serverB.runtime.watch.current.index(of: [.kv]) >= UInt64(Int(woken.headers["x-consul-index"] ?? "") ?? 0)
+            }
+            #expect(applied)
+            await a.shutdown()
+            leaderRunning = false
+            let stale = try await Self.http("GET", hostB, "/v1/kv/fwd/two?raw&stale")
+            #expect(stale.status == 200 && stale.body == "c2", "\(stale)")
+            #expect(try await Self.http("GET", hostC, "/v1/kv/fwd/two?raw&stale").body == "c2")
+            let lost = try await Self.http("PUT", hostC, "/v1/kv/fwd/three", body: "x")
+            #expect(lost.status == 500, "\(lost)")
+            #expect(lost.body == "No cluster leader" || lost.body.hasPrefix("rpc error making call to the leader at \(hostA):\(Self.serverPort)"), "\(lost)")
+        } catch {
+            Issue.record("\(error)")
+        }
+        await c?.shutdown()
+        await b?.shutdown()
+        if leaderRunning { await a.shutdown() }
+    }
+}
