@@ -172,7 +172,9 @@ final class Agent: Sendable {
         }
 
         await raft?.start()
-        let duties = LeaderDuties(runtime: runtime, logger: logger, transport: raftTransport, lan: lan)
+        let duties = LeaderDuties(runtime: runtime, logger: logger, transport: raftTransport, lan: lan) { server in
+            await Self.raftPeers(of: server, pool: rpcPool, group: group)
+        }
         let retryJoin = RetryJoin(lan: lan, config: config, logger: logger)
         let peerInbound: (RaftNode<ConsulStateMachine>, RaftTCPTransport)? = raft.flatMap { node in raftTransport.map { (node, $0) } }
         let background = Task {
@@ -243,6 +245,17 @@ final class Agent: Sendable {
         } catch {
             logger.warn("agent.server", "failed to remove ourself from the Raft configuration", ["error": "\(error)"])
         }
+    }
+
+    /// `/v1/status/peers` of another server, over agent RPC; nil if it does not answer.
+    private static func raftPeers(of server: KnownServer, pool: RPCClientPool, group: any EventLoopGroup) async -> [String]? {
+        let request = APIRequest(method: "GET", path: "/v1/status/peers", query: [:], headers: [], body: [])
+        // Hops 0: a question addressed to that server itself, not a client's request moving on.
+        guard let response = try? await pool.call(RPCRequestFrame(request, hops: 0), to: server.rpcAddress, timeout: .seconds(2), on: group.next()).get(),
+              response.status == 200,
+              let peers = try? JSONConfigParser.parseValue(bytes: response.body, file: "status/peers answer").arrayValue
+        else { return nil }
+        return peers.compactMap { $0.stringValue }
     }
 
     static func randomSeed() -> UInt64 {

@@ -16,6 +16,9 @@ struct LeaderDuties: Sendable {
     /// Told about configuration changes, so it knows where every server is.
     let transport: RaftTCPTransport?
     let lan: LANPool?
+    /// Asks another server for its Raft peers (`/v1/status/peers` over agent RPC); nil when it
+    /// cannot be asked. `-bootstrap-expect` never bootstraps while any server already has peers.
+    let peersOf: @Sendable (KnownServer) async -> [String]?
 
     func run() async {
         guard let raft = runtime.raft else { return }
@@ -26,6 +29,8 @@ struct LeaderDuties: Sendable {
         var reconciledGeneration: UInt64 = 0
         var lastReconcile: Timestamp?
         var bootstrapGeneration: UInt64 = 0
+        var lastBootstrapAttempt: Timestamp?
+        var addressesGeneration: UInt64 = 0
         while !Task.isCancelled {
             let status = await raft.status()
             var view = runtime.clusterView
@@ -60,9 +65,19 @@ struct LeaderDuties: Sendable {
                     logger.warn("agent.leader", "failed to register this node in the catalog", ["error": error.message])
                 }
             }
+            // Raft reaches servers at the addresses gossip reports too, as Consul's transport
+            // does: a server added by the leader must answer it before it has any configuration.
+            if let lan, lan.generation != addressesGeneration {
+                addressesGeneration = lan.generation
+                transport?.updateAddresses(Dictionary(runtime.servers.current.map { (ServerID($0.id), $0.rpcAddress) }) { first, _ in first })
+            }
+            // Tried when membership changes, and again every second (a server that could not be
+            // asked for its peers may answer now).
             if let lan, runtime.config.bootstrapExpect > 1, status.lastIndex == 0, status.snapshotIndex == 0,
-               lan.generation != bootstrapGeneration {
+               lan.generation != bootstrapGeneration
+                || lastBootstrapAttempt.map({ runtime.clock.now().duration(since: $0) >= Self.reconcileInterval }) ?? false {
                 bootstrapGeneration = lan.generation
+                lastBootstrapAttempt = runtime.clock.now()
                 await bootstrapIfExpected(raft, lan: lan)
             }
             if isLeader, let lan, reconciledTerm == status.term {
@@ -100,6 +115,18 @@ struct LeaderDuties: Sendable {
         case .refuse(let reason):
             logger.error("agent.server", reason)
         case .bootstrap(let configuration):
+            // Consul's last check: a server that already has peers means a cluster exists, and
+            // this server must wait to be added to it rather than start another one.
+            for server in runtime.servers.current where server.id != runtime.nodeID {
+                guard let peers = await peersOf(server) else {
+                    logger.info("agent.server", "cannot ask a server for its Raft peers yet; will retry bootstrap", ["server": server.name])
+                    return
+                }
+                if !peers.isEmpty {
+                    logger.info("agent.server", "Existing Raft peers reported by server, disabling bootstrap mode", ["server": server.name])
+                    return
+                }
+            }
             let names = configuration.servers.map { "\($0.id.rawValue) (\($0.address))" }.joined(separator: ", ")
             if await raft.bootstrap(configuration) {
                 logger.info("agent.server", "found expected number of peers, attempting bootstrap", ["peers": names])

@@ -243,4 +243,29 @@ final class LocalCluster: @unchecked Sendable {
         try cluster.start(follower, host: servers[follower]!, server: true, extra: expect + ["-rejoin"])
         #expect(AgentProcessHarness.eventually(20) { aliveMembers(follower) == 3 }, "-rejoin:\n\(cluster.nodes[follower]?.process?.log ?? "")")
     }
+
+    /// Issue 5: 3 servers, then 2 more started later (also with -bootstrap-expect 3, as operators
+    /// copy their flags): they ask the others for Raft peers and do not start a cluster of their
+    /// own; the leader adds them as non-voters and autopilot promotes them: 5 voters.
+    @Test func lateServersJoinAsNonVotersAndAutopilotPromotesThem() throws {
+        let cluster = try LocalCluster()
+        let hosts = ["a1": "127.0.0.111", "a2": "127.0.0.112", "a3": "127.0.0.113", "a4": "127.0.0.114", "a5": "127.0.0.115"]
+        let flags = ["-bootstrap-expect", "3", "-retry-join", "127.0.0.111", "-retry-interval", "200ms",
+                     "-hcl", "autopilot { server_stabilization_time = \"2s\" }"]
+        for name in ["a1", "a2", "a3"] { try cluster.start(name, host: hosts[name]!, server: true, extra: flags) }
+        let elected = AgentProcessHarness.eventually(30) { ["a1", "a2", "a3"].allSatisfy { cluster.leader(asking: $0) != nil } }
+        #expect(elected, "no leader:\n\(cluster.logs)")
+        guard elected else { return }
+        for name in ["a4", "a5"] { try cluster.start(name, host: hosts[name]!, server: true, extra: flags) }
+        func voters() -> Int {
+            let peers = (try? AgentProcessHarness.cli(["operator", "raft", "list-peers"] + cluster.addr("a4")).1) ?? ""
+            return peers.components(separatedBy: "\n").filter { $0.contains(" true ") }.count
+        }
+        let promoted = AgentProcessHarness.eventually(30) { voters() == 5 }
+        #expect(promoted, "list-peers:\n\((try? AgentProcessHarness.cli(["operator", "raft", "list-peers"] + cluster.addr("a1")).1) ?? "")\n\(cluster.logs)")
+        #expect(cluster.nodes["a4"]?.process?.log.contains("Existing Raft peers reported by server, disabling bootstrap mode") == true
+            || cluster.nodes["a5"]?.process?.log.contains("Existing Raft peers reported by server, disabling bootstrap mode") == true)
+        let health = cluster.get("a1", "/v1/operator/autopilot/health")
+        #expect(health?.status == 200 && health?.body.contains("\"FailureTolerance\":2") == true, "autopilot health: \(health?.body ?? "")")
+    }
 }
