@@ -45,7 +45,7 @@ let package = Package(
         .target(
             name: "ConsulAgent",
             dependencies: [
-                "ConsulCore", "ConsulCrypto", "Raft",
+                "ConsulCore", "ConsulCrypto", "Raft", "Gossip",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -70,7 +70,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        .testTarget(name: "ConsulAgentTests", dependencies: ["ConsulAgent"]),
+        .testTarget(name: "ConsulAgentTests", dependencies: ["ConsulAgent", "ConsulCore", "Raft", "Gossip"]),
 
         // Gossip: memberlist/serf wire codec, SWIM core and serf layer (pure), NIO shell.
         .target(

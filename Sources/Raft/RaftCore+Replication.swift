@@ -19,6 +19,8 @@ package struct Progress: Sendable {
     var inflight: [(last: LogIndex, sentAt: Timestamp)] = []
     /// Heard from since the last check-quorum round.
     var recentActive = false
+    /// When the follower last answered (autopilot's server health: last contact).
+    package internal(set) var lastContact: Timestamp?
     /// Highest ReadIndex round this follower acknowledged in the current term.
     var ackedRound: UInt64 = 0
     var snapshotIndex: LogIndex = 0
@@ -230,6 +232,7 @@ extension RaftCore {
     mutating func handleAppendResponse(_ message: Message, _ response: AppendResponse) {
         guard isLeader, var progress = leadership?.progress[message.from] else { return }
         progress.recentActive = true
+        progress.lastContact = now
         progress.ackedRound = max(progress.ackedRound, response.readRound)
         if response.success {
             // A follower cannot match beyond what we have; a claim that it does is bogus.
@@ -265,6 +268,7 @@ extension RaftCore {
     mutating func handleHeartbeatResponse(_ message: Message, round: UInt64) {
         guard isLeader, var progress = leadership?.progress[message.from] else { return }
         progress.recentActive = true
+        progress.lastContact = now
         progress.ackedRound = max(progress.ackedRound, round)
         leadership!.progress[message.from] = progress
         confirmReads()
@@ -276,6 +280,7 @@ extension RaftCore {
     mutating func handleInstallSnapshotResponse(_ message: Message, _ response: InstallSnapshotResponse) {
         guard isLeader, var progress = leadership?.progress[message.from] else { return }
         progress.recentActive = true
+        progress.lastContact = now
         if response.done {
             let covered = min(response.snapshotIndex, log.lastIndex)
             // Only a snapshot we (or an earlier leader of this log) made can be acknowledged; its

@@ -147,6 +147,8 @@ package struct RaftCore: Sendable {
             persisted(position)
         case .snapshotTaken(let index, let data):
             snapshotTaken(index: index, data: data)
+        case .bootstrap(let configuration):
+            bootstrap(configuration)
         }
         checkTimers()
         if isLeader { flushReads() }
@@ -271,6 +273,18 @@ package struct RaftCore: Sendable {
         guard position.index > stableIndex, log.term(at: position.index) == position.term else { return }
         stableIndex = min(position.index, log.lastIndex)
         if isLeader { leaderMaybeCommit() }
+    }
+
+    /// Every server bootstrapping the same configuration writes the same entry (index 1, term 1,
+    /// as `RecoveredState.bootstrap`), so their logs agree whoever is elected first.
+    mutating func bootstrap(_ configuration: ClusterConfiguration) {
+        guard log.lastIndex == 0, log.snapshotIndex == 0, !configuration.servers.isEmpty else { return }
+        if term < 1 {
+            term = 1
+            votedFor = nil
+        }
+        appendToLog([LogEntry(index: 1, term: 1, payload: .configuration(configuration))])
+        resetElectionTimer()
     }
 
     mutating func snapshotTaken(index: LogIndex, data: [UInt8]) {

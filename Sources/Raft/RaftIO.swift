@@ -63,6 +63,10 @@ package enum RaftInput: Sendable {
     /// The state machine wrote a snapshot covering everything up to `index` (which it has applied);
     /// the core may compact its log and will send this snapshot to followers that fell behind.
     case snapshotTaken(index: LogIndex, data: [UInt8])
+    /// hashicorp/raft's BootstrapCluster on a running server (Consul's `-bootstrap-expect`, once the
+    /// expected servers are seen): the first log entry becomes this configuration. Ignored by a
+    /// server that already has a log or snapshot, so a cluster that exists is never re-bootstrapped.
+    case bootstrap(ClusterConfiguration)
 }
 
 /// What must reach the disk before the batch's messages leave and its entries are applied.

@@ -34,4 +34,19 @@ extension RaftNode {
             "term": "\(core.term)",
         ]
     }
+
+    /// What the leader knows of each follower (autopilot's server health); empty on followers.
+    package struct FollowerHealth: Sendable, Equatable {
+        package var matchIndex: LogIndex
+        /// Time since the follower last answered; nil if it never has this term.
+        package var sinceContact: Duration?
+    }
+
+    package func followerHealth() -> [ServerID: FollowerHealth] {
+        guard let leadership = core.leadership else { return [:] }
+        let now = clock.now()
+        return leadership.progress.mapValues { progress in
+            FollowerHealth(matchIndex: progress.match, sinceContact: progress.lastContact.map { now.duration(since: $0) })
+        }
+    }
 }

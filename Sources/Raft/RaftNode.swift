@@ -272,6 +272,14 @@ package actor RaftNode<Machine: RaftStateMachine> {
         _ = try await submitAndApply { .changeMembership($0, change) }
     }
 
+    /// Writes `configuration` as the first log entry of a server that has none yet; false when
+    /// this server already has a log (a cluster exists: it waits to be added instead).
+    package func bootstrap(_ configuration: ClusterConfiguration) -> Bool {
+        guard !stopped, core.log.lastIndex == 0, core.log.snapshotIndex == 0 else { return false }
+        step(.bootstrap(configuration))
+        return core.log.lastIndex > 0
+    }
+
     package func transferLeadership(to target: ServerID?) async throws(RaftNodeError) {
         _ = try await submit { .transferLeadership($0, target: target) }
     }

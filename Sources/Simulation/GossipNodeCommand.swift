@@ -141,14 +141,16 @@ package enum GossipNodeCommand {
             default:
                 break
             }
-            switch input.nextLine(timeoutMilliseconds: 200) {
+            // Blocks until input or a signal (whose handler writes to the wake-up pipe): an idle
+            // runner must not add wake-ups of its own to the node it hosts.
+            switch input.nextLine(wakeFD: Signals.wakeReadFD.load(ordering: .relaxed)) {
             case .line(let line):
                 if execute(line, on: node) == .stop { return 0 }
             case .eof where parsed.exitOnEOF:
                 blocking { await node.shutdown() }
                 return 0
             case .eof:
-                usleep(50_000)
+                break  // nextLine waited for a signal
             case .none:
                 break
             }
@@ -243,14 +245,28 @@ package enum GossipNodeCommand {
 
     private enum Signals {
         static let received = Atomic<Int32>(0)
+        /// The self-pipe: a signal handler writes a byte, which ends the main thread's poll.
+        static let wakeReadFD = Atomic<Int32>(-1)
+        static let wakeWriteFD = Atomic<Int32>(-1)
     }
 
     private static func installSignalHandlers() {
-        signal(SIGINT) { Signals.received.store($0, ordering: .relaxed) }
-        signal(SIGTERM) { Signals.received.store($0, ordering: .relaxed) }
+        var fds: [Int32] = [-1, -1]
+        if pipe(&fds) == 0 {
+            _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)
+            Signals.wakeReadFD.store(fds[0], ordering: .relaxed)
+            Signals.wakeWriteFD.store(fds[1], ordering: .relaxed)
+        }
+        let handler: @convention(c) (Int32) -> Void = { signal in
+            Signals.received.store(signal, ordering: .relaxed)
+            var byte: UInt8 = 1
+            _ = write(Signals.wakeWriteFD.load(ordering: .relaxed), &byte, 1)
+        }
+        signal(SIGINT, handler)
+        signal(SIGTERM, handler)
     }
 
-    /// Lines from a file descriptor without blocking longer than a poll interval.
+    /// Lines from a file descriptor, waiting until one arrives or `wakeFD` becomes readable.
     private struct LineReader {
         enum Read { case line(String), eof, none }
 
@@ -260,11 +276,18 @@ package enum GossipNodeCommand {
 
         init(fd: Int32) { self.fd = fd }
 
-        mutating func nextLine(timeoutMilliseconds: Int32) -> Read {
+        mutating func nextLine(wakeFD: Int32) -> Read {
             if let line = takeLine() { return .line(line) }
-            if closed { return .eof }
-            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&descriptor, 1, timeoutMilliseconds) > 0 else { return .none }
+            if closed {
+                // Nothing more will come in: wait for a signal only.
+                var wake = pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)
+                if wakeFD >= 0 { _ = poll(&wake, 1, -1) } else { usleep(200_000) }
+                return .eof
+            }
+            // Without a wake-up pipe, fall back to checking for signals every 200 ms.
+            var descriptors = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
+            guard poll(&descriptors, wakeFD >= 0 ? 2 : 1, wakeFD >= 0 ? -1 : 200) > 0 else { return .none }
+            guard descriptors[0].revents != 0 else { return .none }
             var chunk = [UInt8](repeating: 0, count: 4096)
             let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count <= 0 {

@@ -496,7 +496,7 @@ package final class GossipSimulation {
                 trace("\(nodes[index].name) leave finished; shutting down")
                 nodes[index].core = nil
                 nodes[index].generation += 1
-            case .queryAck, .queryResponse, .queryFinished, .keyringChanged, .keyOperationFinished:
+            case .queryAck, .queryResponse, .queryFinished, .keyringChanged, .keyOperationFinished, .forceLeaveFinished, .nameConflictResolved:
                 break
             }
         }

@@ -80,6 +80,133 @@ func status(_ node: GossipNode, sees name: String) -> SerfMemberStatus? { node.m
         await nodes[0].shutdown()
     }
 
+    @Test func forceLeaveMovesAKilledNodeToLeftEverywhere() async throws {
+        let recorder = TestRecorder()
+        let names = ["a", "b", "c", "d"]
+        let nodes = names.map { makeNode($0, recorder: recorder) }
+        for node in nodes { try await node.start() }
+        for node in nodes.dropFirst() { try await node.join([nodes[0].address!]) }
+        #expect(await eventually { nodes.allSatisfy { node in names.allSatisfy { status(node, sees: $0) == .alive } } })
+
+        await #expect(throws: GossipNodeError.serf(.unknownMember("ghost"))) { try await nodes[0].forceLeave("ghost", prune: false) }
+        #expect(GossipNodeError.serf(.unknownMember("ghost")).description == "agent: No node found with name 'ghost'")
+
+        // d is killed; once the others see it failed, a forces it out.
+        await nodes[3].shutdown()
+        let survivors = Array(nodes.prefix(3))
+        #expect(await eventually { survivors.allSatisfy { status($0, sees: "d") == .failed } })
+        try await nodes[0].forceLeave("d", prune: false)
+        #expect(await eventually { survivors.allSatisfy { status($0, sees: "d") == .left } })
+        #expect(await eventually {
+            recorder.events(of: "b").contains { if case .member(let event) = $0 { event.kind == .leave && event.member.name == "d" } else { false } }
+        })
+
+        // With prune, every survivor forgets it.
+        try await nodes[1].forceLeave("d", prune: true)
+        #expect(await eventually { survivors.allSatisfy { $0.members.map(\.name) == ["a", "b", "c"] } })
+        for node in survivors { await node.shutdown() }
+        await #expect(throws: GossipNodeError.notRunning) { try await nodes[0].forceLeave("b", prune: false) }
+    }
+
+    @Test func restartedNodeRejoinsFromItsSnapshotAlone() async throws {
+        var template = Array("/tmp/gossip-rejoin-XXXXXX".utf8CString)
+        let directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+        let path = directory + "/" + GossipSnapshotFile.lanPath
+        defer {
+            for file in [path, path + ".compact"] { unlink(file) }
+            rmdir(directory + "/serf")
+            rmdir(directory)
+        }
+        let recorder = TestRecorder()
+        func snapshotNode(port: UInt16, rejoinAfterLeave: Bool = false) -> GossipNode {
+            var configuration = GossipNodeConfiguration(name: "c", bindAddress: GossipAddress(ip: [127, 0, 0, 1], port: port))
+            configuration.snapshotPath = path
+            configuration.rejoinAfterLeave = rejoinAfterLeave
+            let clock = SystemMonotonicClock()
+            let logger = RateLimitedLogger(minimumLevel: .debug, burst: 1000, clock: clock, sink: recorder.sink("c"))
+            return GossipNode(configuration: configuration, clock: clock, logger: logger, onEvent: recorder.handler("c"))
+        }
+        let a = makeNode("a", recorder: recorder)
+        let b = makeNode("b", recorder: recorder)
+        try await a.start()
+        try await b.start()
+        try await b.join([a.address!])
+        let first = snapshotNode(port: 0)
+        try await first.start()
+        #expect(first.previousMembers.isEmpty)
+        try await first.join([a.address!])
+        #expect(await eventually { ["a", "b", "c"].allSatisfy { status(first, sees: $0) == .alive } })
+        let port = first.address!.port
+
+        // Killed, restarted on its port with nothing but the snapshot: it finds the pool again.
+        await first.shutdown()
+        let second = snapshotNode(port: port)
+        try await second.start()
+        #expect(Set(second.previousMembers) == [a.address!, b.address!])
+        #expect(await second.rejoinPrevious() == 1)
+        #expect(await eventually {
+            ["a", "b", "c"].allSatisfy { status(second, sees: $0) == .alive } && status(a, sees: "c") == .alive && status(b, sees: "c") == .alive
+        })
+        #expect(recorder.log.contains { $0.hasPrefix("c ") && $0.contains("Re-joined to previously known node") })
+
+        // After a graceful leave it does not rejoin on its own...
+        await second.leave()
+        await second.shutdown()
+        #expect(await eventually { status(a, sees: "c") == .left })
+        let third = snapshotNode(port: port)
+        try await third.start()
+        #expect(third.previousMembers.isEmpty)
+        #expect(await third.rejoinPrevious() == 0)
+        await third.shutdown()
+        // ...unless told to rejoin after a leave (Consul -rejoin), which still finds the members
+        // recorded before the leave.
+        let fourth = snapshotNode(port: port, rejoinAfterLeave: true)
+        try await fourth.start()
+        #expect(Set(fourth.previousMembers) == [a.address!, b.address!])
+        #expect(await fourth.rejoinPrevious() == 1)
+        #expect(await eventually { status(a, sees: "c") == .alive && status(fourth, sees: "b") == .alive })
+        for node in [fourth, a, b] { await node.shutdown() }
+    }
+
+    @Test func impostorOfATakenNameLosesTheVoteAndStops() async throws {
+        let recorder = TestRecorder()
+        let nodes = ["a", "b", "c"].map { makeNode($0, recorder: recorder) }
+        for node in nodes { try await node.start() }
+        for node in nodes.dropFirst() { try await node.join([nodes[0].address!]) }
+        #expect(await eventually { nodes.allSatisfy { node in ["a", "b", "c"].allSatisfy { status(node, sees: $0) == .alive } } })
+        let original = nodes[1].address!
+
+        let reported = Mutex<[SerfNameConflict]>([])
+        var configuration = GossipNodeConfiguration(name: "b", bindAddress: GossipAddress(ip: [127, 0, 0, 1], port: 0))
+        configuration.serf = SerfConfig(swim: .lan)
+        let clock = SystemMonotonicClock()
+        let impostor = GossipNode(
+            configuration: configuration, clock: clock,
+            logger: RateLimitedLogger(minimumLevel: .debug, burst: 1000, clock: clock, sink: recorder.sink("impostor")),
+            onNameConflict: { vote in reported.withLock { $0.append(vote) } })
+        try await impostor.start()
+        _ = try? await impostor.join([nodes[0].address!])
+        #expect(await eventually { impostor.lostNameConflict != nil })
+        #expect(reported.withLock { $0.count } == 1)
+        #expect(impostor.lostNameConflict?.otherAddress == original)
+        #expect(impostor.lostNameConflict?.matching == 0)
+        // Its gossip is shut down; the pool still knows b at its own address.
+        #expect(await eventually {
+            do throws(GossipNodeError) {
+                try impostor.userEvent(name: "x", payload: [])
+                return false
+            } catch {
+                return error == .notRunning
+            }
+        })
+        for node in nodes {
+            #expect(node.member("b")?.address == original)
+            #expect(node.lostNameConflict == nil)
+        }
+        #expect(recorder.log.contains { $0.hasPrefix("impostor ") && $0.contains("minority in name conflict resolution, quitting") })
+        for node in nodes { await node.shutdown() }
+    }
+
     @Test func userEventsAndQueriesTravelEncrypted() async throws {
         let recorder = TestRecorder()
         let keyring = Keyring(primary: GossipKey.generate())

@@ -22,6 +22,7 @@ struct RecordingDelegate: SWIMDelegate, Sendable {
         }
         return out
     }
+    var hasBroadcasts: Bool { !pendingBroadcasts.isEmpty }
     func localState(join: Bool) -> [UInt8] { [] }
     mutating func mergeRemoteState(_ state: [UInt8], join: Bool, now: Timestamp) {}
     mutating func notifyJoin(_ node: SWIMNode, now: Timestamp) { joined.append(node.name) }

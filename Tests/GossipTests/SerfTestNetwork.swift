@@ -19,6 +19,10 @@ struct SerfTestNetwork {
     var keyrings: [Keyring?]
     var joinResults: [JoinID: (Int, [String])] = [:]
     var leaveFinished: Set<Int> = []
+    /// Finished force-leaves: whether each timed out.
+    var forceLeaves: [ForceLeaveID: Bool] = [:]
+    /// Name-conflict votes each node ran (a node that lost stops, as if crashed).
+    var conflicts: [(Int, SerfNameConflict)] = []
     var logs: [(Int, String)] = []
     /// The application answers queries (with its node name) unless told not to.
     var answerQueries = true
@@ -38,6 +42,22 @@ struct SerfTestNetwork {
             cores.append(core)
             perform(startup, from: index)
         }
+    }
+
+    /// Adds a node named `name` (anything, even a name already taken) at the next address.
+    @discardableResult
+    mutating func addNode(named name: String, config: SerfConfig = SerfConfig(swim: .lan), seed: UInt64 = 99) -> Int {
+        let index = cores.count
+        var random = SeededRandom(seed: seed)
+        var core = try! SerfCore(name: name, address: Self.address(index), config: config, keyring: nil, random: random.split(), now: now)
+        memberEvents.append([])
+        userEvents.append([])
+        queries.append([])
+        keyrings.append(nil)
+        let startup = core.startupEffects()
+        cores.append(core)
+        perform(startup, from: index)
+        return index
     }
 
     static func address(_ index: Int) -> GossipAddress { GossipAddress(ip: [127, 0, 0, UInt8(index + 1)], port: 7946) }
@@ -70,6 +90,10 @@ struct SerfTestNetwork {
             case .keyOperationFinished(let id, _, let result): keyResults[id] = result
             case .joinFinished(let id, let joined, let errors): joinResults[id] = (joined, errors)
             case .leaveFinished: leaveFinished.insert(index)
+            case .forceLeaveFinished(let id, let timedOut): forceLeaves[id] = timedOut
+            case .nameConflictResolved(let vote):
+                conflicts.append((index, vote))
+                if !vote.kept { crashed.insert(index) }  // as the shell does: gossip stops
             }
         }
     }

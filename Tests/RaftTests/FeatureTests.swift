@@ -138,4 +138,30 @@ import Testing
         }
         #expect(run() == run())
     }
+
+    /// `-bootstrap-expect`: servers start with no log, then each bootstraps the same configuration
+    /// on the fly; they elect one leader and agree. A server that already has a log ignores it.
+    @Test func liveBootstrapOfServersStartedEmpty() throws {
+        var cluster = TestCluster(3)
+        let configuration = ClusterConfiguration(voters: cluster.ids)
+        for (n, id) in cluster.ids.enumerated() {
+            cluster.cores[id] = try RaftCore(id: id, random: SeededRandom(seed: UInt64(n) + 7), recovered: RecoveredState(), now: cluster.now)
+        }
+        cluster.run(for: .seconds(3))
+        #expect(cluster.leaders().isEmpty, "a server without a configuration must not elect itself")
+        for id in cluster.ids { cluster.input(id, .bootstrap(configuration)) }
+        let elected = cluster.electLeader()
+        let leader = try #require(elected)
+        cluster.input(leader, .propose(1, [42]))
+        cluster.run(for: .milliseconds(300))
+        for id in cluster.ids {
+            #expect(cluster[id].configuration == configuration)
+            #expect(cluster[id].commitIndex == cluster[leader].commitIndex)
+        }
+        // Bootstrapping again (a restart with -bootstrap-expect) changes nothing.
+        let before = cluster[leader].log.lastIndex
+        cluster.input(leader, .bootstrap(ClusterConfiguration(voters: [leader])))
+        #expect(cluster[leader].log.lastIndex == before)
+        #expect(cluster[leader].configuration == configuration)
+    }
 }

@@ -17,6 +17,7 @@ package final class GossipNode: Sendable {
     private let clock: any MonotonicClock
     private let logger: RateLimitedLogger
     private let onEvent: GossipEventHandler?
+    private let onNameConflict: (@Sendable (SerfNameConflict) -> Void)?
     private let seed: UInt64
     private let recorder = GossipMetricsRecorder()
     private let packetCodec: PacketCodec
@@ -40,8 +41,18 @@ package final class GossipNode: Sendable {
         var leaveWaiters: [CheckedContinuation<Void, Never>] = []
         var keyOperations: [SerfQueryID: CheckedContinuation<SerfKeyOperationResult, Never>] = [:]
         var queries: [SerfQueryID: PendingQuery] = [:]
+        var snapshot: GossipSnapshotFile?
+        /// Alive members of the last run, from the snapshot (minus ourselves), by name.
+        var previous: [(name: String, address: GossipAddress)] = []
+        var lostNameConflict: SerfNameConflict?
+        var nextForceLeave: UInt64 = 0
+        var forceLeaves: [ForceLeaveID: CheckedContinuation<ForceLeaveOutcome, Never>] = [:]
 
-        var pendingRequests: Int { joins.count + keyOperations.count + queries.count }
+        var pendingRequests: Int { joins.count + keyOperations.count + queries.count + forceLeaves.count }
+    }
+
+    private enum ForceLeaveOutcome {
+        case gossiped, timedOut, refused(GossipNodeError)
     }
 
     private struct PendingQuery {
@@ -50,12 +61,15 @@ package final class GossipNode: Sendable {
         var continuation: CheckedContinuation<SerfQueryResult, Never>
     }
 
-    /// `seed` fixes the core's randomness (tests); nil draws it from OpenSSL.
+    /// `seed` fixes the core's randomness (tests); nil draws it from OpenSSL. `onNameConflict` is
+    /// called when another node claims our name and the pool sides with it: the node has then shut
+    /// down its gossip (serf's behaviour; Consul logs it and the agent is cut off from the pool).
     package init(
         configuration: GossipNodeConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         clock: any MonotonicClock = SystemMonotonicClock(), logger: RateLimitedLogger, seed: UInt64? = nil,
-        onEvent: GossipEventHandler? = nil
+        onEvent: GossipEventHandler? = nil, onNameConflict: (@Sendable (SerfNameConflict) -> Void)? = nil
     ) {
+        self.onNameConflict = onNameConflict
         self.configuration = configuration
         self.group = group
         self.eventLoop = group.next()
@@ -70,8 +84,26 @@ package final class GossipNode: Sendable {
 
     // MARK: - Lifecycle
 
-    /// Binds the listeners (UDP first; TCP on the same port) and starts the core.
+    /// Opens the snapshot (if configured), binds the listeners (UDP first; TCP on the same port)
+    /// and starts the core.
     package func start() async throws(GossipNodeError) {
+        var snapshot: GossipSnapshotFile?
+        if let path = configuration.snapshotPath {
+            do {
+                snapshot = try await GossipSnapshotFile.open(path: path, rejoinAfterLeave: configuration.rejoinAfterLeave, logger: logger)
+            } catch {
+                throw .snapshotFailed(error.description)
+            }
+        }
+        do throws(GossipNodeError) {
+            try await bindAndStart(snapshot: snapshot)
+        } catch {
+            await snapshot?.close()
+            throw error
+        }
+    }
+
+    private func bindAndStart(snapshot: GossipSnapshotFile?) async throws(GossipNodeError) {
         let bind = configuration.bindAddress
         guard let host = GossipSocketAddress.socket(bind)?.ipAddress else { throw .bindFailed("bad bind address \(bind)") }
         var lastError = "unknown"
@@ -89,7 +121,7 @@ package final class GossipNode: Sendable {
             do {
                 let tcp = try await serverBootstrap().bind(host: host, port: port).get()
                 let bound = GossipAddress(ip: bind.ip, port: UInt16(port))
-                try startCore(udp: udp, tcp: tcp, bound: bound)
+                try startCore(udp: udp, tcp: tcp, bound: bound, snapshot: snapshot)
                 return
             } catch let error as GossipNodeError {
                 try? await udp.close()
@@ -102,7 +134,7 @@ package final class GossipNode: Sendable {
         throw .bindFailed(lastError)
     }
 
-    private func startCore(udp: any Channel, tcp: any Channel, bound: GossipAddress) throws(GossipNodeError) {
+    private func startCore(udp: any Channel, tcp: any Channel, bound: GossipAddress, snapshot: GossipSnapshotFile?) throws(GossipNodeError) {
         let advertise = configuration.advertiseAddress.map { $0.port == 0 ? GossipAddress(ip: $0.ip, port: bound.port) : $0 } ?? bound
         guard advertise.ip.contains(where: { $0 != 0 }) else { throw .advertiseAddressRequired }
         var serf = configuration.serf
@@ -116,6 +148,13 @@ package final class GossipNode: Sendable {
         } catch {
             throw .serf(error)
         }
+        var previous: [(name: String, address: GossipAddress)] = []
+        if let snapshot {
+            let restored = snapshot.snapshot
+            core.restoreClocks(member: restored.clock, event: restored.eventClock, query: restored.queryClock)
+            previous = restored.previousMembers(excluding: configuration.name).filter { $0.address != advertise }
+            logger.log(.info, "serf: snapshot \(snapshot.path): \(previous.count) previous member(s), clocks restored (member \(restored.clock), event \(restored.eventClock), query \(restored.queryClock))")
+        }
         let startup = core.startupEffects()
         let wake = core.nextWakeup
         state.withLock { state in
@@ -123,6 +162,8 @@ package final class GossipNode: Sendable {
             state.udp = udp
             state.tcp = tcp
             state.address = advertise
+            state.snapshot = snapshot
+            state.previous = previous
         }
         logNetwork(.info, "gossip: \(configuration.name) listening on \(bound) (UDP and TCP), advertising \(advertise), encryption \(configuration.keyring == nil ? "off" : "on")")
         schedule(wake)
@@ -131,17 +172,21 @@ package final class GossipNode: Sendable {
 
     /// Stops at once, telling nobody (what a crash looks like to the others).
     package func shutdown() async {
-        let (channels, inbound, timer, waiters) = state.withLock { state in
+        let (channels, inbound, timer, waiters, snapshot) = state.withLock { state in
+            let snapshot = state.stopped ? nil : state.snapshot.map { ($0, state.core?.clocks.member ?? 0) }
             state.stopped = true
             let channels = [state.udp, state.tcp].compactMap { $0 }
             let inbound = Array(state.inbound.values)
             state.inbound.removeAll()
-            let waiters = (state.joins.map { $0.value }, state.leaveWaiters, state.keyOperations.map { $0.value }, state.queries.map { $0.value })
+            let waiters = (
+                state.joins.map { $0.value }, state.leaveWaiters, state.keyOperations.map { $0.value }, state.queries.map { $0.value },
+                state.forceLeaves.map { $0.value })
+            state.forceLeaves.removeAll()
             state.joins.removeAll()
             state.leaveWaiters.removeAll()
             state.keyOperations.removeAll()
             state.queries.removeAll()
-            return (channels, inbound, state.timer, waiters)
+            return (channels, inbound, state.timer, waiters, snapshot)
         }
         timer?.cancel()
         for channel in inbound { channel.close(promise: nil) }
@@ -150,10 +195,18 @@ package final class GossipNode: Sendable {
         for leave in waiters.1 { leave.resume() }
         for operation in waiters.2 { operation.resume(returning: SerfKeyOperationResult()) }
         for query in waiters.3 { query.continuation.resume(returning: SerfQueryResult(acks: query.acks, responses: query.responses)) }
+        for forceLeave in waiters.4 { forceLeave.resume(returning: .refused(.notRunning)) }
+        if let (file, clock) = snapshot {
+            file.clockAdvanced(to: clock)
+            await file.close()
+        }
     }
 
     /// Serf's graceful leave: intent, memberlist leave, propagation delay. Shut down afterwards.
+    /// With a snapshot, `leave` is recorded (and fsynced) first, as serf does, so the next start
+    /// does not rejoin unless `rejoinAfterLeave` is set.
     package func leave() async {
+        if let snapshot = state.withLock({ $0.stopped ? nil : $0.snapshot }) { await snapshot.leave() }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             var done = false
             let accepted = drive { state, now in
@@ -192,6 +245,43 @@ package final class GossipNode: Sendable {
         }
         guard joined > 0 else { throw .joinFailed(errors) }
         return joined
+    }
+
+    /// Consul `force-leave [-prune] NODE` and `PUT /v1/agent/force-leave/:node?prune` (serf
+    /// `RemoveFailedNode` / `RemoveFailedNodePrune`): gossips a leave intent on behalf of `name`, so
+    /// every member moves it from failed to left and stops reconnecting to it; with `prune` every
+    /// member also forgets it at once (a left member can be pruned too). Returns once the intent
+    /// has been gossiped out. Throws `.serf(.unknownMember)` ("agent: No node found with name
+    /// 'x'") for a name the pool does not know, and `.serf(.forceLeaveTimedOut)` when the intent
+    /// could not be sent within serf's broadcast timeout (it may still spread).
+    package func forceLeave(_ name: String, prune: Bool = false) async throws(GossipNodeError) {
+        let limit = configuration.limits.maxPendingRequests
+        let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<ForceLeaveOutcome, Never>) in
+            var refusal: GossipNodeError?
+            let accepted = drive { state, now in
+                guard state.pendingRequests < limit else {
+                    refusal = .tooManyPendingRequests(limit: limit)
+                    return []
+                }
+                state.nextForceLeave += 1
+                let id = ForceLeaveID(state.nextForceLeave)
+                do throws(SerfError) {
+                    let effects = try state.core!.forceLeave(name, prune: prune, id: id, now: now)
+                    state.forceLeaves[id] = continuation
+                    return effects
+                } catch {
+                    refusal = .serf(error)
+                    return []
+                }
+            }
+            if !accepted { continuation.resume(returning: .refused(.notRunning)) }
+            else if let refusal { continuation.resume(returning: .refused(refusal)) }
+        }
+        switch outcome {
+        case .gossiped: return
+        case .timedOut: throw .serf(.forceLeaveTimedOut)
+        case .refused(let error): throw error
+        }
     }
 
     package func userEvent(name: String, payload: [UInt8], coalesce: Bool = false) throws(GossipNodeError) {
@@ -288,6 +378,32 @@ package final class GossipNode: Sendable {
     package var metrics: GossipMetrics { recorder.snapshot }
     package var keyring: Keyring? { cipher.withLock { $0 } }
     package var healthScore: Int { state.withLock { $0.core?.swim.healthScore ?? 0 } }
+    /// Set when another node claimed our name and the pool sided with it (the node shut down).
+    package var lostNameConflict: SerfNameConflict? { state.withLock { $0.lostNameConflict } }
+    /// Members alive at the end of the last run, from the snapshot (ourselves excluded; empty
+    /// without a snapshot, and after a graceful leave unless `rejoinAfterLeave`), sorted by name.
+    package var previousMembers: [GossipAddress] { state.withLock { $0.previous.map(\.address) } }
+
+    /// serf `handleRejoin` (what a Consul agent does at start when its snapshot knows members):
+    /// tries the previous members one at a time in random order until one join succeeds. Returns
+    /// how many were joined (0 or 1; 0 also without previous members).
+    @discardableResult
+    package func rejoinPrevious() async -> Int {
+        let previous = state.withLock { $0.previous }.shuffled()
+        guard !previous.isEmpty else { return 0 }
+        for member in previous {
+            logger.log(.info, "serf: Attempting re-join to previously known node: \(member.name): \(member.address.hostPort)")
+            do throws(GossipNodeError) {
+                let joined = try await join([member.address])
+                logger.log(.info, "serf: Re-joined to previously known node: \(member.name): \(member.address.hostPort)")
+                return joined
+            } catch {
+                if error == .notRunning { return 0 }
+            }
+        }
+        logger.log(.warn, "serf: Failed to re-join any previously known node")
+        return 0
+    }
 
     // MARK: - Driving the core
 
@@ -329,7 +445,17 @@ package final class GossipNode: Sendable {
     private func tick() {
         state.withLock { $0.scheduledWake = nil }
         drive { state, now in state.core!.handle(.tick, now: now) }
+        recordClock()
     }
+
+    /// Appends the membership clock to the snapshot when it moved (serf checks every 500 ms and
+    /// after member events; ticks come at least every gossip interval).
+    private func recordClock() {
+        guard let (snapshot, clock) = state.withLock({ state in state.snapshot.map { ($0, state.core?.clocks.member ?? 0) } }) else { return }
+        snapshot.clockAdvanced(to: clock)
+    }
+
+    private var snapshotFile: GossipSnapshotFile? { state.withLock { $0.snapshot } }
 
     // MARK: - Effects
 
@@ -339,10 +465,20 @@ package final class GossipNode: Sendable {
             case .swim(let transport):
                 carry(transport)
             case .member(let event):
+                if let snapshot = snapshotFile {
+                    switch event.kind {
+                    case .join: snapshot.memberAlive(event.member.name, address: event.member.address)
+                    case .leave, .failed: snapshot.memberGone(event.member.name)
+                    case .update, .reap: break
+                    }
+                    recordClock()
+                }
                 onEvent?(.member(event))
             case .userEvent(let event):
+                snapshotFile?.userEventDelivered(at: event.lamportTime)
                 onEvent?(.user(event))
             case .query(let query):
+                snapshotFile?.queryDelivered(at: query.query.lamportTime)
                 onEvent?(.query(query))
             case .queryAck(let id, let from):
                 state.withLock { $0.queries[id]?.acks.append(from) }
@@ -363,6 +499,18 @@ package final class GossipNode: Sendable {
                     defer { state.leaveWaiters.removeAll() }
                     return state.leaveWaiters
                 }) { waiter.resume() }
+            case .nameConflictResolved(let vote):
+                guard !vote.kept else { break }
+                logger.log(.error, "serf: shutting down gossip: lost the name conflict, \(vote)")
+                let first = state.withLock { state -> Bool in
+                    defer { if state.lostNameConflict == nil { state.lostNameConflict = vote } }
+                    return state.lostNameConflict == nil
+                }
+                guard first else { break }
+                onNameConflict?(vote)
+                Task { await self.shutdown() }
+            case .forceLeaveFinished(let id, let timedOut):
+                state.withLock { $0.forceLeaves.removeValue(forKey: id) }?.resume(returning: timedOut ? .timedOut : .gossiped)
             }
         }
     }

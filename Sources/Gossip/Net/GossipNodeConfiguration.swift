@@ -39,6 +39,14 @@ package struct GossipNodeConfiguration: Sendable {
     /// LZW-compress datagrams when it makes them smaller, and every stream (memberlist default).
     package var compression = true
     package var limits = GossipNetworkLimits()
+    /// serf's snapshot of members and clocks (Consul: `serf/local.snapshot`, WAN
+    /// `serf/remote.snapshot` in the data dir; see `GossipSnapshotFile`), if any. With it the node
+    /// restores its Lamport clocks at start and offers the members of its last run as
+    /// `GossipNode.previousMembers` / `rejoinPrevious()`.
+    package var snapshotPath: String?
+    /// Consul `rejoin_after_leave` / `-rejoin`: a graceful leave normally empties the snapshot's
+    /// member list, so the next start does not rejoin; with this the members are kept.
+    package var rejoinAfterLeave = false
 
     package init(name: String, bindAddress: GossipAddress, serf: SerfConfig = SerfConfig(swim: .lan), keyring: Keyring? = nil) {
         self.name = name
@@ -68,6 +76,8 @@ package enum GossipNodeError: Error, Equatable, CustomStringConvertible {
     /// ("Failed to join 127.0.0.1: No installed keys could decrypt the message").
     case joinFailed([String])
     case serf(SerfError)
+    /// The snapshot file could not be opened or read ("Failed to setup snapshot PATH: reason").
+    case snapshotFailed(String)
 
     package var description: String {
         switch self {
@@ -77,6 +87,7 @@ package enum GossipNodeError: Error, Equatable, CustomStringConvertible {
         case .tooManyPendingRequests(let limit): "more than \(limit) gossip requests waiting"
         case .joinFailed(let reasons): reasons.isEmpty ? "no address to join" : reasons.joined(separator: "; ")
         case .serf(let error): error.description
+        case .snapshotFailed(let reason): reason
         }
     }
 }

@@ -115,7 +115,10 @@ package struct SWIMCore<Delegate: SWIMDelegate>: Sendable where Delegate: Sendab
 
     /// The earliest time at which `handle(.tick, ...)` has something to do.
     package var nextWakeup: Timestamp {
-        var wake = min(nextProbe, nextGossip, nextPushPull)
+        var wake = min(nextProbe, nextPushPull)
+        // A gossip round with nothing to send sends nothing: skip its wake-ups while idle. Once
+        // something is queued, a gossip time already past means "at once".
+        if !broadcasts.isEmpty || delegate.hasBroadcasts { wake = min(wake, nextGossip) }
         if let probe { wake = min(wake, probe.indirect ? probe.endAt : probe.timeoutAt) }
         if let triggeredSync { wake = min(wake, triggeredSync) }
         for relay in relays { wake = min(wake, relay.nextEvent) }
@@ -124,7 +127,7 @@ package struct SWIMCore<Delegate: SWIMDelegate>: Sendable where Delegate: Sendab
     }
 
     /// Members that are neither dead nor left (memberlist `NumMembers`), ourselves included.
-    package var liveMemberCount: Int { probeOrder.reduce(0) { $0 + (nodes[$1]?.isDeadOrLeft == false ? 1 : 0) } }
+    package var liveMemberCount: Int { nodes.values.reduce(0) { $0 + ($1.isDeadOrLeft ? 0 : 1) } }
 
     /// Members in probe order: deterministic, unlike iterating `nodes`.
     package var members: [SWIMNode] { probeOrder.compactMap { nodes[$0] } }
@@ -345,7 +348,8 @@ package struct SWIMCore<Delegate: SWIMDelegate>: Sendable where Delegate: Sendab
     }
 
     private mutating func expireSuspicions(now: Timestamp) {
-        let due = suspicions.filter { $0.value.deadline <= now }.map(\.key).sorted()
+        guard suspicions.values.contains(where: { $0.deadline <= now }) else { return }
+        let due = suspicions.filter { $0.value.deadline <= now }.map { $0.key }.sorted()
         for name in due {
             guard let suspicion = suspicions.removeValue(forKey: name) else { continue }
             guard let node = nodes[name], node.state == .suspect else { continue }

@@ -10,6 +10,9 @@ package protocol SWIMDelegate {
     mutating func notifyMessage(_ payload: [UInt8], now: Timestamp)
     /// Delegate broadcasts to piggy-back: each costs `overhead` plus its length against `limit`.
     mutating func broadcasts(overhead: Int, limit: Int) -> [[UInt8]]
+    /// Whether `broadcasts` has anything to give: with nothing queued anywhere, the gossip timer
+    /// does not wake the node (memberlist's gossip round would send nothing either).
+    var hasBroadcasts: Bool { get }
     /// Delegate state appended to a push/pull.
     func localState(join: Bool) -> [UInt8]
     mutating func mergeRemoteState(_ state: [UInt8], join: Bool, now: Timestamp)
@@ -25,12 +28,18 @@ package protocol SWIMDelegate {
     mutating func notifyConflict(existing: SWIMNode, other: SWIMNode, now: Timestamp)
 }
 
+extension SWIMDelegate {
+    /// Delegates that do not say are assumed to have something (the gossip timer keeps running).
+    package var hasBroadcasts: Bool { true }
+}
+
 /// A delegate that ignores everything: SWIM on its own.
 package struct NoSWIMDelegate: SWIMDelegate {
     package init() {}
     package func ackPayload() -> [UInt8] { [] }
     package mutating func notifyMessage(_ payload: [UInt8], now: Timestamp) {}
     package mutating func broadcasts(overhead: Int, limit: Int) -> [[UInt8]] { [] }
+    package var hasBroadcasts: Bool { false }
     package func localState(join: Bool) -> [UInt8] { [] }
     package mutating func mergeRemoteState(_ state: [UInt8], join: Bool, now: Timestamp) {}
     package mutating func notifyJoin(_ node: SWIMNode, now: Timestamp) {}

@@ -10,6 +10,8 @@ package struct SerfCore: Sendable {
     private var nextReap: Timestamp
     private var nextReconnect: Timestamp
     private var nextQueueCheck: Timestamp
+    /// A member stuck `leaving` is looked for about once a second (on ticks that happen anyway).
+    private var nextStaleLeaveCheck: Timestamp
     private var leave: LeavePhase?
     /// Joins the application asked for: a successful one is followed by our join intent.
     private var userJoins: Set<JoinID> = []
@@ -17,6 +19,8 @@ package struct SerfCore: Sendable {
     /// Reconnect attempts use join ids from the top half of the range.
     private var nextInternalJoin: UInt64 = 1 << 63
     private var leaveIntentToken: BroadcastToken?
+    /// Force-leaves whose intent is still being gossiped, with their deadlines.
+    private var forceLeaves: [(id: ForceLeaveID, token: BroadcastToken, until: Timestamp)] = []
 
     private enum LeavePhase {
         /// Waiting for our leave intent to be gossiped (or for the broadcast timeout).
@@ -45,6 +49,7 @@ package struct SerfCore: Sendable {
         nextReap = now + config.reapInterval
         nextReconnect = now + config.reconnectInterval
         nextQueueCheck = now + config.queueCheckInterval
+        nextStaleLeaveCheck = now
     }
 
     package var config: SerfConfig { swim.delegate.config }
@@ -60,6 +65,16 @@ package struct SerfCore: Sendable {
         (swim.delegate.clock.time, swim.delegate.eventClock.time, swim.delegate.queryClock.time)
     }
 
+    /// Clocks from the snapshot of the last run (serf `Create`): each clock moves past its value,
+    /// and user events and queries at or before the recorded ones are not delivered again.
+    package mutating func restoreClocks(member: LamportTime, event: LamportTime, query: LamportTime) {
+        swim.delegate.clock.witness(member)
+        swim.delegate.eventClock.witness(event)
+        swim.delegate.queryClock.witness(query)
+        swim.delegate.eventMinTime = max(swim.delegate.eventMinTime, event &+ 1)
+        swim.delegate.queryMinTime = max(swim.delegate.queryMinTime, query &+ 1)
+    }
+
     /// Effects the initial setup produced (our own member-join event).
     package mutating func startupEffects() -> [SerfEffect] { collect([]) }
 
@@ -67,6 +82,7 @@ package struct SerfCore: Sendable {
         var wake = min(swim.nextWakeup, nextReap, nextReconnect, nextQueueCheck)
         if let deadline = swim.delegate.queryDeadline { wake = min(wake, deadline) }
         if let deadline = swim.delegate.coalesceDeadline { wake = min(wake, deadline) }
+        for pending in forceLeaves { wake = min(wake, pending.until) }
         switch leave {
         case .intent(let until)?, .memberlist(let until)?, .propagating(let until)?: wake = min(wake, until)
         case .done?, nil: break
@@ -134,6 +150,35 @@ package struct SerfCore: Sendable {
         return (id, collect([], now: now))
     }
 
+    /// serf `RemoveFailedNode` / `RemoveFailedNodePrune` (Consul `force-leave [-prune]`): a leave
+    /// intent on behalf of `name`, so every member moves it from failed to left (and stops trying
+    /// to reconnect to it); with `prune` every member also forgets it at once instead of keeping
+    /// the tombstone for `tombstoneTimeout`. An alive member hearing this about itself refutes it
+    /// with a newer join intent, as in serf. Only names serf knows are accepted (Consul checks
+    /// membership first). `forceLeaveFinished(id)` follows once the intent has been gossiped out,
+    /// or after `broadcastTimeout` with `timedOut`.
+    package mutating func forceLeave(_ name: String, prune: Bool, id: ForceLeaveID, now: Timestamp) throws(SerfError) -> [SerfEffect] {
+        guard swim.delegate.members[name] != nil else { throw .unknownMember(name) }
+        swim.delegate.swimMemberCount = swim.liveMemberCount
+        swim.delegate.log(.info, "Force leaving node: \(name)\(prune ? " (prune)" : "")")
+        let message = SerfLeaveMessage(lamportTime: swim.delegate.clock.time, node: name, prune: prune)
+        swim.delegate.clock.increment()
+        _ = swim.delegate.handleLeaveIntent(message, now: now)
+        guard swim.delegate.hasAliveMembers else {
+            swim.delegate.effects.append(.forceLeaveFinished(id, timedOut: false))
+            return collect([], now: now)
+        }
+        let token = swim.delegate.newToken()
+        swim.delegate.queueIntent(SerfMessage.leave(message).encoded, token: token)
+        // Straight to every live member as well: gossip alone reaches everyone too, but a member
+        // told directly moves the node to left at once and does not depend on a lucky pick.
+        for member in swim.delegate.memberList where member.name != localName && member.status == .alive {
+            swim.delegate.send(.leave(message), to: member.address)
+        }
+        forceLeaves.append((id, token, now + config.broadcastTimeout))
+        return collect([], now: now)
+    }
+
     /// New tags for this node (serf `SetTags`).
     package mutating func setTags(_ tags: [String: String], now: Timestamp) throws(SerfError) -> [SerfEffect] {
         let meta: [UInt8]
@@ -150,7 +195,10 @@ package struct SerfCore: Sendable {
 
     private mutating func runTimers(now: Timestamp, swimEffects: inout [SWIMEffect]) {
         swim.delegate.expireQueries(now: now)
-        if swim.delegate.takeStaleLeave(now: now) { swim.requestSync(at: now) }
+        if now >= nextStaleLeaveCheck {
+            nextStaleLeaveCheck = now + .seconds(1)
+            if swim.delegate.takeStaleLeave(now: now) { swim.requestSync(at: now) }
+        }
         if let deadline = swim.delegate.coalesceDeadline, now >= deadline { swim.delegate.flushCoalesced() }
         if now >= nextReap {
             nextReap = now + config.reapInterval
@@ -165,6 +213,11 @@ package struct SerfCore: Sendable {
             checkQueues()
         }
         swimEffects += advanceLeave(now: now)
+        for pending in forceLeaves where now >= pending.until {
+            swim.delegate.log(.warn, "timed out broadcasting node removal")
+            swim.delegate.effects.append(.forceLeaveFinished(pending.id, timedOut: true))
+        }
+        forceLeaves.removeAll { now >= $0.until }
     }
 
     /// serf `reconnect`: with probability failed/alive, try to rejoin one random failed member.
@@ -282,6 +335,13 @@ package struct SerfCore: Sendable {
         // A leave intent finished during this input moves the leave along without waiting for a tick.
         if let now, case .intent? = leave, let token = leaveIntentToken, swim.delegate.finishedTokens.contains(token) {
             output += leaveMemberlistAndCollect(now: now)
+        }
+        if !forceLeaves.isEmpty && !swim.delegate.finishedTokens.isEmpty {
+            let finished = Set(swim.delegate.finishedTokens)
+            for pending in forceLeaves where finished.contains(pending.token) {
+                output.append(.forceLeaveFinished(pending.id, timedOut: false))
+            }
+            forceLeaves.removeAll { finished.contains($0.token) }
         }
         swim.delegate.finishedTokens.removeAll { $0 != leaveIntentToken }
         if swim.delegate.viewLags {

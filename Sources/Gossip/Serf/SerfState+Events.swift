@@ -81,7 +81,8 @@ extension SerfState {
 
     /// serf `Query`: broadcasts a query (and handles it locally, as serf does).
     mutating func query(
-        name: String, payload: [UInt8], parameters: SerfQueryParameters, keyOperation: SerfKeyOperation? = nil, now: Timestamp
+        name: String, payload: [UInt8], parameters: SerfQueryParameters, keyOperation: SerfKeyOperation? = nil,
+        conflict: SerfNameConflict? = nil, now: Timestamp
     ) throws(SerfError) -> SerfQueryID {
         guard pendingQueries.count < config.maxPendingQueries else { throw .tooManyPendingQueries(limit: config.maxPendingQueries) }
         var filters: [[UInt8]] = []
@@ -98,7 +99,7 @@ extension SerfState {
         let encoded = SerfMessage.query(message).encoded
         guard encoded.count <= config.querySizeLimit else { throw .queryTooLarge(limit: config.querySizeLimit) }
         let id = SerfQueryID(lamportTime: message.lamportTime, id: message.id)
-        var pending = PendingQuery(id: id, deadline: now + timeout, keyOperation: keyOperation)
+        var pending = PendingQuery(id: id, deadline: now + timeout, keyOperation: keyOperation, conflict: conflict)
         pending.keyResult.nodes = swimMemberCount
         pendingQueries[message.lamportTime] = pending
         queryClock.increment()
@@ -122,16 +123,25 @@ extension SerfState {
         return try query(name: operation.query.rawValue, payload: payload, parameters: SerfQueryParameters(), keyOperation: operation, now: now)
     }
 
-    var queryDeadline: Timestamp? { pendingQueries.values.map(\.deadline).min() }
+    var queryDeadline: Timestamp? {
+        var earliest: Timestamp?
+        for pending in pendingQueries.values where earliest.map({ pending.deadline < $0 }) ?? true { earliest = pending.deadline }
+        return earliest
+    }
 
     mutating func expireQueries(now: Timestamp) {
-        for time in pendingQueries.filter({ $0.value.deadline <= now }).map(\.key).sorted() {
+        guard pendingQueries.values.contains(where: { $0.deadline <= now }) else { return }
+        for time in pendingQueries.filter({ $0.value.deadline <= now }).map({ $0.key }).sorted() {
             finishQuery(time)
         }
     }
 
     private mutating func finishQuery(_ time: LamportTime) {
         guard let pending = pendingQueries.removeValue(forKey: time) else { return }
+        if let conflict = pending.conflict {
+            concludeNameConflict(conflict)
+            return
+        }
         if let operation = pending.keyOperation {
             effects.append(.keyOperationFinished(pending.id, operation, pending.keyResult))
         }
@@ -156,6 +166,11 @@ extension SerfState {
             return
         }
         guard pending.responses.insert(response.from).inserted else { return }
+        if pending.conflict != nil {
+            countConflictVote(&pending.conflict!, payload: response.payload)
+            pendingQueries[response.lamportTime] = pending
+            return
+        }
         if pending.keyOperation != nil {
             tally(&pending.keyResult, from: response.from, payload: response.payload)
             pendingQueries[response.lamportTime] = pending

@@ -36,6 +36,8 @@ package struct SerfState: SWIMDelegate, Sendable {
         var responses: Set<String> = []
         var keyOperation: SerfKeyOperation?
         var keyResult = SerfKeyOperationResult()
+        /// Set for our `_serf_conflict` query: the votes about who holds our name.
+        var conflict: SerfNameConflict?
     }
 
     package let config: SerfConfig
@@ -149,6 +151,8 @@ package struct SerfState: SWIMDelegate, Sendable {
         guard let coordinates else { return [] }
         return coordinates.coordinate.payload.ackPayload
     }
+
+    package var hasBroadcasts: Bool { !intentQueue.isEmpty || !queryQueue.isEmpty || !eventQueue.isEmpty }
 
     package mutating func broadcasts(overhead: Int, limit: Int) -> [[UInt8]] {
         let nodes = memberCount
@@ -325,7 +329,8 @@ package struct SerfState: SWIMDelegate, Sendable {
         if existing.name != localName {
             log(.warn, "Name conflict for '\(existing.name)' both \(existing.address) and \(other.address) are claiming")
         } else {
-            log(.error, "Node name conflicts with another node at \(other.address). Names must be unique!")
+            log(.error, "Node name conflicts with another node at \(other.address). Names must be unique! (Resolution enabled: \(config.enableNameConflictResolution))")
+            if config.enableNameConflictResolution { resolveNameConflict(with: other.address, now: now) }
         }
     }
 
@@ -337,7 +342,14 @@ package struct SerfState: SWIMDelegate, Sendable {
         guard var record = members[leave.node] else {
             return upsertIntent(leave.node, type: .leave, time: leave.lamportTime, now: now)
         }
-        if leave.lamportTime <= record.statusLTime { return false }
+        if leave.lamportTime <= record.statusLTime {
+            // A push/pull carries left members with a made-up intent time (their status time + 1,
+            // as serf does), which can equal or pass a real force-leave's time: a prune of a member
+            // that has left anyway is applied whatever its time.
+            guard leave.prune, record.info.status == .left else { return false }
+            prune(leave.node)
+            return true
+        }
         if leave.node == localName && lifecycle == .alive {
             // Someone replays an old leave of ours while we are alive: refute with a newer join.
             log(.debug, "Refuting an older leave intent")
@@ -423,10 +435,10 @@ package struct SerfState: SWIMDelegate, Sendable {
     /// memberlist leave, which a push/pull with anyone who saw it fixes.
     mutating func takeStaleLeave(now: Timestamp) -> Bool {
         let patience = config.broadcastTimeout * 2 + config.leavePropagateDelay + .seconds(2)
-        let stale = members.filter { _, record in
-            guard record.info.status == .leaving, let since = record.leavingSince else { return false }
-            return now.duration(since: since) > patience
-        }.map(\.key)
+        var stale: [String] = []
+        for (name, record) in members where record.info.status == .leaving {
+            if let since = record.leavingSince, now.duration(since: since) > patience { stale.append(name) }
+        }
         for name in stale { members[name]?.leavingSince = nil }
         return !stale.isEmpty
     }

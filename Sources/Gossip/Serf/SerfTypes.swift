@@ -33,6 +33,9 @@ package struct SerfConfig: Sendable {
     package var userQuiescentPeriod: Duration = .zero
     package var disableCoordinates = false
     package var vivaldi = VivaldiConfig()
+    /// When another address claims our name, ask the pool who holds it and quit in the minority
+    /// (serf `EnableNameConflictResolution`, on by default and in Consul).
+    package var enableNameConflictResolution = true
 
     package init(swim: SWIMConfig = .lan, tags: [String: String] = [:]) {
         self.swim = swim
@@ -163,6 +166,13 @@ package struct SerfKeyOperationResult: Hashable, Sendable {
     }
 }
 
+/// One force-leave request, named by the caller so it can match `forceLeaveFinished`.
+package struct ForceLeaveID: Hashable, Sendable, CustomStringConvertible {
+    package var raw: UInt64
+    package init(_ raw: UInt64) { self.raw = raw }
+    package var description: String { "force-leave#\(raw)" }
+}
+
 package enum SerfError: Error, Equatable, Sendable, CustomStringConvertible {
     case userEventTooLarge(limit: Int)
     case queryTooLarge(limit: Int)
@@ -171,6 +181,10 @@ package enum SerfError: Error, Equatable, Sendable, CustomStringConvertible {
     case tagsTooLarge(limit: Int)
     case tooManyPendingQueries(limit: Int)
     case badKey(String)
+    /// Force-leave of a name serf does not know (Consul's words, which its API and CLI return).
+    case unknownMember(String)
+    /// A force-leave's intent was not gossiped out within `broadcastTimeout` (serf's words).
+    case forceLeaveTimedOut
 
     package var description: String {
         switch self {
@@ -181,6 +195,8 @@ package enum SerfError: Error, Equatable, Sendable, CustomStringConvertible {
         case .tagsTooLarge(let limit): "Encoded length of tags exceeds limit of \(limit) bytes"
         case .tooManyPendingQueries(let limit): "more than \(limit) queries waiting for answers"
         case .badKey(let reason): reason
+        case .unknownMember(let name): "agent: No node found with name '\(name)'"
+        case .forceLeaveTimedOut: "timed out broadcasting node removal"
         }
     }
 }
@@ -216,4 +232,9 @@ package enum SerfEffect: Equatable, Sendable {
     case joinFinished(JoinID, joined: Int, errors: [String])
     /// The graceful leave is done; the shell may shut the node down.
     case leaveFinished
+    /// A force-leave's intent has been gossiped out (or, `timedOut`, not within `broadcastTimeout`).
+    case forceLeaveFinished(ForceLeaveID, timedOut: Bool)
+    /// The pool voted on a name conflict about us. Unless `kept`, serf shuts down: the shell stops
+    /// gossiping (without a leave) and reports it.
+    case nameConflictResolved(SerfNameConflict)
 }

@@ -80,7 +80,8 @@ final class Agent: Sendable {
         // Everything started so far, stopped in reverse order if a later step fails.
         var started = StartedParts(group: group)
 
-        let machine = ConsulStateMachine(datacenter: config.datacenter)
+        let lockDelays = LockDelays(clock: clock)
+        let machine = ConsulStateMachine(datacenter: config.datacenter, lockDelays: lockDelays)
         // Raft's copy of the machine publishes into this same watch.
         let watch = machine.watch
         var raft: RaftNode<ConsulStateMachine>?
@@ -108,15 +109,21 @@ final class Agent: Sendable {
                 throw StartFailure(description: "Failed to start Raft in \(dataDir.raftDirectory): \(error)")
             }
         }
-        if !config.server {
-            logger.warn("agent", "this build has no gossip yet: a client agent cannot find servers and will answer 500 \"No known Consul servers\"")
-        } else if config.bootstrapExpect > 1 {
-            logger.warn("agent", "this build has no gossip yet: waiting for \(config.bootstrapExpect) servers cannot succeed")
+        let directory = ServerDirectory()
+        let lan: LANPool
+        do throws(StartFailure) {
+            lan = try await LANPool.start(
+                config: config, identity: LANPool.Identity(nodeName: nodeName, nodeID: nodeID, advertiseAddress: address),
+                dataPath: config.dev ? nil : dataPath, group: group, clock: clock, logger: logger, directory: directory)
+            started.lan = lan
+        } catch {
+            await started.stop()
+            throw error
         }
 
         let runtime = AgentRuntime(
             config: config, nodeName: nodeName, nodeID: nodeID, advertiseAddress: address, watch: watch,
-            raft: raft, clock: clock)
+            raft: raft, lan: lan, servers: directory, lockDelays: lockDelays, clock: clock)
         // Requests this agent does not answer itself go to the leader (servers) or a server (clients).
         let rpcPool = RPCClientPool(group: group)
         started.rpcPool = rpcPool
@@ -154,12 +161,25 @@ final class Agent: Sendable {
             }
         }
 
+        if !config.startJoin.isEmpty {
+            do throws(LANPool.JoinFailure) {
+                let joined = try await lan.join(config.startJoin, defaultPort: config.ports.serfLAN)
+                logger.info("agent", "Join cluster completed. Synced with \(joined) initial agents", ["cluster": "LAN"])
+            } catch {
+                await started.stop()
+                throw StartFailure(description: "Error starting agent: Failed to join: \(error)")
+            }
+        }
+
         await raft?.start()
-        let duties = LeaderDuties(runtime: runtime, logger: logger, transport: raftTransport)
+        let duties = LeaderDuties(runtime: runtime, logger: logger, transport: raftTransport, lan: lan)
+        let retryJoin = RetryJoin(lan: lan, config: config, logger: logger)
         let peerInbound: (RaftNode<ConsulStateMachine>, RaftTCPTransport)? = raft.flatMap { node in raftTransport.map { (node, $0) } }
         let background = Task {
             await withTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { await duties.run() }
+                tasks.addTask { await lan.run() }
+                tasks.addTask { await retryJoin.run() }
                 if let (raft, raftTransport) = peerInbound {
                     // Messages from peers, in arrival order per connection, into the node.
                     tasks.addTask {
@@ -179,6 +199,7 @@ final class Agent: Sendable {
         var http: [HTTPServer] = []
         var dns: DNSServer?
         var serverPort: ServerPortListener?
+        var lan: LANPool?
         var rpcPool: RPCClientPool?
 
         init(group: MultiThreadedEventLoopGroup) {
@@ -186,6 +207,7 @@ final class Agent: Sendable {
         }
 
         func stop() async {
+            await lan?.stop()
             await rpcPool?.shutdown()
             for server in http { await server.close() }
             await dns?.stop()
@@ -194,12 +216,33 @@ final class Agent: Sendable {
         }
     }
 
-    func shutdown() async {
+    /// Stops the agent. `leave`: first a graceful leave of the LAN pool (other agents record this
+    /// one as left rather than failed); a server that leads hands its Raft seat back first.
+    func shutdown(leave: Bool = false) async {
+        if leave {
+            await leaveRaft()
+            await runtime.lan?.leave()
+        }
         background.cancel()
         await runtime.raft?.stop()
         await raftTransport?.shutdown()
         await parts.stop()
         if let temporaryDirectory { try? FileManager.default.removeItem(atPath: temporaryDirectory) }
+    }
+
+    /// Consul's server leave: a leader with other voters removes itself from the configuration
+    /// so the remaining servers keep a quorum of the right size; a follower's removal is left to
+    /// the leader, which sees it leave the LAN pool.
+    private func leaveRaft() async {
+        guard let raft = runtime.raft else { return }
+        let status = await raft.status()
+        guard status.role == "leader", status.configuration.servers.filter({ $0.suffrage == .voter }).count > 1 else { return }
+        do {
+            try await raft.changeMembership(.remove(ServerID(runtime.nodeID)))
+            logger.info("agent.server", "removed ourself from the Raft configuration before leaving")
+        } catch {
+            logger.warn("agent.server", "failed to remove ourself from the Raft configuration", ["error": "\(error)"])
+        }
     }
 
     static func randomSeed() -> UInt64 {

@@ -62,10 +62,18 @@ enum AgentProcess {
             }
         }
         stop.wait()
-        io.line("==> Gracefully shutting down agent...")
+        // Consul: `consul leave` always leaves; SIGINT leaves unless skip_leave_on_interrupt
+        // (the default for servers); SIGTERM leaves only with leave_on_terminate (clients' default).
+        let leave: Bool
+        switch signalName.withLock({ $0 }) {
+        case "interrupt": leave = !config.effectiveSkipLeaveOnInterrupt
+        case "terminated": leave = config.effectiveLeaveOnTerminate
+        default: leave = true
+        }
+        io.line(leave ? "==> Gracefully shutting down agent..." : "==> Shutting down agent without leaving the cluster...")
         let finished = DispatchSemaphore(value: 0)
         Task {
-            await agent.shutdown()
+            await agent.shutdown(leave: leave)
             finished.signal()
         }
         finished.wait()
@@ -91,7 +99,7 @@ enum AgentProcess {
         text += line("Server", "\(config.server) (Bootstrap: \(config.bootstrap))")
         text += line("Client Addr", "[\(config.clientAddrs.joined(separator: " "))] (HTTP: \(config.ports.http), HTTPS: \(config.ports.https), gRPC: -1, gRPC-TLS: -1, DNS: \(config.ports.dns))")
         text += line("Cluster Addr", "\(runtime.advertiseAddress) (LAN: \(config.ports.serfLAN), WAN: \(config.ports.serfWAN))")
-        text += line("Gossip Encryption", String(config.encrypt != nil))
+        text += line("Gossip Encryption", String(runtime.lan?.encrypted ?? (config.encrypt != nil)))
         text += line("Auto-Encrypt-TLS", "false")
         text += line("ACL Enabled", String(config.acl.enabled))
         text += line("ACL Default Policy", config.acl.defaultPolicy)

@@ -17,8 +17,12 @@ final class AgentRuntime: Sendable {
     let acl: ACLGate
     let clock: any MonotonicClock
     let sessionTimers: SessionTimers
+    /// Keys that may not be locked yet after their holder's session was invalidated.
+    let lockDelays: LockDelays
     /// This datacenter's servers as gossip knows them.
-    let servers = ServerDirectory()
+    let servers: ServerDirectory
+    /// The LAN gossip pool (absent only in unit tests that build a runtime without sockets).
+    let lan: LANPool?
 
     /// What the agent last learned of Raft leadership; refreshed by `AgentLifecycle`.
     struct ClusterView: Sendable, Equatable {
@@ -50,8 +54,12 @@ final class AgentRuntime: Sendable {
 
     init(
         config: AgentConfig, nodeName: String, nodeID: String, advertiseAddress: String, watch: StateWatch,
-        raft: RaftNode<ConsulStateMachine>?, acl: ACLGate = ACLGate(), clock: any MonotonicClock
+        raft: RaftNode<ConsulStateMachine>?, lan: LANPool? = nil, servers: ServerDirectory = ServerDirectory(), acl: ACLGate = ACLGate(),
+        lockDelays: LockDelays = LockDelays(), clock: any MonotonicClock
     ) {
+        self.lockDelays = lockDelays
+        self.lan = lan
+        self.servers = servers
         self.config = config
         self.nodeName = nodeName
         self.nodeID = nodeID

@@ -1,23 +1,31 @@
 import ConsulCore
 import Raft
 
-/// Keeps the agent's cached cluster view current and, while this server leads, makes sure the
-/// catalog holds this node: its address, the `serfHealth` check and (servers) the `consul` service.
-/// Reconciling other gossip members arrives with gossip.
+/// A server's background duties: keeps the agent's cached cluster view current; until a cluster
+/// exists, bootstraps it when `-bootstrap-expect` servers are seen; and while this server leads,
+/// keeps the catalog holding this node (address, `serfHealth`, the `consul` service) and every
+/// other gossip member, and the Raft configuration holding the servers (`MemberReconciler`).
 struct LeaderDuties: Sendable {
     /// How often Raft's status is sampled into the cached view.
     static let refreshInterval: Duration = .milliseconds(20)
+    /// Reconciliation also runs this often without a membership change (autopilot's clock).
+    static let reconcileInterval: Duration = .seconds(1)
 
     let runtime: AgentRuntime
     let logger: AgentLogger
     /// Told about configuration changes, so it knows where every server is.
     let transport: RaftTCPTransport?
+    let lan: LANPool?
 
     func run() async {
         guard let raft = runtime.raft else { return }
         var wasLeader = false
         var reconciledTerm: Term?
         var knownLeader: ServerID?
+        var reconciler = MemberReconciler()
+        var reconciledGeneration: UInt64 = 0
+        var lastReconcile: Timestamp?
+        var bootstrapGeneration: UInt64 = 0
         while !Task.isCancelled {
             let status = await raft.status()
             var view = runtime.clusterView
@@ -52,6 +60,23 @@ struct LeaderDuties: Sendable {
                     logger.warn("agent.leader", "failed to register this node in the catalog", ["error": error.message])
                 }
             }
+            if let lan, runtime.config.bootstrapExpect > 1, status.lastIndex == 0, status.snapshotIndex == 0,
+               lan.generation != bootstrapGeneration {
+                bootstrapGeneration = lan.generation
+                await bootstrapIfExpected(raft, lan: lan)
+            }
+            if isLeader, let lan, reconciledTerm == status.term {
+                let now = runtime.clock.now()
+                if lan.generation != reconciledGeneration || lastReconcile.map({ now.duration(since: $0) >= Self.reconcileInterval }) ?? true {
+                    reconciledGeneration = lan.generation
+                    lastReconcile = now
+                    let actions = reconciler.plan(MemberReconciler.Input(
+                        members: lan.members, store: runtime.watch.current, configuration: status.configuration,
+                        selfName: runtime.nodeName, selfID: ServerID(runtime.nodeID), datacenter: runtime.datacenter,
+                        autopilot: runtime.config.autopilot, now: now))
+                    for action in actions { await carryOut(action, raft: raft) }
+                }
+            }
             if isLeader {
                 for id in runtime.sessionTimers.expired(among: runtime.watch.current.allSessions) {
                     do throws(APIError) {
@@ -64,6 +89,57 @@ struct LeaderDuties: Sendable {
                 }
             }
             try? await Task.sleep(for: Self.refreshInterval)
+        }
+    }
+
+    private func bootstrapIfExpected(_ raft: RaftNode<ConsulStateMachine>, lan: LANPool) async {
+        let expect = runtime.config.bootstrapExpect
+        switch ExpectBootstrap.decide(members: lan.members, expect: expect, datacenter: runtime.datacenter) {
+        case .wait(let seen):
+            logger.info("agent.server", "waiting for servers to bootstrap the cluster", ["expect": String(expect), "seen": String(seen)])
+        case .refuse(let reason):
+            logger.error("agent.server", reason)
+        case .bootstrap(let configuration):
+            let names = configuration.servers.map { "\($0.id.rawValue) (\($0.address))" }.joined(separator: ", ")
+            if await raft.bootstrap(configuration) {
+                logger.info("agent.server", "found expected number of peers, attempting bootstrap", ["peers": names])
+            } else {
+                logger.info("agent.server", "not bootstrapping: this server already has Raft state")
+            }
+        }
+    }
+
+    private func carryOut(_ action: MemberReconciler.Action, raft: RaftNode<ConsulStateMachine>) async {
+        do throws(APIError) {
+            switch action {
+            case .register(let registration):
+                let passing = registration.checks.first?.status == .passing
+                _ = try await runtime.apply(.register(registration))
+                logger.info("agent.leader", passing ? "member joined, marking health alive" : "member failed, marking health critical",
+                            ["member": registration.node.name])
+            case .deregister(let node):
+                _ = try await runtime.apply(.deregister(node: node, serviceID: nil, checkID: nil))
+                logger.info("agent.leader", "deregistering member", ["member": node])
+            case .addNonVoter(let id, let address):
+                try await changeMembership(raft, .addNonVoter(id, address: address))
+                logger.info("agent.leader", "added server to Raft as a non-voter; autopilot promotes it once stable", ["id": id.rawValue, "address": address])
+            case .promote(let id):
+                try await changeMembership(raft, .promote(id))
+                logger.info("agent.autopilot", "Promoting server", ["id": id.rawValue])
+            case .removeServer(let id):
+                try await changeMembership(raft, .remove(id))
+                logger.info("agent.leader", "removed server from Raft", ["id": id.rawValue])
+            }
+        } catch {
+            logger.warn("agent.leader", "reconcile step failed", ["error": error.message])
+        }
+    }
+
+    private func changeMembership(_ raft: RaftNode<ConsulStateMachine>, _ change: MembershipChange) async throws(APIError) {
+        do {
+            try await raft.changeMembership(change)
+        } catch {
+            throw APIError.internalError("raft membership change \(change) failed: \(error)")
         }
     }
 

@@ -1,7 +1,7 @@
 import ConsulCore
 import Foundation
 
-/// `consul members`, `info`, `leave`, `catalog …` and `operator raft list-peers`: read-mostly
+/// `consul members`, `info`, `join`, `leave` and `catalog …`: read-mostly
 /// commands over the agent's HTTP API, printing what Consul prints.
 enum ClusterCommands {
     struct Plain {
@@ -149,6 +149,85 @@ enum ClusterCommands {
         }
     }
 
+    // MARK: join
+
+    struct JoinFlags {
+        var http = HTTPOptions()
+        var wan = false
+    }
+
+    static func join(_ arguments: [String], io: CommandIO) -> Int32 {
+        var f = FlagSet<JoinFlags>(commandName: "join")
+        HTTPOptions.register(into: &f, \.http, withQueryFlags: false)
+        f.bool("wan", \.wan, usage: "Joins a server to another server in the WAN pool.")
+        var flags = JoinFlags()
+        let usage = "Usage: consul join [options] address ...\n\n  Tells a running Consul agent (with \"consul agent\") to join the cluster\n  by specifying at least one existing member.\n"
+        switch parseFlags(f, arguments, into: &flags, help: usage, io: io) {
+        case .exit(let code): return code
+        case .parsed(let addresses):
+            guard !addresses.isEmpty else {
+                io.errorLine("At least one address to join must be specified.")
+                io.errorLine(usage)
+                return 1
+            }
+            return HTTPCommand.run(io: io) { () throws(CommandFailure) -> Int32 in
+                let client = try makeClient(flags.http)
+                var joined = 0
+                for address in addresses {
+                    do throws(CommandFailure) {
+                        _ = try HTTPCommand.call(client, "PUT", HTTPOptions.target("/v1/agent/join/\(address)", flags.wan ? [("wan", "1")] : []))
+                        joined += 1
+                    } catch {
+                        io.errorLine("Error joining address '\(address)': \(error.message)")
+                    }
+                }
+                guard joined > 0 else {
+                    io.errorLine("Failed to join any nodes.")
+                    return 1
+                }
+                io.line("Successfully joined cluster by contacting \(joined) nodes.")
+                return 0
+            }
+        }
+    }
+
+    // MARK: force-leave
+
+    struct ForceLeaveFlags {
+        var http = HTTPOptions()
+        var prune = false
+        var wan = false
+    }
+
+    static func forceLeave(_ arguments: [String], io: CommandIO) -> Int32 {
+        var f = FlagSet<ForceLeaveFlags>(commandName: "force-leave")
+        HTTPOptions.register(into: &f, \.http, withQueryFlags: false)
+        f.bool("prune", \.prune, usage: "Remove agent forcibly from list of members")
+        f.bool("wan", \.wan, usage: "Exclusively leave the agent from the WAN serf pool.")
+        var flags = ForceLeaveFlags()
+        let usage = "Usage: consul force-leave [options] name\n\n  Forces a member of a Consul cluster to enter the \"left\" state.\n"
+        switch parseFlags(f, arguments, into: &flags, help: usage, io: io) {
+        case .exit(let code): return code
+        case .parsed(let names):
+            guard names.count == 1 else {
+                io.errorLine("A single node name must be specified to force leave.")
+                io.errorLine(usage)
+                return 1
+            }
+            return HTTPCommand.run(io: io) { () throws(CommandFailure) -> Int32 in
+                var parameters: [(String, String?)] = []
+                if flags.prune { parameters.append(("prune", "1")) }
+                if flags.wan { parameters.append(("wan", "1")) }
+                do throws(CommandFailure) {
+                    _ = try HTTPCommand.call(try makeClient(flags.http), "PUT", HTTPOptions.target("/v1/agent/force-leave/\(names[0])", parameters))
+                } catch {
+                    throw CommandFailure("Error force leaving: \(error.message)")
+                }
+                return 0
+            }
+        }
+    }
+
     // MARK: catalog
 
     struct CatalogFlags {
@@ -244,44 +323,6 @@ enum ClusterCommands {
                     for service in services { io.line(service.0) }
                 }
             }
-            return 0
-        }
-    }
-
-    // MARK: operator raft list-peers
-
-    static func `operator`(_ arguments: [String], io: CommandIO) -> Int32 {
-        guard Array(arguments.prefix(2)) == ["raft", "list-peers"] else {
-            io.errorLine("Error: 'consul operator \(arguments.prefix(2).joined(separator: " "))' is not implemented in this build yet; 'consul operator raft list-peers' is.")
-            return 1
-        }
-        let usage = "Usage: consul operator raft list-peers [options]\n\n  Displays the current Raft peer configuration.\n"
-        guard let (flags, rest) = parsePlain("operator raft list-peers", Array(arguments.dropFirst(2)), usage: usage, io: io, queryFlags: true) else { return 1 }
-        guard rest.isEmpty else {
-            io.errorLine("Too many arguments (expected 0, got \(rest.count))")
-            return 1
-        }
-        return HTTPCommand.run(io: io) { () throws(CommandFailure) -> Int32 in
-            let response: AgentHTTPClient.Response
-            do throws(CommandFailure) {
-                response = try HTTPCommand.call(try makeClient(flags.http), "GET", flags.http.target("/v1/operator/raft/configuration"))
-            } catch {
-                throw CommandFailure("Error getting peers: \(error.message)")
-            }
-            let configuration = try HTTPCommand.json(response)
-            let servers = configuration["Servers"]?.arrayValue ?? []
-            let leaderIndex = servers.first { $0["Leader"]?.boolValue == true }.flatMap { Int($0.text("LastIndex")) } ?? 0
-            var rows = [["Node", "ID", "Address", "State", "Voter", "RaftProtocol", "Commit Index", "Trails Leader By"]]
-            for server in servers {
-                let isLeader = server["Leader"]?.boolValue == true
-                let index = Int(server.text("LastIndex")) ?? 0
-                rows.append([
-                    server.text("Node"), server.text("ID"), server.text("Address"), isLeader ? "leader" : "follower",
-                    server.text("Voter"), server.text("ProtocolVersion"), String(index),
-                    isLeader ? "-" : "\(max(leaderIndex - index, 0)) commits",
-                ])
-            }
-            io.line(HTTPCommand.columns(rows))
             return 0
         }
     }

@@ -66,6 +66,9 @@ struct AgentConfig: Equatable, Sendable {
     var enableLocalScriptChecks = false
     var dns = DNSConfig()
     var raftProtocol = 3
+    /// `gossip_lan`: overrides of memberlist's LAN timings; nil keeps the profile's value.
+    var gossipLAN = GossipTimings()
+    var autopilot = AutopilotConfig()
 
     var tls = TLSConfig()
     var acl = ACLConfig()
@@ -129,6 +132,24 @@ struct AgentConfig: Equatable, Sendable {
         var effectiveHTTPS: TLSSettings { https.inheriting(defaults) }
     }
 
+    struct GossipTimings: Equatable, Sendable {
+        var gossipNodes: Int?
+        var gossipInterval: Duration?
+        var probeInterval: Duration?
+        var probeTimeout: Duration?
+        var suspicionMult: Int?
+        var retransmitMult: Int?
+    }
+
+    /// Consul's autopilot settings and defaults.
+    struct AutopilotConfig: Equatable, Sendable {
+        var cleanupDeadServers = true
+        var lastContactThreshold: Duration = .milliseconds(200)
+        var maxTrailingLogs = 250
+        var minQuorum = 0
+        var serverStabilizationTime: Duration = .seconds(10)
+    }
+
     struct ACLConfig: Equatable, Sendable {
         var enabled = false
         var defaultPolicy = "allow"
@@ -148,6 +169,10 @@ struct AgentConfig: Equatable, Sendable {
         config.logLevel = "debug"
         config.ui.enabled = true
         config.ports.grpc = 8502
+        // Consul's dev gossip: failures noticed in well under a second.
+        config.gossipLAN = GossipTimings(
+            gossipInterval: .milliseconds(100), probeInterval: .milliseconds(100), probeTimeout: .milliseconds(100),
+            suspicionMult: 3, retransmitMult: 2)
         return config
     }
 

@@ -89,6 +89,17 @@ enum AgentConfigBuilder {
         r.bool("dns_config", "enable_truncate").map { c.dns.enableTruncate = $0 }
         r.bool("dns_config", "only_passing").map { c.dns.onlyPassing = $0 }
         r.int("raft_protocol").map { c.raftProtocol = $0 }
+        r.int("gossip_lan", "gossip_nodes").map { c.gossipLAN.gossipNodes = $0 }
+        r.duration("gossip_lan", "gossip_interval").map { c.gossipLAN.gossipInterval = $0 }
+        r.duration("gossip_lan", "probe_interval").map { c.gossipLAN.probeInterval = $0 }
+        r.duration("gossip_lan", "probe_timeout").map { c.gossipLAN.probeTimeout = $0 }
+        r.int("gossip_lan", "suspicion_mult").map { c.gossipLAN.suspicionMult = $0 }
+        r.int("gossip_lan", "retransmit_mult").map { c.gossipLAN.retransmitMult = $0 }
+        r.bool("autopilot", "cleanup_dead_servers").map { c.autopilot.cleanupDeadServers = $0 }
+        r.duration("autopilot", "last_contact_threshold").map { c.autopilot.lastContactThreshold = $0 }
+        r.int("autopilot", "max_trailing_logs").map { c.autopilot.maxTrailingLogs = $0 }
+        r.int("autopilot", "min_quorum").map { c.autopilot.minQuorum = $0 }
+        r.duration("autopilot", "server_stabilization_time").map { c.autopilot.serverStabilizationTime = $0 }
 
         // TLS: legacy names first, then the `tls` block, which wins where both set a value.
         for (legacy, stanza, key) in legacyTLSKeys where r.present(legacy) {

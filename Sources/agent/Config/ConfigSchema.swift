@@ -174,6 +174,16 @@ enum ConfigSchema {
             "use_cache": .untyped, "cache_max_age": .untyped, "prefer_namespace": .untyped,
         ])),
         "raft_protocol": .int,
+        // Advanced LAN gossip timings (memberlist's names), e.g. faster failure detection in tests.
+        "gossip_lan": .object(ConfigSchemaFields([
+            "gossip_nodes": .int, "gossip_interval": .duration, "probe_interval": .duration, "probe_timeout": .duration,
+            "suspicion_mult": .int, "retransmit_mult": .int,
+        ])),
+        "autopilot": .object(ConfigSchemaFields([
+            "cleanup_dead_servers": .bool, "last_contact_threshold": .duration, "max_trailing_logs": .int,
+            "min_quorum": .int, "server_stabilization_time": .duration,
+            "disable_upgrade_migration": .untyped, "redundancy_zone_tag": .untyped, "upgrade_version_tag": .untyped,
+        ])),
         // Legacy top-level TLS names (still accepted by Consul, mapped onto `tls`).
         "ca_file": .string, "ca_path": .string, "cert_file": .string, "key_file": .string,
         "verify_incoming": .bool, "verify_incoming_rpc": .bool, "verify_incoming_https": .bool,
@@ -204,7 +214,7 @@ enum ConfigSchema {
         "acl_enforce_version_8": .untyped, "addresses": .untyped, "advertise_addr_ipv4": .untyped,
         "advertise_addr_ipv6": .untyped, "advertise_addr_wan_ipv4": .untyped, "advertise_addr_wan_ipv6": .untyped,
         "advertise_reconnect_timeout": .untyped, "audit": .untyped, "auto_config": .untyped,
-        "auto_encrypt": .untyped, "auto_reload_config": .untyped, "autopilot": .untyped,
+        "auto_encrypt": .untyped, "auto_reload_config": .untyped,
         "check_output_max_size": .untyped, "check_update_interval": .untyped, "cloud": .untyped,
         "config_entries": .untyped, "connect": .untyped, "default_query_time": .untyped,
         "disable_anonymous_signature": .untyped, "disable_coordinates": .untyped, "disable_host_node_id": .untyped,
@@ -212,7 +222,7 @@ enum ConfigSchema {
         "disable_update_check": .untyped, "discard_check_output": .untyped, "discovery_max_stale": .untyped,
         "enable_acl_replication": .untyped, "enable_agent_tls_for_checks": .untyped,
         "enable_central_service_config": .untyped, "enable_debug": .untyped, "enable_syslog": .untyped,
-        "experiments": .untyped, "gossip_lan": .untyped, "gossip_wan": .untyped, "http_config": .untyped,
+        "experiments": .untyped, "gossip_wan": .untyped, "http_config": .untyped,
         "license_path": .untyped, "limits": .untyped, "locality": .untyped, "log_file": .untyped,
         "log_rotate_bytes": .untyped, "log_rotate_duration": .untyped, "log_rotate_max_files": .untyped,
         "max_query_time": .untyped, "non_voting_server": .untyped, "read_replica": .untyped, "partition": .untyped,

@@ -5,10 +5,12 @@ import Raft
 struct ConsulStateMachine: RaftStateMachine {
     private(set) var store: StateStore
     let watch: StateWatch
+    let lockDelays: LockDelays
 
-    init(datacenter: String) {
+    init(datacenter: String, lockDelays: LockDelays = LockDelays()) {
         store = StateStore(datacenter: datacenter)
         watch = StateWatch(store)
+        self.lockDelays = lockDelays
     }
 
     mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8] {
@@ -19,6 +21,10 @@ struct ConsulStateMachine: RaftStateMachine {
             // Deterministic on every server: an entry this version cannot read changes nothing.
             store.noteApplied(index)
             result = .refused("log entry \(index) is not a command this server understands: \(error)")
+        }
+        if !store.releasedLocks.isEmpty {
+            lockDelays.record(store.releasedLocks)
+            store.releasedLocks.removeAll()
         }
         watch.publish(store)
         return result.encoded()

@@ -203,6 +203,7 @@ extension StateStore {
         guard let session = sessions.remove(id) else { return }
         touch(.sessions, at: index)
         let held = kv.values.filter { $0.session == id }
+        releasedLocks += held.map { ($0.key, session.lockDelay) }
         for var entry in held {
             switch session.behavior {
             case .release:

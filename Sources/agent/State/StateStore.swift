@@ -41,6 +41,9 @@ struct StateStore: Sendable {
     var tableIndexes = [UInt64](repeating: 0, count: StateTable.allCases.count)
     /// The index of the last applied entry (of any kind).
     var lastIndex: UInt64 = 0
+    /// Keys whose locks the last applied command released by invalidating their session, with
+    /// that session's lock-delay. Not state: the machine takes them after each apply (`LockDelays`).
+    var releasedLocks: [(key: String, delay: Duration)] = []
     /// The datacenter records are registered in when a request names none.
     let datacenter: String
 

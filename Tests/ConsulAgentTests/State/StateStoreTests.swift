@@ -91,6 +91,28 @@ struct StateHarness {
         #expect(state.run(.createSession(state.session("s2", node: "n1", checks: ["serfHealth"]))) == .refused("Check 'serfHealth' is in critical state"))
     }
 
+    /// Consul's lock-delay: keys released by invalidating their session (not by a plain release)
+    /// cannot be acquired for the session's LockDelay; every server applying it records it.
+    @Test func invalidatedSessionsLeaveALockDelayOnTheirKeys() {
+        let clock = ManualClock()
+        var state = StateHarness(machine: ConsulStateMachine(datacenter: "dc1", lockDelays: LockDelays(clock: clock)))
+        state.registerNode("n1")
+        state.run(.createSession(state.session("s1", node: "n1")))
+        state.run(.createSession(state.session("s2", node: "n1")))
+        #expect(state.run(StateHarness.kv(.lock(session: "s1"), "held")) == .applied(true))
+        #expect(state.run(StateHarness.kv(.lock(session: "s2"), "released")) == .applied(true))
+        #expect(state.run(StateHarness.kv(.unlock(session: "s2"), "released")) == .applied(true))
+        state.run(.destroySession(id: "s1"))
+        #expect(state.store.kvEntry("held")?.session == nil)
+        #expect(state.machine.lockDelays.isDelayed("held"))
+        #expect(!state.machine.lockDelays.isDelayed("released"), "a plain release sets no delay")
+        #expect(state.store.releasedLocks.isEmpty, "the delays are not part of the published state")
+        clock.advance(by: .seconds(14))
+        #expect(state.machine.lockDelays.isDelayed("held"))
+        clock.advance(by: .seconds(2))
+        #expect(!state.machine.lockDelays.isDelayed("held"))
+    }
+
     @Test func registeringServicesAndChecksAndDeregisteringTheNode() {
         var state = StateHarness()
         let web = state.service("web1", name: "web", tags: ["v1"])

@@ -1,3 +1,5 @@
+import Gossip
+
 /// `/v1/agent/*`: answered by this agent about itself, never forwarded.
 struct AgentEndpoint {
     let agent: AgentRuntime
@@ -9,7 +11,13 @@ struct AgentEndpoint {
             return APIRoute(action: .respond(.json { self.writeSelf(into: &$0) }), isWrite: false, resource: .agent(agent.nodeName), access: .read)
         case "members":
             try APIRouter.requireMethod(request, "GET")
-            return .local(.json { writer in writer.array { self.writeMember(into: &$0) } })
+            if request.has("wan") { throw .notImplemented("the WAN pool (federation) is not built yet; only LAN members can be listed") }
+            let members = agent.lan?.members ?? []
+            return .local(.json { writer in
+                writer.array { array in
+                    for member in members { Self.writeMember(member, into: &array) }
+                }
+            })
         case "services":
             try APIRouter.requireMethod(request, "GET")
             let node = agent.nodeName
@@ -43,43 +51,54 @@ struct AgentEndpoint {
                 }
                 return APIResponse()
             }
+        case _ where tail.hasPrefix("join/"):
+            try APIRouter.requireMethod(request, "PUT")
+            if request.has("wan") { throw .notImplemented("the WAN pool (federation) is not built yet; only LAN joins are possible") }
+            let address = String(tail.dropFirst("join/".count))
+            guard !address.isEmpty else { throw .badRequest("missing address to join") }
+            let agent = self.agent
+            return .agentOperation(.agent(agent.nodeName)) { () async throws(APIError) -> APIResponse in
+                guard let lan = agent.lan else { throw .internalError("this agent has no LAN gossip pool") }
+                do throws(LANPool.JoinFailure) {
+                    _ = try await lan.join([address], defaultPort: agent.config.ports.serfLAN)
+                } catch {
+                    throw .internalError(error.description)
+                }
+                return APIResponse()
+            }
+        case _ where tail.hasPrefix("force-leave/"):
+            try APIRouter.requireMethod(request, "PUT")
+            let node = String(tail.dropFirst("force-leave/".count))
+            guard !node.isEmpty else { throw .badRequest("missing node name") }
+            let prune = request.has("prune")
+            let agent = self.agent
+            return .agentOperation(.operator) { () async throws(APIError) -> APIResponse in
+                guard let lan = agent.lan else { throw .internalError("this agent has no LAN gossip pool") }
+                do throws(GossipNodeError) {
+                    try await lan.node.forceLeave(node, prune: prune)
+                } catch {
+                    throw .internalError(error.description)
+                }
+                return APIResponse()
+            }
         default:
             throw .notImplemented("/v1/agent/\(tail) is not implemented in this build yet")
         }
     }
 
-    /// The gossip tags Consul puts on a member: role, datacenter, ports and versions.
-    var memberTags: [String: String] {
-        var tags = [
-            "dc": agent.datacenter, "id": agent.nodeID, "vsn": "2", "vsn_min": "2", "vsn_max": "3",
-            "build": "\(ConsulVersion.version):\(ConsulVersion.revision)", "segment": "",
-        ]
-        if agent.config.server {
-            tags["role"] = "consul"
-            tags["port"] = String(agent.config.ports.server)
-            tags["raft_vsn"] = "3"
-            if agent.config.bootstrap { tags["bootstrap"] = "1" }
-            if agent.config.bootstrapExpect > 0 { tags["expect"] = String(agent.config.bootstrapExpect) }
-        } else {
-            tags["role"] = "node"
-        }
-        return tags
-    }
-
-    private func writeMember(into writer: inout JSONWriter) {
-        let tags = memberTags
+    static func writeMember(_ member: SerfMemberInfo, into writer: inout JSONWriter) {
         writer.object { w in
-            w.field("Name") { $0.string(agent.nodeName) }
-            w.field("Addr") { $0.string(agent.advertiseAddress) }
-            w.field("Port") { $0.int(agent.config.ports.serfLAN) }
-            w.field("Tags") { $0.stringMap(tags) }
-            w.field("Status") { $0.int(1) }
-            w.field("ProtocolMin") { $0.int(1) }
-            w.field("ProtocolMax") { $0.int(5) }
-            w.field("ProtocolCur") { $0.int(2) }
-            w.field("DelegateMin") { $0.int(2) }
-            w.field("DelegateMax") { $0.int(5) }
-            w.field("DelegateCur") { $0.int(4) }
+            w.field("Name") { $0.string(member.name) }
+            w.field("Addr") { $0.string(member.address.host) }
+            w.field("Port") { $0.int(Int(member.address.port)) }
+            w.field("Tags") { $0.stringMap(member.tags) }
+            w.field("Status") { $0.int(member.status.rawValue) }
+            w.field("ProtocolMin") { $0.int(Int(member.versions.protocolMin)) }
+            w.field("ProtocolMax") { $0.int(Int(member.versions.protocolMax)) }
+            w.field("ProtocolCur") { $0.int(Int(member.versions.protocolCurrent)) }
+            w.field("DelegateMin") { $0.int(Int(member.versions.delegateMin)) }
+            w.field("DelegateMax") { $0.int(Int(member.versions.delegateMax)) }
+            w.field("DelegateCur") { $0.int(Int(member.versions.delegateCurrent)) }
         }
     }
 
@@ -119,7 +138,9 @@ struct AgentEndpoint {
                 }
             }
             w.field("Coord") { $0.null() }
-            w.field("Member") { self.writeMember(into: &$0) }
+            w.field("Member") { writer in
+                if let me = agent.lan?.node.member(agent.nodeName) { Self.writeMember(me, into: &writer) } else { writer.null() }
+            }
             w.field("Stats") { s in
                 s.object { o in
                     // No check runners exist yet, so monitors and TTL checks are truly zero.
@@ -130,12 +151,24 @@ struct AgentEndpoint {
                         ])
                     }
                     if agent.raft != nil { o.field("raft") { $0.stringMap(view.raftStats) } }
+                    if let lan = agent.lan {
+                        let members = lan.members
+                        o.field("serf_lan") {
+                            $0.stringMap([
+                                "members": String(members.count), "failed": String(members.filter { $0.status == .failed }.count),
+                                "left": String(members.filter { $0.status == .left }.count), "health_score": String(lan.node.healthScore),
+                                "encrypted": String(lan.encrypted),
+                            ])
+                        }
+                    }
                     o.field("consul") { c in
-                        c.stringMap([
-                            "server": String(config.server), "leader": String(view.isLeader), "bootstrap": String(config.bootstrap),
-                            "known_datacenters": "1",
-                            "leader_addr": view.leaderID.map(agent.rpcAddress(of:)) ?? "",
-                        ])
+                        // Consul's keys differ by role: a client only knows how many servers it can use.
+                        c.stringMap(config.server
+                            ? [
+                                "server": "true", "leader": String(view.isLeader), "bootstrap": String(config.bootstrap),
+                                "known_datacenters": "1", "leader_addr": view.leaderID.map(agent.rpcAddress(of:)) ?? "",
+                            ]
+                            : ["server": "false", "known_servers": String(agent.servers.current.count)])
                     }
                 }
             }

@@ -67,7 +67,9 @@ struct KVEndpoint {
         let operation = StateCommand.KVOperation(verb: verb, key: key, value: request.body, flags: flags)
         let agent = self.agent
         return .write(.key(key)) { () async throws(APIError) -> APIResponse in
-            try Self.answer(try await agent.apply(.kv(operation)))
+            // Consul checks the lock-delay on the leader, before proposing: the acquire just fails.
+            if case .lock = verb, agent.lockDelays.isDelayed(key) { return .bool(false) }
+            return try Self.answer(try await agent.apply(.kv(operation)))
         }
     }
 
