@@ -81,6 +81,8 @@ import Testing
         #expect(read.status == 500 && read.body == "No known Consul servers")
         let write = try await Self.http("PUT", Self.clientHost, "/v1/kv/anything", body: "x")
         #expect(write.status == 500 && write.body == "No known Consul servers")
+        let leader = try await Self.http("GET", Self.clientHost, "/v1/status/leader")
+        #expect(leader.status == 500 && leader.body == "No known Consul servers")
         // Its own services are its own business, answered without a server.
         #expect(try await Self.http("GET", Self.clientHost, "/v1/agent/services").body == "{}")
     }

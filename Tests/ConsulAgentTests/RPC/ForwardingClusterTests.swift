@@ -109,6 +109,9 @@ import Testing
             #expect(index > 0)
             // ?stale is answered by B from what it has applied, which may trail the leader a little.
             #expect(try await Self.eventuallyAnswers("c1", hostC, "/v1/kv/fwd/two?raw&stale"))
+            // Status is answered by the server the client asks, from what it knows.
+            #expect(try await Self.http("GET", hostC, "/v1/status/leader").body == "\"\(hostA):\(Self.serverPort)\"")
+            #expect(try await Self.http("GET", hostC, "/v1/status/peers").body == "[\"\(hostA):\(Self.serverPort)\",\"\(addressB)\"]")
             // An agent's own services are its own: B is not asked for A's (the leader's) answer.
             #expect(try await Self.http("GET", hostA, "/v1/agent/services").body.contains("\"consul\""))
             #expect(try await Self.http("GET", hostB, "/v1/agent/services").body == "{}")
