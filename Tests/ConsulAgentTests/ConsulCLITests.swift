@@ -81,7 +81,7 @@ import Testing
             #expect(result.code == 1)
             #expect(result.err.contains("not implemented in this build yet"))
         }
-        let autopilot = CapturedIO.run(["operator", "autopilot", "get-config"])
+        let autopilot = CapturedIO.run(["operator", "autopilot", "set-config"])
         #expect(autopilot.code == 1)
         #expect(autopilot.err.contains("not implemented in this build yet"))
         let join = CapturedIO.run(["join"])

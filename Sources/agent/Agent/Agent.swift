@@ -207,8 +207,8 @@ final class Agent: Sendable {
         }
 
         func stop() async {
-            await lan?.stop()
             await rpcPool?.shutdown()
+            await lan?.stop()
             for server in http { await server.close() }
             await dns?.stop()
             await serverPort?.close()

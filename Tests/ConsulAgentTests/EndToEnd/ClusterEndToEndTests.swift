@@ -108,6 +108,18 @@ final class LocalCluster: @unchecked Sendable {
             #expect(replicated, "\(name) never saw the write")
         }
 
+        // Written through the client (forwarded to a server, then the leader), read on a
+        // follower with default consistency (forwarded to the leader) and with ?stale (local).
+        let follower = servers.keys.sorted().first { $0 != leaderName }!
+        let viaClient = try AgentProcessHarness.cli(["kv", "put"] + cluster.addr("c1") + ["seed/client", "forwarded"])
+        #expect(viaClient.0 == 0, "client write: \(viaClient.2)")
+        let onFollower = try AgentProcessHarness.cli(["kv", "get"] + cluster.addr(follower) + ["seed/client"])
+        #expect(onFollower.1 == "forwarded\n", "follower read: \(onFollower.2)")
+        let onClient = try AgentProcessHarness.cli(["kv", "get"] + cluster.addr("c1") + ["seed/000"])
+        #expect(onClient.1 == "replicated\n", "client read: \(onClient.2)")
+        let followerInfo = try AgentProcessHarness.cli(["info"] + cluster.addr("c1"))
+        #expect(followerInfo.1.contains("known_servers = 3"), "client info:\n\(followerInfo.1)")
+
         // kill -9 the leader: the others elect a new one and mark the old one failed.
         cluster.kill9(leaderName)
         let survivors = servers.keys.filter { $0 != leaderName }
@@ -115,6 +127,11 @@ final class LocalCluster: @unchecked Sendable {
             survivors.allSatisfy { name in cluster.leader(asking: name).map { !$0.hasPrefix(servers[leaderName]! + ":") } ?? false }
         }
         #expect(newLeader, "no new leader:\n\(cluster.logs)")
+        let afterFailover = AgentProcessHarness.eventually(15) {
+            (try? AgentProcessHarness.cli(["kv", "put"] + cluster.addr("c1") + ["seed/after", "failover"]).0) == 0
+        }
+        #expect(afterFailover, "writes through the client continue after the leader dies")
+        #expect(try AgentProcessHarness.cli(["kv", "get"] + cluster.addr("c1") + ["seed/000"]).1 == "replicated\n", "nothing acknowledged is lost")
         let markedFailed = AgentProcessHarness.eventually(20) {
             guard let members = try? AgentProcessHarness.cli(["members"] + cluster.addr("c1")).1 else { return false }
             return members.contains("\(leaderName)    \(servers[leaderName]!):8301  failed")

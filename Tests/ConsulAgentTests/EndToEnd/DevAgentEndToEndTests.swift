@@ -104,7 +104,13 @@ import Testing
         #expect(try call("PUT", "/v1/session/renew/\(first)").0 == 200)
         #expect(try call("PUT", "/v1/session/destroy/\(first)") == (200, "true"))
         #expect(!(try call("GET", "/v1/kv/service/leader").1.contains("Session")))
-        #expect(try call("PUT", "/v1/kv/service/leader?acquire=\(second)", "you") == (200, "true"))
+        // The destroyed session's lock-delay (15 s default) keeps the key from being taken at once...
+        #expect(try call("PUT", "/v1/kv/service/leader?acquire=\(second)", "you") == (200, "false"))
+        // ...while a session with LockDelay 0 that releases lets the next holder in immediately.
+        let quick = sessionID(try call("PUT", "/v1/session/create", #"{"LockDelay":"0s"}"#).1)
+        #expect(try call("PUT", "/v1/kv/service/other?acquire=\(quick)", "q") == (200, "true"))
+        #expect(try call("PUT", "/v1/session/destroy/\(quick)") == (200, "true"))
+        #expect(try call("PUT", "/v1/kv/service/other?acquire=\(second)", "you") == (200, "true"))
         #expect(try call("PUT", "/v1/session/renew/\(first)").0 == 404)
         #expect(try call("PUT", "/v1/session/create", #"{"TTL":"1s"}"#) == (400, "Invalid Session TTL '1s', must be between [10s-24h0m0s]"))
         #expect(try call("PUT", "/v1/session/create", #"{"Behavior":"explode"}"#) == (400, "Invalid Behavior setting 'explode'"))
