@@ -24,29 +24,22 @@ final class APIDispatcher: Sendable {
         do {
             let route = try router.route(request)
             let options = try QueryOptions.parse(request, localDatacenter: agent.datacenter)
-            let answeredHere: Bool
-            switch route.action {
-            case .respond, .agentOperation: answeredHere = true
-            case .read, .write: answeredHere = route.answeredHere
-            }
-            // Only reads and writes of the shared state travel between agents; what an agent
-            // answers about itself is never forwarded, so a forwarded request cannot ask for it.
-            if answeredHere, request.forwardHops > 0 {
+            let answerer = route.answerer
+            // Only the replicated state and what any server knows travel between agents; what an
+            // agent answers about itself is never forwarded, so a forwarded request cannot ask for it.
+            if answerer == .thisAgent, request.forwardHops > 0 {
                 throw APIError.badRequest("\(request.path) is answered by each agent itself and is not forwarded")
             }
-            switch route.action {
-            case .respond(let response):
-                _ = try agent.acl.authorize(token: options.token, route.resource, route.access)
-                return loop.makeSucceededFuture(response)
-            case .agentOperation(let perform):
-                _ = try agent.acl.authorize(token: options.token, route.resource, route.access)
-                return run(perform, on: loop)
-            case .read, .write:
-                break
+            let decision: ForwardDecision
+            switch answerer {
+            case .thisAgent:
+                decision = .local
+            case .anyServer:
+                decision = try Forwarder.decide(datacenter: options.datacenter, consistency: .stale, isWrite: false, state: agent.forwardingState)
+            case .forwarder:
+                decision = try Forwarder.decide(
+                    datacenter: options.datacenter, consistency: options.consistency, isWrite: route.isWrite, state: agent.forwardingState)
             }
-            let decision = answeredHere
-                ? ForwardDecision.local
-                : try Forwarder.decide(datacenter: options.datacenter, consistency: options.consistency, isWrite: route.isWrite, state: agent.forwardingState)
             switch decision {
             case .local: break
             case .datacenter(let dc): throw APIError.unknownDatacenter(dc)

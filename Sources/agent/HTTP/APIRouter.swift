@@ -11,15 +11,34 @@ enum APIAction: Sendable {
     case agentOperation(@Sendable () async throws(APIError) -> APIResponse)
 }
 
+/// Which agent answers a route.
+enum APIAnswerer: Sendable, Equatable {
+    /// The forwarder decides from the request (dc, consistency, write or read): reads and writes
+    /// of the replicated state.
+    case forwarder
+    /// This agent, about itself (`/v1/agent/*`); never forwarded, and refused when forwarded here.
+    case thisAgent
+    /// Any server, from what it knows (`/v1/status/*`, as Consul's Status RPCs): a client asks a
+    /// server, a server answers itself.
+    case anyServer
+}
+
 /// A routed request: the endpoint's action plus what the request path needs to know about it.
 struct APIRoute: Sendable {
     var action: APIAction
     var isWrite: Bool
     var resource: ACLResource
     var access: ACLAccess
-    /// Answered from this agent's own state even where the forwarder would send a read elsewhere:
-    /// what an agent says about itself (`/v1/agent/services`) is never forwarded.
-    var answeredHere = false
+    /// Nil: by the action (`respond` and `agentOperation` are this agent's, reads and writes the forwarder's).
+    var answeredBy: APIAnswerer?
+
+    var answerer: APIAnswerer {
+        if let answeredBy { return answeredBy }
+        switch action {
+        case .respond, .agentOperation: return .thisAgent
+        case .read, .write: return .forwarder
+        }
+    }
 
     static func read(_ resource: ACLResource, tables: [StateTable], render: @escaping @Sendable (StateStore) throws(APIError) -> APIResponse) -> APIRoute {
         APIRoute(action: .read(tables: tables, render: render), isWrite: false, resource: resource, access: .read)
@@ -27,7 +46,7 @@ struct APIRoute: Sendable {
 
     /// A read about this agent itself, from its own state store, with blocking-query support.
     static func readHere(_ resource: ACLResource, tables: [StateTable], render: @escaping @Sendable (StateStore) throws(APIError) -> APIResponse) -> APIRoute {
-        APIRoute(action: .read(tables: tables, render: render), isWrite: false, resource: resource, access: .read, answeredHere: true)
+        APIRoute(action: .read(tables: tables, render: render), isWrite: false, resource: resource, access: .read, answeredBy: .thisAgent)
     }
 
     static func write(_ resource: ACLResource, _ perform: @escaping @Sendable () async throws(APIError) -> APIResponse) -> APIRoute {
@@ -37,6 +56,11 @@ struct APIRoute: Sendable {
     /// Answered by this agent itself (agent endpoints, status), never forwarded.
     static func local(_ response: APIResponse) -> APIRoute {
         APIRoute(action: .respond(response), isWrite: false, resource: .none, access: .read)
+    }
+
+    /// Answered by any server from what it knows; a client asks one.
+    static func anyServer(_ resource: ACLResource, _ response: APIResponse) -> APIRoute {
+        APIRoute(action: .respond(response), isWrite: false, resource: resource, access: .read, answeredBy: .anyServer)
     }
 
     static func agentOperation(_ resource: ACLResource, _ perform: @escaping @Sendable () async throws(APIError) -> APIResponse) -> APIRoute {

@@ -3,13 +3,11 @@ import Foundation
 import Raft
 import Testing
 
-/// Three real agents in this process, each with its own loopback address, data dir, HTTP and
-/// server port: server A (bootstraps, leads), server B (added to the Raft configuration by the
-/// leader, as leader duties will do when gossip reports it), client C (told about B through
-/// `ServerDirectory`, as gossip will). Requests go over real HTTP and real agent RPC: C → B → A.
-///
-/// Gossip is not part of this build yet, so the two seams gossip will drive are driven here
-/// directly; nothing else is faked.
+/// Three real agents in this process, each with its own loopback address, data dir, HTTP, server
+/// port and gossip: server A (bootstraps, leads), server B (added to A's Raft configuration by
+/// hand: it is in no gossip pool with A), client C (joins B's gossip pool, so B is the only server
+/// it knows). Requests go over real HTTP and real agent RPC along Consul's longest path, C → B → A.
+/// `ForwardingEndToEndTests` runs the same with separate processes that find each other by gossip.
 @Suite(.serialized) struct ForwardingClusterTests {
     static let httpPort = 18_500
     static let serverPort = 18_300
@@ -67,7 +65,10 @@ import Testing
             let serverB = try await Agent.start(config: Self.config(node: "fwd-b", host: hostB, server: true, bootstrap: false, dataDir: root + "/b"), logger: logger)
             b = serverB
             let addressB = "\(hostB):\(Self.serverPort)"
-            // What gossip will do: B learns where A's server port is; the leader adds B to Raft.
+            // B answers A on B's own connection, so it must know where A's server port is. Servers
+            // of a -bootstrap-expect configuration know each other from it; for a server added
+            // later nothing in the agent tells it yet (ServerDirectory → updateAddresses would),
+            // so the test does. Then the leader adds B to Raft.
             serverB.raftTransport?.updateAddresses([ServerID(a.runtime.nodeID): "\(hostA):\(Self.serverPort)"])
             let raftA = a.runtime.raft!
             let idB = ServerID(serverB.runtime.nodeID)
@@ -84,7 +85,10 @@ import Testing
             // No server known yet: Consul's answer.
             let none = try await Self.http("GET", hostC, "/v1/kv/fwd/one")
             #expect(none.status == 500 && none.body == "No known Consul servers")
-            client.runtime.servers.replace(with: [KnownServer(name: "fwd-b", id: serverB.runtime.nodeID, datacenter: "dc1", rpcAddress: addressB)])
+            // C joins B's gossip pool (A is in no pool with them), so B is the one server C knows.
+            _ = try await client.runtime.lan!.join(["\(hostB):18301"], defaultPort: 18_301)
+            let knowsB = await eventually(10) { client.runtime.servers.current.map(\.rpcAddress) == [addressB] }
+            guard knowsB else { throw HarnessError("C never learned of B: \(client.runtime.servers.current)") }
 
             // A follower forwards writes and default reads to the leader.
             let put = try await Self.http("PUT", hostB, "/v1/kv/fwd/one", body: "v1")
@@ -105,6 +109,11 @@ import Testing
             #expect(index > 0)
             // ?stale is answered by B from what it has applied, which may trail the leader a little.
             #expect(try await Self.eventuallyAnswers("c1", hostC, "/v1/kv/fwd/two?raw&stale"))
+            // Status is answered by the server the client asks, from what it knows.
+            #expect(try await Self.http("GET", hostC, "/v1/status/leader").body == "\"\(hostA):\(Self.serverPort)\"")
+            // Both voters (in the configuration's order, which follows the random node IDs).
+            let peers = try await Self.http("GET", hostC, "/v1/status/peers").body
+            #expect(Set(peers.dropFirst().dropLast().split(separator: ",").map(String.init)) == ["\"\(hostA):\(Self.serverPort)\"", "\"\(addressB)\""])
             // An agent's own services are its own: B is not asked for A's (the leader's) answer.
             #expect(try await Self.http("GET", hostA, "/v1/agent/services").body.contains("\"consul\""))
             #expect(try await Self.http("GET", hostB, "/v1/agent/services").body == "{}")

@@ -1,4 +1,5 @@
-/// `/v1/status/leader` and `/v1/status/peers`: the Raft leader's and voters' RPC addresses.
+/// `/v1/status/leader` and `/v1/status/peers`: the Raft leader's and voters' RPC addresses, as the
+/// server asked knows them (a client asks a server, as Consul's Status RPCs do).
 struct StatusEndpoint {
     let agent: AgentRuntime
 
@@ -8,10 +9,10 @@ struct StatusEndpoint {
         switch tail {
         case "leader":
             let leader = view.leaderID.map(agent.rpcAddress(of:)) ?? ""
-            return .local(.json { $0.string(leader) })
+            return .anyServer(.none, .json { $0.string(leader) })
         case "peers":
             let peers = view.configuration.voters.map(agent.rpcAddress(of:))
-            return .local(.json { $0.strings(peers) })
+            return .anyServer(.none, .json { $0.strings(peers) })
         default:
             throw .notFound("404 page not found")
         }
