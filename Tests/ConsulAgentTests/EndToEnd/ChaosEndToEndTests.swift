@@ -100,7 +100,7 @@ import Testing
         #expect(clients.wait(timeout: .now() + 60) == .success, "clients did not stop")
 
         var final: UInt64?
-        _ = AgentProcessHarness.eventually(20) {
+        _ = AgentProcessHarness.eventually(40) {
             final = hosts.lazy.compactMap { Self.read($0)?.value }.first
             return final != nil
         }

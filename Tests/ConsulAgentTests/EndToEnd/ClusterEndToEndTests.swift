@@ -27,7 +27,15 @@ final class LocalCluster: @unchecked Sendable {
         let dataDir = nodes[name]?.dataDir ?? root + "/" + name
         var arguments = ["agent", "-node", name, "-bind", host, "-client", host, "-data-dir", dataDir, "-hcl", Self.fastGossip]
         if server { arguments += ["-server"] }
-        let process = try AgentProcessHarness(arguments: arguments + extra)
+        // A restart right after SIGKILL can find the port still held for a moment (seen under
+        // heavy parallel load): the agent then exits naming the port; try again, a few times.
+        var process = try AgentProcessHarness(arguments: arguments + extra)
+        for _ in 0..<5 {
+            usleep(300_000)
+            guard !process.process.isRunning, process.log.contains("Address already in use") else { break }
+            usleep(500_000)
+            process = try AgentProcessHarness(arguments: arguments + extra)
+        }
         nodes[name] = Node(name: name, host: host, server: server, dataDir: dataDir, process: process)
     }
 
