@@ -94,6 +94,8 @@ package actor RaftNode<Machine: RaftStateMachine> {
     static var maxProposalsPerStep: Int { 1024 }
     /// Why the node stopped itself, if a write failed.
     package private(set) var storageFailure: RaftNodeError?
+    /// What opening the log had to repair (torn tails cut back), one line each, for the owner to log.
+    package nonisolated let recoveryNotes: [String]
 
     /// What waits in the pipeline: a batch's remaining effects, or an input to feed.
     private enum StagedWork {
@@ -115,11 +117,13 @@ package actor RaftNode<Machine: RaftStateMachine> {
     package init(
         id: ServerID, directory: String, machine: Machine, transport: any RaftTransport, clock: any MonotonicClock,
         random: SeededRandom, options: RaftOptions = RaftOptions(), bootstrap: ClusterConfiguration? = nil,
-        snapshotEvery: UInt64? = 1024, beforeSync: (@Sendable () -> Void)? = nil
+        snapshotEvery: UInt64? = 1024, wal walOptions: WALOptions = WALOptions(), beforeSync: (@Sendable () -> Void)? = nil
     ) throws(RaftNodeError) {
         let (events, sink) = AsyncStream.makeStream(of: DiskWriter.Event.self)
         do {
-            let (wal, walState) = try SegmentedWAL.open(directory: directory + "/wal")
+            let (wal, walState) = try SegmentedWAL.open(
+                directory: directory + "/wal", maxSegmentBytes: walOptions.segmentBytes, preallocate: walOptions.preallocate)
+            self.recoveryNotes = wal.repairs
             let snapshots = try SnapshotStore(directory: directory + "/snapshots")
             var recovered = walState
             if recovered == RecoveredState(), let bootstrap {

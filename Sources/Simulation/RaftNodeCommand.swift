@@ -151,6 +151,7 @@ package enum RaftNodeCommand {
         let node = try RaftNode(
             id: id, directory: arguments.directory, machine: StringKVMachine(), transport: transport, clock: SystemMonotonicClock(),
             random: SeededRandom(seed: seed), options: options, bootstrap: configuration, snapshotEvery: arguments.snapshotEvery)
+        for note in node.recoveryNotes { writeStderr("raft-node: recovered: " + note) }
         Task {
             for await batch in transport.inbound { await node.receive(batch) }
         }
@@ -235,11 +236,15 @@ package enum RaftNodeCommand {
         return result.value.withLock { $0 }
     }
 
-    private static func writeStdout(_ line: String) {
+    private static func writeStdout(_ line: String) { writeLine(line, to: 1) }
+
+    private static func writeStderr(_ line: String) { writeLine(line, to: 2) }
+
+    private static func writeLine(_ line: String, to fd: Int32) {
         let bytes = Array((line + "\n").utf8)
         var offset = 0
         while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { write(1, $0.baseAddress! + offset, $0.count - offset) }
+            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
             if written <= 0 { return }
             offset += written
         }

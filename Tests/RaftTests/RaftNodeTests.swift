@@ -93,7 +93,7 @@ final class LocalNetwork: RaftTransport {
             id: ServerID(name), directory: root + "/" + name, machine: RecordingMachine(), transport: network, clock: clock,
             random: SeededRandom(seed: UInt64(name.utf8.reduce(0) { $0 &* 31 &+ UInt64($1) })), options: options,
             bootstrap: ClusterConfiguration(voters: voters.map { ServerID($0) }), snapshotEvery: snapshotEvery,
-            beforeSync: beforeSync)
+            wal: WALOptions(segmentBytes: 64 * 1024), beforeSync: beforeSync)
         network.attach(node)
         return node
     }
@@ -194,7 +194,7 @@ final class LocalNetwork: RaftTransport {
             let node = try RaftNode(
                 id: ServerID(name), directory: root + "/" + name, machine: RecordingMachine(), transport: network, clock: clock,
                 random: SeededRandom(seed: UInt64(nodes.count + 1)), options: options,
-                bootstrap: ClusterConfiguration(voters: voters.map { ServerID($0) }))
+                bootstrap: ClusterConfiguration(voters: voters.map { ServerID($0) }), wal: WALOptions(segmentBytes: 64 * 1024))
             network.attach(node)
             nodes.append(node)
         }

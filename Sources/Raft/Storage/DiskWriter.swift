@@ -100,8 +100,9 @@ package final class DiskWriter: Sendable {
 
     package var stats: Stats { state.withLock { $0.stats } }
 
-    /// Drops queued jobs, waits for the group being written (if any) to finish, and ends the event
-    /// stream. The files stay open until the writer is released.
+    /// Drops queued jobs, waits for the group being written (if any) and a spare segment being
+    /// made (if any) to finish, and ends the event stream. The files stay open until the writer is
+    /// released.
     package func close() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let idle = state.withLock { state -> Bool in
@@ -115,6 +116,14 @@ package final class DiskWriter: Sendable {
                 return true
             }
             if idle { continuation.resume() }
+        }
+        // A segment being preallocated in the background is finished too, so nothing writes into
+        // the directory once this returns.
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            queue.async {
+                self.files.withLock { $0.wal.waitForSpare() }
+                continuation.resume()
+            }
         }
         events.finish()
     }

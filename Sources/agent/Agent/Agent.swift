@@ -100,7 +100,10 @@ final class Agent: Sendable {
             do {
                 raft = try RaftNode(
                     id: me, directory: dataDir.raftDirectory, machine: machine, transport: transport, clock: clock,
-                    random: SeededRandom(seed: Self.randomSeed()), options: options, bootstrap: bootstrap)
+                    random: SeededRandom(seed: Self.randomSeed()), options: options, bootstrap: bootstrap,
+                    // A -dev agent's data is thrown away: no preallocated segments to make at start.
+                    wal: WALOptions(preallocate: !config.dev))
+                for note in raft?.recoveryNotes ?? [] { logger.warn("raft", "log recovery: \(note)") }
                 started.serverPort = try await ServerPortListener.start(
                     host: config.bindAddressNeedsResolution ? "0.0.0.0" : config.bindAddr, port: config.ports.server, raft: transport,
                     group: group, logger: logger)
