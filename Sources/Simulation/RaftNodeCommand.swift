@@ -6,6 +6,7 @@ import Darwin
 import ConsulCore
 import Dispatch
 import Foundation
+import NIOPosix
 import Raft
 import Synchronization
 
@@ -67,7 +68,8 @@ package struct StringKVMachine: RaftStateMachine {
 ///     LOCAL <key>         → VALUE <value> | NONE                              (this server's state)
 ///     STATUS              → STATUS <role> <term> <leader or -> <commit> <applied> <last> <snapshot>
 ///
-/// Prints `ready` once both ports listen, then runs until killed.
+/// The node, its Raft connections and its client connections share one event loop
+/// (`RaftNodeClientPort`). Prints `ready` once both ports listen, then runs until killed.
 package enum RaftNodeCommand {
     package struct Arguments: Equatable {
         package var id = ""
@@ -135,7 +137,10 @@ package enum RaftNodeCommand {
 
     private static func serve(_ arguments: Arguments) async throws {
         let id = ServerID(arguments.id)
-        let transport = RaftTCPTransport(localID: id)
+        // One event loop carries the node, its Raft connections and its client connections, so a
+        // commit hands nothing between threads but the disk writes (see `RaftNode`).
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let transport = RaftTCPTransport(localID: id, group: loop)
         let (bindHost, bindPort) = splitHostPort(arguments.bind)!
         _ = try await transport.listen(host: bindHost, port: bindPort)
         var options = RaftOptions()
@@ -150,49 +155,30 @@ package enum RaftNodeCommand {
         let seed = arguments.id.utf8.reduce(UInt64(getpid())) { $0 &* 31 &+ UInt64($1) }
         let node = try RaftNode(
             id: id, directory: arguments.directory, machine: StringKVMachine(), transport: transport, clock: SystemMonotonicClock(),
-            random: SeededRandom(seed: seed), options: options, bootstrap: configuration, snapshotEvery: arguments.snapshotEvery)
+            random: SeededRandom(seed: seed), options: options, bootstrap: configuration, snapshotEvery: arguments.snapshotEvery,
+            eventLoop: loop)
         for note in node.recoveryNotes { writeStderr("raft-node: recovered: " + note) }
-        Task {
-            for await batch in transport.inbound { await node.receive(batch) }
-        }
+        transport.onReceive { node.deliver($0) }
         await node.start()
         let (clientHost, clientPort) = splitHostPort(arguments.client)!
-        guard let (listener, _) = listenIPv4(host: clientHost, port: clientPort) else {
-            throw RaftNodeError.storage("cannot listen on client address \(arguments.client)")
-        }
-        Thread.detachNewThread {
-            while true {
-                let connection = accept(listener, nil, nil)
-                if connection < 0 {
-                    if errno == EINTR || errno == ECONNABORTED { continue }
-                    return
-                }
-                Thread.detachNewThread { serveClient(connection, node: node) }
-            }
+        do {
+            _ = try await RaftNodeClientPort.listen(host: clientHost, port: clientPort, node: node)
+        } catch {
+            throw RaftNodeError.storage("cannot listen on client address \(arguments.client): \(error)")
         }
     }
 
-    /// One client connection on its own thread: requests one at a time, each waiting (bounded)
-    /// for the node.
-    private static func serveClient(_ fd: Int32, node: RaftNode<StringKVMachine>) {
-        defer { close(fd) }
-        var on: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
-        var buffer: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: buffer[..<newline], as: UTF8.self)
-                buffer.removeSubrange(...newline)
-                let answer = waitFor { await handle(line, node: node) } ?? "ERR timeout"
-                guard writeAll(fd, Array((answer + "\n").utf8)) else { return }
-            }
-            guard buffer.count <= LineClient.maxLineBytes else { return }
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { return }
-            buffer += chunk[..<count]
+    /// The answer line to a `PUT`.
+    static func putAnswer(_ result: Result<[UInt8], RaftNodeError>) -> String {
+        switch result {
+        case .success: "OK"
+        case .failure(let error): errorAnswer(error)
         }
+    }
+
+    static func errorAnswer(_ error: RaftNodeError) -> String {
+        if case .rejected(.notLeader(let hint)) = error { return "ERR notleader \(hint?.rawValue ?? "-")" }
+        return "ERR \(error)"
     }
 
     static func handle(_ line: String, node: RaftNode<StringKVMachine>) async -> String {
@@ -218,22 +204,8 @@ package enum RaftNodeCommand {
                 return "ERR unknown request"
             }
         } catch {
-            if case .rejected(.notLeader(let hint)) = error { return "ERR notleader \(hint?.rawValue ?? "-")" }
-            return "ERR \(error)"
+            return errorAnswer(error)
         }
-    }
-
-    /// Runs `body` as a task and waits for it on this (non-pool) thread, at most 10 s.
-    private static func waitFor(_ body: @escaping @Sendable () async -> String) -> String? {
-        let result = Shared<String?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            let value = await body()
-            result.value.withLock { $0 = value }
-            done.signal()
-        }
-        guard done.wait(timeout: .now() + .seconds(10)) == .success else { return nil }
-        return result.value.withLock { $0 }
     }
 
     private static func writeStdout(_ line: String) { writeLine(line, to: 1) }

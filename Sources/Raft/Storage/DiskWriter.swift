@@ -58,19 +58,21 @@ package final class DiskWriter: Sendable {
     private let files: Mutex<Files>
     private let state = Mutex(State())
     private let queue: DispatchQueue
-    private let events: AsyncStream<Event>.Continuation
+    private let report: @Sendable (Event) -> Void
     private let beforeSync: (@Sendable () -> Void)?
 
     /// - Parameters:
-    ///   - events: receives `.durable` / `.failed`, in order; finished by `close()`.
+    ///   - report: called with `.durable` / `.failed`, in order, on the writer's queue (or, for a
+    ///     queue overflow, on the submitting thread); never after `close()` returns. It must not
+    ///     block: it hands the event on (the node schedules it on its event loop).
     ///   - beforeSync: instrumentation for tests, called on the writer's queue before each sync.
     package init(
-        wal: sending SegmentedWAL, snapshots: SnapshotStore, label: String, events: AsyncStream<Event>.Continuation,
+        wal: sending SegmentedWAL, snapshots: SnapshotStore, label: String, report: @escaping @Sendable (Event) -> Void,
         beforeSync: (@Sendable () -> Void)? = nil
     ) {
         self.files = Mutex(Files(wal: wal, snapshots: snapshots))
         self.queue = DispatchQueue(label: label)
-        self.events = events
+        self.report = report
         self.beforeSync = beforeSync
     }
 
@@ -92,7 +94,7 @@ package final class DiskWriter: Sendable {
             return (state.nextSeq, start, false)
         }
         if overflow {
-            events.yield(.failed(.storage("disk writer queue over \(Self.maxQueuedJobs) jobs: the disk has stalled")))
+            report(.failed(.storage("disk writer queue over \(Self.maxQueuedJobs) jobs: the disk has stalled")))
         }
         if startDrain { queue.async { self.drain() } }
         return seq
@@ -100,9 +102,9 @@ package final class DiskWriter: Sendable {
 
     package var stats: Stats { state.withLock { $0.stats } }
 
-    /// Drops queued jobs, waits for the group being written (if any) and a spare segment being
-    /// made (if any) to finish, and ends the event stream. The files stay open until the writer is
-    /// released.
+    /// Drops queued jobs and waits for the group being written (if any) and a spare segment being
+    /// made (if any) to finish; nothing more is reported after it. The files stay open until the
+    /// writer is released.
     package func close() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let idle = state.withLock { state -> Bool in
@@ -125,7 +127,6 @@ package final class DiskWriter: Sendable {
                 continuation.resume()
             }
         }
-        events.finish()
     }
 
     // MARK: - The writer's queue
@@ -151,10 +152,10 @@ package final class DiskWriter: Sendable {
                     state.stats.queued -= group.count
                     state.stats.largestGroup = max(state.stats.largestGroup, group.count)
                 }
-                events.yield(.durable(last.seq))
+                report(.durable(last.seq))
             case .failure(let error):
                 state.withLock { $0.failed = true }
-                events.yield(.failed(error))
+                report(.failed(error))
             }
         }
         let waiting = state.withLock { state in

@@ -56,7 +56,14 @@ final class PeerLink: Sendable {
             transport.counters.add(\.droppedQueueFull)
             return
         }
-        if schedule { eventLoop.execute { self.pump() } }
+        guard schedule else { return }
+        // On the link's own loop (a node running there), write now rather than after the node's
+        // step: the step may go on for a while (its disk job's hand-off included).
+        if eventLoop.inEventLoop {
+            pump()
+        } else {
+            eventLoop.execute { self.pump() }
+        }
     }
 
     /// Reconnects to `address` (the old connection is closed; queued frames go to the new one).
