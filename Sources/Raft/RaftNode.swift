@@ -1,4 +1,5 @@
 import ConsulCore
+import Dispatch
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -19,7 +20,9 @@ extension RaftTransport {
 package protocol RaftStateMachine: Sendable {
     /// Applies a committed command and returns the answer for the client that proposed it.
     mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8]
-    /// The whole state, for a snapshot.
+    /// The whole state, for a snapshot. Called on a copy of the machine, on a thread of its own,
+    /// while the node goes on applying to the original: copying a machine must freeze what its
+    /// snapshot will hold (a value type, as the protocol's other requirements assume).
     func snapshot() -> [UInt8]
     /// Replaces the whole state with a snapshot's.
     mutating func restore(_ data: [UInt8]) throws(RaftNodeError)
@@ -74,6 +77,13 @@ package actor RaftNode<Machine: RaftStateMachine> {
     let clock: any MonotonicClock
     /// Take a snapshot after this many applied entries (nil: never).
     private let snapshotEvery: UInt64?
+    /// Where the snapshots the node takes are serialized and saved: off the event loop, which must
+    /// not stall for a whole state's worth of encoding, and off the disk writer's queue, whose log
+    /// writes must not wait behind a whole state's worth of file.
+    private let snapshotQueue: DispatchQueue
+    private let snapshotStore: SnapshotStore
+    /// A snapshot is being taken (one at a time).
+    private var snapshotting = false
     private(set) var applied: LogIndex
     private var lastSnapshot: LogIndex
     private var nextRequest: RequestID = 1
@@ -171,6 +181,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
             }
             self.core = try RaftCore(id: id, options: options, random: random, recovered: recovered, now: clock.now())
             self.durableTerm = recovered.hardState.term
+            self.snapshotStore = snapshots
             self.writer = DiskWriter(
                 wal: wal, snapshots: snapshots, label: "raft.disk.\(id)", report: { relay.forward($0) }, beforeSync: beforeSync)
             self.machine = machine
@@ -186,6 +197,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
         self.transport = transport
         self.clock = clock
         self.snapshotEvery = snapshotEvery
+        self.snapshotQueue = DispatchQueue(label: "raft.snapshot.\(id)", qos: .utility)
         self.applied = core.appliedIndex
         self.lastSnapshot = core.log.snapshotIndex
         self.announcedConfiguration = core.configuration
@@ -221,6 +233,10 @@ package actor RaftNode<Machine: RaftStateMachine> {
     package func stop() async {
         halt()
         await writer.close()
+        // A snapshot being taken is finished too, so nothing writes into the directory afterwards.
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            snapshotQueue.async { continuation.resume() }
+        }
     }
 
     /// The synchronous part of `stop()`.
@@ -560,17 +576,30 @@ package actor RaftNode<Machine: RaftStateMachine> {
         }
         // A snapshot is worth taking only past the core's newest one (an installed snapshot may
         // already be ahead of what this node has applied so far).
-        if let every = snapshotEvery, applied >= lastSnapshot + every, applied > core.log.snapshotIndex,
+        if let every = snapshotEvery, !snapshotting, applied >= lastSnapshot + every, applied > core.log.snapshotIndex,
            let term = core.log.term(at: applied) {
-            let data = machine.snapshot()
-            let snapshot = Snapshot(
-                metadata: SnapshotMetadata(index: applied, term: term, configuration: core.configuration(at: applied)), data: data)
+            let metadata = SnapshotMetadata(index: applied, term: term, configuration: core.configuration(at: applied))
+            // A value copy: what the machine holds now, whatever is applied to it meanwhile.
+            let frozen = machine
             lastSnapshot = applied
-            // The core may compact its log only once the snapshot is safely stored.
-            submittedSeq = writer.submit(.saveSnapshot(snapshot))
-            staged.append(Staged(seq: submittedSeq, work: .feed(.snapshotTaken(index: applied, data: data))))
+            snapshotting = true
+            snapshotQueue.async { [eventLoop, snapshotStore] in
+                let snapshot = Snapshot(metadata: metadata, data: frozen.snapshot())
+                var failure: WALError?
+                do throws(WALError) { try snapshotStore.save(snapshot) } catch { failure = error }
+                eventLoop.execute { [failure] in self.assumeIsolated { $0.snapshotStored(snapshot, failure: failure) } }
+            }
         }
         return followUps
+    }
+
+    /// A snapshot taken off the loop is durable in the snapshot store: the core may compact its
+    /// log (its entries up to there are applied, so their writes are durable already).
+    private func snapshotStored(_ snapshot: Snapshot, failure: WALError?) {
+        snapshotting = false
+        guard !stopped else { return }
+        if let failure { return fail(.storage(failure.description)) }
+        process([.snapshotTaken(index: snapshot.metadata.index, data: snapshot.data)])
     }
 }
 

@@ -15,8 +15,6 @@ package final class DiskWriter: Sendable {
         /// first). With `checkpoint`, the log is then rewritten as that one state (after compaction
         /// or an installed snapshot).
         case persist(PersistWork, checkpoint: RecoveredState?)
-        /// A snapshot the state machine took (saved atomically by the snapshot store).
-        case saveSnapshot(Snapshot)
     }
 
     package enum Event: Sendable, Hashable {
@@ -184,8 +182,6 @@ package final class DiskWriter: Sendable {
                         try files.wal.checkpoint(checkpoint)
                         unsynced = false
                     }
-                case .saveSnapshot(let snapshot):
-                    try files.snapshots.save(snapshot)
                 }
             }
             if unsynced {
