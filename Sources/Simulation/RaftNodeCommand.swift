@@ -11,13 +11,31 @@ import Raft
 import Synchronization
 
 /// A string key/value store, the state machine of `consul-sim raft-node`.
+///
+/// The keys are spread over `shardCount` dictionaries: the node serializes a snapshot from a copy
+/// of the machine while it goes on applying, and the first write after the copy then duplicates
+/// only the dictionary it touches, not the whole store at once on the event loop.
 package struct StringKVMachine: RaftStateMachine {
-    package private(set) var values: [String: String] = [:]
+    private var shards = [[String: String]](repeating: [:], count: Self.shardCount)
     /// Keys and values are single words of the line protocol; longer ones are refused.
     package static let maxKeyBytes = 1024
     package static let maxValueBytes = 32 * 1024
+    static let shardCount = 64
 
     package init() {}
+
+    package func value(for key: String) -> String? {
+        shards[Self.shard(of: key)][key]
+    }
+
+    package var count: Int { shards.reduce(0) { $0 + $1.count } }
+
+    /// FNV-1a of the key's bytes: the same shard in every process.
+    static func shard(of key: String) -> Int {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in key.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return Int(hash % UInt64(shardCount))
+    }
 
     package static func put(_ key: String, _ value: String) -> [UInt8] {
         var writer = ByteWriter()
@@ -29,33 +47,33 @@ package struct StringKVMachine: RaftStateMachine {
     package mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8] {
         var reader = ByteReader(command)
         guard let key = try? reader.string(), let value = try? reader.string() else { return [0] }
-        values[key] = value
+        shards[Self.shard(of: key)][key] = value
         return [1]
     }
 
     package func snapshot() -> [UInt8] {
         var writer = ByteWriter()
-        writer.u32(UInt32(values.count))
-        for key in values.keys.sorted() {
+        writer.u32(UInt32(count))
+        for key in shards.flatMap(\.keys).sorted() {
             writer.string(key)
-            writer.string(values[key]!)
+            writer.string(value(for: key)!)
         }
         return writer.bytes
     }
 
     package mutating func restore(_ data: [UInt8]) throws(RaftNodeError) {
         var reader = ByteReader(data)
-        var restored: [String: String] = [:]
+        var restored = [[String: String]](repeating: [:], count: Self.shardCount)
         do throws(DecodeError) {
             let count = try reader.u32()
             for _ in 0..<count {
                 let key = try reader.string()
-                restored[key] = try reader.string()
+                restored[Self.shard(of: key)][key] = try reader.string()
             }
         } catch {
             throw .badSnapshot("\(error)")
         }
-        values = restored
+        shards = restored
     }
 }
 
@@ -193,9 +211,9 @@ package enum RaftNodeCommand {
                 return "OK"
             case ("GET", 2):
                 try await node.linearizableRead()
-                return await node.withMachine { $0.values[words[1]] }.map { "VALUE " + $0 } ?? "NONE"
+                return await node.withMachine { $0.value(for: words[1]) }.map { "VALUE " + $0 } ?? "NONE"
             case ("LOCAL", 2):
-                return await node.withMachine { $0.values[words[1]] }.map { "VALUE " + $0 } ?? "NONE"
+                return await node.withMachine { $0.value(for: words[1]) }.map { "VALUE " + $0 } ?? "NONE"
             case ("STATUS", 1):
                 let status = await node.status()
                 return "STATUS \(status.role) \(status.term) \(status.leader?.rawValue ?? "-") \(status.commitIndex) "
