@@ -59,13 +59,31 @@ enum RaftNodeClientPort {
         private let node: RaftNode<StringKVMachine>
         private var pending: [String] = []
         private var head = 0
-        /// Bumped per request, so a late answer or timeout of an earlier one is ignored.
+        /// Bumped per request, so a late answer to an earlier one (after its timeout) is ignored.
         private var generation: UInt64 = 0
         private var busy = false
-        private var timeout: Scheduled<Void>?
+        private var startedAt = NIODeadline.now()
+        /// Checks once a second for a request past `requestTimeout` (one timer per connection,
+        /// not one per request).
+        private var watchdog: RepeatedTask?
 
         init(node: RaftNode<StringKVMachine>) {
             self.node = node
+        }
+
+        func handlerAdded(context: ChannelHandlerContext) {
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            watchdog = context.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+                let (handler, context) = bound.value
+                if handler.busy, NIODeadline.now() - handler.startedAt > RaftNodeClientPort.requestTimeout {
+                    handler.answer("ERR timeout", for: handler.generation, context)
+                }
+            }
+        }
+
+        func handlerRemoved(context: ChannelHandlerContext) {
+            watchdog?.cancel()
+            watchdog = nil
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -89,7 +107,12 @@ enum RaftNodeClientPort {
             }
             let line = pending[head]
             head += 1
+            if head >= 1024 {
+                pending.removeFirst(head)
+                head = 0
+            }
             busy = true
+            startedAt = .now()
             generation += 1
             let current = generation
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
@@ -97,7 +120,6 @@ enum RaftNodeClientPort {
                 let (handler, context) = bound.value
                 handler.answer(text, for: current, context)
             }
-            timeout = context.eventLoop.scheduleTask(in: RaftNodeClientPort.requestTimeout) { answer("ERR timeout") }
             let words = line.split(separator: " ", omittingEmptySubsequences: true)
             if words.count == 3, words[0] == "PUT", node.eventLoop === context.eventLoop {
                 guard words[1].utf8.count <= StringKVMachine.maxKeyBytes, words[2].utf8.count <= StringKVMachine.maxValueBytes else {
@@ -120,8 +142,6 @@ enum RaftNodeClientPort {
         private func answer(_ text: String, for request: UInt64, _ context: ChannelHandlerContext) {
             guard busy, request == generation else { return }
             busy = false
-            timeout?.cancel()
-            timeout = nil
             var buffer = context.channel.allocator.buffer(capacity: text.utf8.count + 1)
             buffer.writeString(text)
             buffer.writeInteger(UInt8(ascii: "\n"))
