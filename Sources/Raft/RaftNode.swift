@@ -8,11 +8,15 @@ import Synchronization
 /// network layer and returns, so a node's output batch is carried out without interleaving.
 package protocol RaftTransport: Sendable {
     func send(_ message: Message)
+    /// Puts what `send` queued so far on the wire now rather than once the caller's current work
+    /// is done, where the transport can (the caller runs on the thread that writes); else nothing.
+    func flush()
     /// The node's configuration changed (or is first known): servers' addresses may be in it.
     func configurationChanged(_ configuration: ClusterConfiguration)
 }
 
 extension RaftTransport {
+    package func flush() {}
     package func configurationChanged(_ configuration: ClusterConfiguration) {}
 }
 
@@ -502,11 +506,13 @@ package actor RaftNode<Machine: RaftStateMachine> {
         // job: waking the writer's thread can take this thread's CPU for a while, and the
         // followers' writes are what a commit waits for.
         if !output.persist.isEmpty || submittedSeq > durableSeq {
+            let before = output.messages.count
             output.messages.removeAll { message in
                 guard message.payload.mayPrecedeLocalPersistence, message.term <= durableTerm else { return false }
                 transport.send(message)
                 return true
             }
+            if output.messages.count < before { transport.flush() }
         }
         if !output.persist.isEmpty {
             var checkpoint: RecoveredState?
@@ -526,8 +532,11 @@ package actor RaftNode<Machine: RaftStateMachine> {
     private func carryOut(_ output: RaftOutput) throws(RaftNodeError) -> [RaftInput] {
         var followUps: [RaftInput] = []
         if let hardState = output.persist.hardState { durableTerm = max(durableTerm, hardState.term) }
-        // 2. Send.
+        // 2. Send. Answers (a follower's acknowledgement above all) are what a peer waits for: they
+        // go on the wire at once. The rest (a leader's new commit index) is written once this
+        // step is done, after the clients' answers below.
         for message in output.messages { transport.send(message) }
+        if output.messages.contains(where: { $0.payload.isResponse }) { transport.flush() }
         // 3. Apply (acceptances first, so their waiters see their entries applied).
         for outcome in output.outcomes {
             guard let waiting = proposals.removeValue(forKey: outcome.id) else { continue }

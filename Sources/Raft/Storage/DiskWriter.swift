@@ -2,7 +2,7 @@ import Dispatch
 import Synchronization
 
 /// Carries out a node's durable writes on a serial dispatch queue of its own, so no `fsync` ever
-/// runs on Swift's cooperative thread pool, and does group commit: the jobs that arrive while one
+/// runs on the node's event loop or Swift's cooperative thread pool, and does group commit: the jobs that arrive while one
 /// group is being written and synced form the next group, which costs one more `fdatasync` however
 /// many jobs it holds.
 ///

@@ -56,14 +56,14 @@ final class PeerLink: Sendable {
             transport.counters.add(\.droppedQueueFull)
             return
         }
-        guard schedule else { return }
-        // On the link's own loop (a node running there), write now rather than after the node's
-        // step: the step may go on for a while (its disk job's hand-off included).
-        if eventLoop.inEventLoop {
-            pump()
-        } else {
-            eventLoop.execute { self.pump() }
-        }
+        if schedule { eventLoop.execute { self.pump() } }
+    }
+
+    /// Writes what is queued now, on the link's loop (a node running there flushes its urgent
+    /// sends before going on with its step); the pump already scheduled then finds nothing.
+    func pumpNow() {
+        eventLoop.assertInEventLoop()
+        pump()
     }
 
     /// Reconnects to `address` (the old connection is closed; queued frames go to the new one).

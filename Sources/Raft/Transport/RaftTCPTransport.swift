@@ -92,6 +92,13 @@ package final class RaftTCPTransport: RaftTransport, Sendable {
         link.enqueue(ByteBuffer(bytes: RaftWireCodec.encode(message)))
     }
 
+    /// Writes the queued frames of every link whose loop is the caller's now (see
+    /// `RaftTransport.flush`); links on other loops are pumped by their loop as usual.
+    package func flush() {
+        let links = state.withLock { Array($0.links.values) }
+        for link in links where link.eventLoop.inEventLoop { link.pumpNow() }
+    }
+
     /// Sets the addresses of the servers in `book` (others keep theirs); a peer whose address
     /// changed is reconnected there.
     package func updateAddresses(_ book: [ServerID: String]) {
