@@ -56,11 +56,12 @@ package enum RaftNodeError: Error, Hashable, Sendable {
 /// Executor: the actor runs on one NIO event loop (`eventLoop`). Give the node's transport the
 /// same loop and a commit needs no thread hand-off besides the disk writer's: messages read from
 /// a peer go straight into the node (`deliver`), messages the node sends are written to their
-/// sockets by the same thread as it sends them, and the writer's reports come back with one
-/// `execute`. On a
+/// sockets by the same thread (replication and acknowledgements at once, `RaftTransport.flush`;
+/// the rest when the step is done), and the writer's reports come back with one `execute`. On a
 /// small machine every hand-off between threads is a wake-up that costs more than the work it
 /// carries, so this is what a single client's commit latency is made of. What runs on the loop
-/// is short and never blocks: core steps, applying commands, answering waiters.
+/// is short and never blocks: core steps, applying commands, answering waiters (snapshots are
+/// serialized and saved on a queue of their own).
 ///
 /// Pipeline: every batch is staged behind the writes submitted so far. A batch's messages (but
 /// see `MessagePayload.mayPrecedeLocalPersistence`), state-machine work and answers run once its
