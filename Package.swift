@@ -94,7 +94,15 @@ let package = Package(
             ]
         ),
         // Deterministic simulation (test support, not shipped): simulated network/disk/clock, checkers, workload.
-        .target(name: "Simulation", dependencies: ["Raft", "ConsulCore", "Gossip"]),
+        .target(
+            name: "Simulation",
+            dependencies: [
+                "Raft", "ConsulCore", "Gossip",
+                // raft-node's client port runs on its Raft node's event loop.
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // `consul-sim raft --seed S --count N`: runs simulation seeds; thin, subcommands live in Simulation.
         .executableTarget(name: "consul-sim", dependencies: ["Simulation"]),
         .testTarget(

@@ -65,6 +65,14 @@ package enum MessagePayload: Hashable, Sendable {
         }
     }
 
+    /// An answer to another server's request.
+    package var isResponse: Bool {
+        switch self {
+        case .preVoteResponse, .voteResponse, .appendResponse, .heartbeatResponse, .installSnapshotResponse: true
+        case .preVote, .requestVote, .appendEntries, .heartbeat, .installSnapshot, .timeoutNow: false
+        }
+    }
+
     /// A short name for traces.
     package var kind: String {
         switch self {

@@ -1,14 +1,22 @@
 import ConsulCore
+import Dispatch
+import NIOCore
+import NIOPosix
+import Synchronization
 
 /// Carries messages to peers. `send` must not block or suspend: it hands the message to the
 /// network layer and returns, so a node's output batch is carried out without interleaving.
 package protocol RaftTransport: Sendable {
     func send(_ message: Message)
+    /// Puts what `send` queued so far on the wire now rather than once the caller's current work
+    /// is done, where the transport can (the caller runs on the thread that writes); else nothing.
+    func flush()
     /// The node's configuration changed (or is first known): servers' addresses may be in it.
     func configurationChanged(_ configuration: ClusterConfiguration)
 }
 
 extension RaftTransport {
+    package func flush() {}
     package func configurationChanged(_ configuration: ClusterConfiguration) {}
 }
 
@@ -16,7 +24,9 @@ extension RaftTransport {
 package protocol RaftStateMachine: Sendable {
     /// Applies a committed command and returns the answer for the client that proposed it.
     mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8]
-    /// The whole state, for a snapshot.
+    /// The whole state, for a snapshot. Called on a copy of the machine, on a thread of its own,
+    /// while the node goes on applying to the original: copying a machine must freeze what its
+    /// snapshot will hold (a value type, as the protocol's other requirements assume).
     func snapshot() -> [UInt8]
     /// Replaces the whole state with a snapshot's.
     mutating func restore(_ data: [UInt8]) throws(RaftNodeError)
@@ -39,9 +49,19 @@ package enum RaftNodeError: Error, Hashable, Sendable {
 }
 
 /// The shell around `RaftCore`: owns the state machine and the waiting clients, hands durable
-/// writes to a `DiskWriter` (its own queue, group commit: never an fsync on the cooperative pool),
-/// and carries out each output batch in the documented order; turns proposals and reads into
-/// async calls.
+/// writes to a `DiskWriter` (its own queue, group commit: never an fsync on an event loop or the
+/// cooperative pool), and carries out each output batch in the documented order; turns proposals
+/// and reads into async calls (or completion callbacks).
+///
+/// Executor: the actor runs on one NIO event loop (`eventLoop`). Give the node's transport the
+/// same loop and a commit needs no thread hand-off besides the disk writer's: messages read from
+/// a peer go straight into the node (`deliver`), messages the node sends are written to their
+/// sockets by the same thread (replication and acknowledgements at once, `RaftTransport.flush`;
+/// the rest when the step is done), and the writer's reports come back with one `execute`. On a
+/// small machine every hand-off between threads is a wake-up that costs more than the work it
+/// carries, so this is what a single client's commit latency is made of. What runs on the loop
+/// is short and never blocks: core steps, applying commands, answering waiters (snapshots are
+/// serialized and saved on a queue of their own).
 ///
 /// Pipeline: every batch is staged behind the writes submitted so far. A batch's messages (but
 /// see `MessagePayload.mayPrecedeLocalPersistence`), state-machine work and answers run once its
@@ -52,6 +72,9 @@ package enum RaftNodeError: Error, Hashable, Sendable {
 /// test directly with a `ManualClock`.
 package actor RaftNode<Machine: RaftStateMachine> {
     package nonisolated let id: ServerID
+    /// The event loop the actor runs on.
+    package nonisolated let eventLoop: any EventLoop
+    package nonisolated var unownedExecutor: UnownedSerialExecutor { eventLoop.executor.asUnownedSerialExecutor() }
     private(set) var core: RaftCore
     private var machine: Machine
     private let writer: DiskWriter
@@ -59,6 +82,13 @@ package actor RaftNode<Machine: RaftStateMachine> {
     let clock: any MonotonicClock
     /// Take a snapshot after this many applied entries (nil: never).
     private let snapshotEvery: UInt64?
+    /// Where the snapshots the node takes are serialized and saved: off the event loop, which must
+    /// not stall for a whole state's worth of encoding, and off the disk writer's queue, whose log
+    /// writes must not wait behind a whole state's worth of file.
+    private let snapshotQueue: DispatchQueue
+    private let snapshotStore: SnapshotStore
+    /// A snapshot is being taken (one at a time).
+    private var snapshotting = false
     private(set) var applied: LogIndex
     private var lastSnapshot: LogIndex
     private var nextRequest: RequestID = 1
@@ -67,10 +97,13 @@ package actor RaftNode<Machine: RaftStateMachine> {
     /// single-server cluster, which commits within the next step, cannot apply before we wait).
     private enum Waiting {
         case position(CheckedContinuation<LogPosition, any Error>)
-        case applied(CheckedContinuation<[UInt8], any Error>)
+        case applied(Completion)
     }
+    /// Called with a proposal's outcome, on the node's event loop. It must not call into the node
+    /// synchronously (the node is in the middle of carrying out a batch).
+    package typealias Completion = @Sendable (Result<[UInt8], RaftNodeError>) -> Void
     private var proposals: [RequestID: Waiting] = [:]
-    private var appliedWaiters: [LogIndex: (term: Term, continuation: CheckedContinuation<[UInt8], any Error>)] = [:]
+    private var appliedWaiters: [LogIndex: (term: Term, completion: Completion)] = [:]
     private var reads: [RequestID: CheckedContinuation<LogIndex, any Error>] = [:]
     private var readWaiters: [(index: LogIndex, continuation: CheckedContinuation<Void, any Error>)] = []
     private var wakeAt: Timestamp = .zero
@@ -94,6 +127,8 @@ package actor RaftNode<Machine: RaftStateMachine> {
     static var maxProposalsPerStep: Int { 1024 }
     /// Why the node stopped itself, if a write failed.
     package private(set) var storageFailure: RaftNodeError?
+    /// What opening the log had to repair (torn tails cut back), one line each, for the owner to log.
+    package nonisolated let recoveryNotes: [String]
 
     /// What waits in the pipeline: a batch's remaining effects, or an input to feed.
     private enum StagedWork {
@@ -111,15 +146,19 @@ package actor RaftNode<Machine: RaftStateMachine> {
     /// `data-dir/raft`). A new server of a new cluster passes `bootstrap`; it is written only when
     /// the log is empty. A `peers.json` in `directory` replaces the cluster configuration first
     /// (outage recovery, see `recoverCluster`) and is then deleted.
+    /// The node runs on `eventLoop` (see the type's doc: pass the loop its transport uses).
     /// `beforeSync` is test instrumentation, run on the writer's queue before each log sync.
     package init(
         id: ServerID, directory: String, machine: Machine, transport: any RaftTransport, clock: any MonotonicClock,
         random: SeededRandom, options: RaftOptions = RaftOptions(), bootstrap: ClusterConfiguration? = nil,
-        snapshotEvery: UInt64? = 1024, beforeSync: (@Sendable () -> Void)? = nil
+        snapshotEvery: UInt64? = 1024, wal walOptions: WALOptions = WALOptions(),
+        eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(), beforeSync: (@Sendable () -> Void)? = nil
     ) throws(RaftNodeError) {
-        let (events, sink) = AsyncStream.makeStream(of: DiskWriter.Event.self)
+        let relay = DiskEventRelay()
         do {
-            let (wal, walState) = try SegmentedWAL.open(directory: directory + "/wal")
+            let (wal, walState) = try SegmentedWAL.open(
+                directory: directory + "/wal", maxSegmentBytes: walOptions.segmentBytes, preallocate: walOptions.preallocate)
+            self.recoveryNotes = wal.repairs
             let snapshots = try SnapshotStore(directory: directory + "/snapshots")
             var recovered = walState
             if recovered == RecoveredState(), let bootstrap {
@@ -147,8 +186,9 @@ package actor RaftNode<Machine: RaftStateMachine> {
             }
             self.core = try RaftCore(id: id, options: options, random: random, recovered: recovered, now: clock.now())
             self.durableTerm = recovered.hardState.term
+            self.snapshotStore = snapshots
             self.writer = DiskWriter(
-                wal: wal, snapshots: snapshots, label: "raft.disk.\(id)", events: sink, beforeSync: beforeSync)
+                wal: wal, snapshots: snapshots, label: "raft.disk.\(id)", report: { relay.forward($0) }, beforeSync: beforeSync)
             self.machine = machine
         } catch let error as RaftNodeError {
             throw error
@@ -158,19 +198,23 @@ package actor RaftNode<Machine: RaftStateMachine> {
             throw .storage("\(error)")
         }
         self.id = id
+        self.eventLoop = eventLoop
         self.transport = transport
         self.clock = clock
         self.snapshotEvery = snapshotEvery
+        self.snapshotQueue = DispatchQueue(label: "raft.snapshot.\(id)", qos: .utility)
         self.applied = core.appliedIndex
         self.lastSnapshot = core.log.snapshotIndex
         self.announcedConfiguration = core.configuration
         transport.configurationChanged(core.configuration)
-        // The writer's reports come back through this task (it ends when `stop()` closes the writer).
-        Task { [weak self] in
-            for await event in events {
-                guard let self else { return }
-                await self.diskEvent(event)
-            }
+        connect(relay)
+    }
+
+    /// The writer's reports come back on the node's loop, in order (`execute` is FIFO).
+    private nonisolated func connect(_ relay: DiskEventRelay) {
+        relay.connect { [weak self, eventLoop] event in
+            guard let node = self else { return }
+            eventLoop.execute { node.assumeIsolated { $0.diskEvent(event) } }
         }
     }
 
@@ -194,6 +238,10 @@ package actor RaftNode<Machine: RaftStateMachine> {
     package func stop() async {
         halt()
         await writer.close()
+        // A snapshot being taken is finished too, so nothing writes into the directory afterwards.
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            snapshotQueue.async { continuation.resume() }
+        }
     }
 
     /// The synchronous part of `stop()`.
@@ -204,10 +252,10 @@ package actor RaftNode<Machine: RaftStateMachine> {
         for waiting in proposals.values {
             switch waiting {
             case .position(let continuation): continuation.resume(throwing: RaftNodeError.stopped)
-            case .applied(let continuation): continuation.resume(throwing: RaftNodeError.stopped)
+            case .applied(let completion): completion(.failure(.stopped))
             }
         }
-        for waiter in appliedWaiters.values { waiter.continuation.resume(throwing: RaftNodeError.stopped) }
+        for waiter in appliedWaiters.values { waiter.completion(.failure(.stopped)) }
         for continuation in reads.values { continuation.resume(throwing: RaftNodeError.stopped) }
         for waiter in readWaiters { waiter.continuation.resume(throwing: RaftNodeError.stopped) }
         proposals.removeAll()
@@ -232,26 +280,41 @@ package actor RaftNode<Machine: RaftStateMachine> {
     /// Messages from peers, in arrival order (one read burst of a connection).
     package func receive(_ messages: [Message]) { process(messages.map { .message($0) }) }
 
+    /// Messages from peers, from any thread: straight into the node when called on its event
+    /// loop (a connection on the node's loop), else handed over to the loop; in order either way.
+    package nonisolated func deliver(_ messages: [Message]) {
+        if eventLoop.inEventLoop {
+            assumeIsolated { $0.receive(messages) }
+        } else {
+            eventLoop.execute { self.assumeIsolated { $0.receive(messages) } }
+        }
+    }
+
     // MARK: - Requests
 
     /// Proposes a command; returns the state machine's answer once it is committed and applied here.
     /// Proposals that arrive while others wait to be taken go to the core as one batch (one WAL
     /// record, one AppendEntries per follower).
     package func propose(_ command: [UInt8]) async throws(RaftNodeError) -> [UInt8] {
-        guard !stopped else { throw .stopped }
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<[UInt8], RaftNodeError>, Never>) in
+            propose(command) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    /// `propose` with a callback instead of a suspension: `completion` runs on the node's event
+    /// loop right when the command is applied (or refused), so a caller on that loop (a client
+    /// connection handler) answers without any thread hand-off.
+    package func propose(_ command: [UInt8], completion: @escaping Completion) {
+        guard !stopped else { return completion(.failure(.stopped)) }
         let requestID = nextRequest
         nextRequest += 1
-        do {
-            return try await withCheckedThrowingContinuation { continuation in
-                proposals[requestID] = .applied(continuation)
-                queuedProposals.append(Proposal(id: requestID, command: command))
-                if queuedProposals.count == 1 {
-                    // Runs after the actor's jobs already queued, which may add more proposals.
-                    Task { self.flushProposals() }
-                }
-            }
-        } catch {
-            throw Self.typed(error)
+        proposals[requestID] = .applied(completion)
+        queuedProposals.append(Proposal(id: requestID, command: command))
+        if queuedProposals.count == 1 {
+            // Runs after what the loop already has queued (I/O of this round included), which may
+            // add more proposals.
+            eventLoop.execute { self.assumeIsolated { $0.flushProposals() } }
         }
     }
 
@@ -349,14 +412,11 @@ package actor RaftNode<Machine: RaftStateMachine> {
         let requestID = nextRequest
         nextRequest += 1
         let request = input(requestID)
-        do {
-            return try await withCheckedThrowingContinuation { continuation in
-                proposals[requestID] = .applied(continuation)
-                step(request)
-            }
-        } catch {
-            throw Self.typed(error)
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<[UInt8], RaftNodeError>, Never>) in
+            proposals[requestID] = .applied { continuation.resume(returning: $0) }
+            step(request)
         }
+        return try result.get()
     }
 
     private static func typed(_ error: any Error) -> RaftNodeError {
@@ -446,11 +506,23 @@ package actor RaftNode<Machine: RaftStateMachine> {
         }
     }
 
-    /// Step 1: hands the batch's persist work to the writer, sends what may go before it is
-    /// durable, and queues the rest behind it.
+    /// Step 1: sends what may go before the batch's writes are durable, hands its persist work to
+    /// the writer, and queues the rest behind it.
     private func stage(_ output: RaftOutput) {
         var output = output
         wakeAt = output.wakeAt
+        // What may go before the writes are durable goes first, before the writer is handed its
+        // job: waking the writer's thread can take this thread's CPU for a while, and the
+        // followers' writes are what a commit waits for.
+        if !output.persist.isEmpty || submittedSeq > durableSeq {
+            let before = output.messages.count
+            output.messages.removeAll { message in
+                guard message.payload.mayPrecedeLocalPersistence, message.term <= durableTerm else { return false }
+                transport.send(message)
+                return true
+            }
+            if output.messages.count < before { transport.flush() }
+        }
         if !output.persist.isEmpty {
             var checkpoint: RecoveredState?
             if output.persist.compactThrough != nil || output.persist.snapshot != nil {
@@ -462,13 +534,6 @@ package actor RaftNode<Machine: RaftStateMachine> {
             }
             submittedSeq = writer.submit(.persist(output.persist, checkpoint: checkpoint))
         }
-        if submittedSeq > durableSeq {
-            output.messages.removeAll { message in
-                guard message.payload.mayPrecedeLocalPersistence, message.term <= durableTerm else { return false }
-                transport.send(message)
-                return true
-            }
-        }
         staged.append(Staged(seq: submittedSeq, work: .effects(output)))
     }
 
@@ -476,20 +541,23 @@ package actor RaftNode<Machine: RaftStateMachine> {
     private func carryOut(_ output: RaftOutput) throws(RaftNodeError) -> [RaftInput] {
         var followUps: [RaftInput] = []
         if let hardState = output.persist.hardState { durableTerm = max(durableTerm, hardState.term) }
-        // 2. Send.
+        // 2. Send. Answers (a follower's acknowledgement above all) are what a peer waits for: they
+        // go on the wire at once. The rest (a leader's new commit index) is written once this
+        // step is done, after the clients' answers below.
         for message in output.messages { transport.send(message) }
+        if output.messages.contains(where: { $0.payload.isResponse }) { transport.flush() }
         // 3. Apply (acceptances first, so their waiters see their entries applied).
         for outcome in output.outcomes {
             guard let waiting = proposals.removeValue(forKey: outcome.id) else { continue }
             switch (waiting, outcome.result) {
             case (.position(let continuation), .success(let position)):
                 continuation.resume(returning: position)
-            case (.applied(let continuation), .success(let position)):
-                appliedWaiters[position.index] = (position.term, continuation)
+            case (.applied(let completion), .success(let position)):
+                appliedWaiters[position.index] = (position.term, completion)
             case (.position(let continuation), .failure(let error)):
                 continuation.resume(throwing: RaftNodeError.rejected(error))
-            case (.applied(let continuation), .failure(let error)):
-                continuation.resume(throwing: RaftNodeError.rejected(error))
+            case (.applied(let completion), .failure(let error)):
+                completion(.failure(.rejected(error)))
             }
         }
         if let snapshot = output.snapshotToRestore {
@@ -497,7 +565,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
             applied = snapshot.metadata.index
             lastSnapshot = snapshot.metadata.index
             for index in appliedWaiters.keys.sorted() where index <= applied {
-                appliedWaiters.removeValue(forKey: index)?.continuation.resume(throwing: RaftNodeError.outcomeUnknown)
+                appliedWaiters.removeValue(forKey: index)?.completion(.failure(.outcomeUnknown))
             }
         }
         for entry in output.committed {
@@ -505,11 +573,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
             if case .command(let command) = entry.payload { answer = machine.apply(command, at: entry.index) }
             applied = entry.index
             if let waiter = appliedWaiters.removeValue(forKey: entry.index) {
-                if waiter.term == entry.term {
-                    waiter.continuation.resume(returning: answer)
-                } else {
-                    waiter.continuation.resume(throwing: RaftNodeError.lost)
-                }
+                waiter.completion(waiter.term == entry.term ? .success(answer) : .failure(.lost))
             }
         }
         for read in output.readStates {
@@ -530,16 +594,53 @@ package actor RaftNode<Machine: RaftStateMachine> {
         }
         // A snapshot is worth taking only past the core's newest one (an installed snapshot may
         // already be ahead of what this node has applied so far).
-        if let every = snapshotEvery, applied >= lastSnapshot + every, applied > core.log.snapshotIndex,
+        if let every = snapshotEvery, !snapshotting, applied >= lastSnapshot + every, applied > core.log.snapshotIndex,
            let term = core.log.term(at: applied) {
-            let data = machine.snapshot()
-            let snapshot = Snapshot(
-                metadata: SnapshotMetadata(index: applied, term: term, configuration: core.configuration(at: applied)), data: data)
+            let metadata = SnapshotMetadata(index: applied, term: term, configuration: core.configuration(at: applied))
+            // A value copy: what the machine holds now, whatever is applied to it meanwhile.
+            let frozen = machine
             lastSnapshot = applied
-            // The core may compact its log only once the snapshot is safely stored.
-            submittedSeq = writer.submit(.saveSnapshot(snapshot))
-            staged.append(Staged(seq: submittedSeq, work: .feed(.snapshotTaken(index: applied, data: data))))
+            snapshotting = true
+            snapshotQueue.async { [eventLoop, snapshotStore] in
+                let snapshot = Snapshot(metadata: metadata, data: frozen.snapshot())
+                var failure: WALError?
+                do throws(WALError) { try snapshotStore.save(snapshot) } catch { failure = error }
+                eventLoop.execute { [failure] in self.assumeIsolated { $0.snapshotStored(snapshot, failure: failure) } }
+            }
         }
         return followUps
+    }
+
+    /// A snapshot taken off the loop is durable in the snapshot store: the core may compact its
+    /// log (its entries up to there are applied, so their writes are durable already).
+    private func snapshotStored(_ snapshot: Snapshot, failure: WALError?) {
+        snapshotting = false
+        guard !stopped else { return }
+        if let failure { return fail(.storage(failure.description)) }
+        process([.snapshotTaken(index: snapshot.metadata.index, data: snapshot.data)])
+    }
+}
+
+/// Hands the disk writer's reports to the node once it exists (the writer is made before it).
+private final class DiskEventRelay: Sendable {
+    private let target = Mutex<Callback<DiskWriter.Event>?>(nil)
+
+    func connect(_ body: @escaping @Sendable (DiskWriter.Event) -> Void) {
+        target.withLock { $0 = Callback(body) }
+    }
+
+    func forward(_ event: DiskWriter.Event) {
+        target.withLock { $0 }?.call(event)
+    }
+}
+
+/// A closure kept behind a lock. The class matters: a closure stored in a `Mutex` directly is
+/// re-wrapped in a reabstraction thunk on every `withLock` (the value goes through an `inout` of
+/// generic type), so each call gets slower than the last; a class reference is copied as it is.
+package final class Callback<Argument>: Sendable {
+    package let call: @Sendable (Argument) -> Void
+
+    package init(_ call: @escaping @Sendable (Argument) -> Void) {
+        self.call = call
     }
 }

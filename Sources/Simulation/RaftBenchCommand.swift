@@ -13,8 +13,9 @@ import Synchronization
 /// and p50/p99 latency. Speaks `raft-node`'s line protocol or etcd's v3 HTTP/JSON gateway, so
 /// both systems are measured the same way.
 ///
-/// `consul-sim fsync-rate --dir D`: 256-byte appends each followed by fdatasync, for the disk's
-/// physical limit on unbatched commits.
+/// `consul-sim fsync-rate --dir D`: 256-byte writes each followed by fdatasync, appended to a
+/// growing file and then written over a preallocated one, for the disk's physical limit on
+/// unbatched commits (the WAL writes into preallocated segments).
 package enum RaftBenchCommand {
     package enum Target: String, Sendable {
         case raft
@@ -213,28 +214,53 @@ package enum RaftBenchCommand {
             return 2
         }
         let path = arguments[1] + "/fsync-rate.tmp"
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o644)
-        guard fd >= 0 else {
-            err("fsync-rate: cannot open \(path)")
+        guard let append = syncLoop(path: path, seconds: seconds, preallocated: false),
+              let overwrite = syncLoop(path: path, seconds: seconds, preallocated: true)
+        else {
+            err("fsync-rate: cannot write \(path)")
             return 1
         }
+        out(String(
+            format: "fsync 256-byte appends+fdatasync/s=%.0f append_p50_ms=%.3f overwrites+fdatasync/s=%.0f overwrite_p50_ms=%.3f",
+            Double(append.count) / seconds, percentile(append, 0.5), Double(overwrite.count) / seconds, percentile(overwrite, 0.5)))
+        return 0
+    }
+
+    /// The bytes a preallocated test file gets (more than any run writes at 256 bytes a sync).
+    static let preallocatedBytes = 64 << 20
+
+    /// 256-byte records each followed by `fdatasync` for `seconds`: appended to a growing file
+    /// (each sync also commits the new size through the journal), or written over a file that was
+    /// zero-filled and synced first (as the WAL's preallocated segments are). Sorted latencies.
+    static func syncLoop(path: String, seconds: Double, preallocated: Bool) -> [UInt64]? {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { return nil }
         defer {
             close(fd)
             unlink(path)
         }
+        if preallocated {
+            let zeros = [UInt8](repeating: 0, count: 1 << 20)
+            for offset in stride(from: 0, to: preallocatedBytes, by: zeros.count) {
+                guard zeros.withUnsafeBytes({ pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }) == zeros.count else { return nil }
+            }
+            guard fsync(fd) == 0 else { return nil }
+        }
         let record = [UInt8](repeating: 0x5A, count: 256)
         let end = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
-        var count = 0
-        while DispatchTime.now().uptimeNanoseconds < end {
-            _ = record.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        var latencies: [UInt64] = []
+        var offset = 0
+        while DispatchTime.now().uptimeNanoseconds < end, offset + record.count <= preallocatedBytes {
+            let before = DispatchTime.now().uptimeNanoseconds
+            guard record.withUnsafeBytes({ pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }) == record.count else { return nil }
+            offset += record.count
             #if canImport(Glibc)
-            guard fdatasync(fd) == 0 else { return 1 }
+            guard fdatasync(fd) == 0 else { return nil }
             #else
-            guard fsync(fd) == 0 else { return 1 }
+            guard fsync(fd) == 0 else { return nil }
             #endif
-            count += 1
+            latencies.append(DispatchTime.now().uptimeNanoseconds - before)
         }
-        out(String(format: "fsync 256-byte appends+fdatasync/s=%.0f", Double(count) / seconds))
-        return 0
+        return latencies.sorted()
     }
 }

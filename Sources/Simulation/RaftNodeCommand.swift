@@ -6,17 +6,36 @@ import Darwin
 import ConsulCore
 import Dispatch
 import Foundation
+import NIOPosix
 import Raft
 import Synchronization
 
 /// A string key/value store, the state machine of `consul-sim raft-node`.
+///
+/// The keys are spread over `shardCount` dictionaries: the node serializes a snapshot from a copy
+/// of the machine while it goes on applying, and the first write after the copy then duplicates
+/// only the dictionary it touches, not the whole store at once on the event loop.
 package struct StringKVMachine: RaftStateMachine {
-    package private(set) var values: [String: String] = [:]
+    private var shards = [[String: String]](repeating: [:], count: Self.shardCount)
     /// Keys and values are single words of the line protocol; longer ones are refused.
     package static let maxKeyBytes = 1024
     package static let maxValueBytes = 32 * 1024
+    static let shardCount = 64
 
     package init() {}
+
+    package func value(for key: String) -> String? {
+        shards[Self.shard(of: key)][key]
+    }
+
+    package var count: Int { shards.reduce(0) { $0 + $1.count } }
+
+    /// FNV-1a of the key's bytes: the same shard in every process.
+    static func shard(of key: String) -> Int {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in key.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return Int(hash % UInt64(shardCount))
+    }
 
     package static func put(_ key: String, _ value: String) -> [UInt8] {
         var writer = ByteWriter()
@@ -28,33 +47,33 @@ package struct StringKVMachine: RaftStateMachine {
     package mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8] {
         var reader = ByteReader(command)
         guard let key = try? reader.string(), let value = try? reader.string() else { return [0] }
-        values[key] = value
+        shards[Self.shard(of: key)][key] = value
         return [1]
     }
 
     package func snapshot() -> [UInt8] {
         var writer = ByteWriter()
-        writer.u32(UInt32(values.count))
-        for key in values.keys.sorted() {
+        writer.u32(UInt32(count))
+        for key in shards.flatMap(\.keys).sorted() {
             writer.string(key)
-            writer.string(values[key]!)
+            writer.string(value(for: key)!)
         }
         return writer.bytes
     }
 
     package mutating func restore(_ data: [UInt8]) throws(RaftNodeError) {
         var reader = ByteReader(data)
-        var restored: [String: String] = [:]
+        var restored = [[String: String]](repeating: [:], count: Self.shardCount)
         do throws(DecodeError) {
             let count = try reader.u32()
             for _ in 0..<count {
                 let key = try reader.string()
-                restored[key] = try reader.string()
+                restored[Self.shard(of: key)][key] = try reader.string()
             }
         } catch {
             throw .badSnapshot("\(error)")
         }
-        values = restored
+        shards = restored
     }
 }
 
@@ -67,7 +86,8 @@ package struct StringKVMachine: RaftStateMachine {
 ///     LOCAL <key>         → VALUE <value> | NONE                              (this server's state)
 ///     STATUS              → STATUS <role> <term> <leader or -> <commit> <applied> <last> <snapshot>
 ///
-/// Prints `ready` once both ports listen, then runs until killed.
+/// The node, its Raft connections and its client connections share one event loop
+/// (`RaftNodeClientPort`). Prints `ready` once both ports listen, then runs until killed.
 package enum RaftNodeCommand {
     package struct Arguments: Equatable {
         package var id = ""
@@ -135,7 +155,10 @@ package enum RaftNodeCommand {
 
     private static func serve(_ arguments: Arguments) async throws {
         let id = ServerID(arguments.id)
-        let transport = RaftTCPTransport(localID: id)
+        // One event loop carries the node, its Raft connections and its client connections, so a
+        // commit hands nothing between threads but the disk writes (see `RaftNode`).
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let transport = RaftTCPTransport(localID: id, group: loop)
         let (bindHost, bindPort) = splitHostPort(arguments.bind)!
         _ = try await transport.listen(host: bindHost, port: bindPort)
         var options = RaftOptions()
@@ -150,48 +173,30 @@ package enum RaftNodeCommand {
         let seed = arguments.id.utf8.reduce(UInt64(getpid())) { $0 &* 31 &+ UInt64($1) }
         let node = try RaftNode(
             id: id, directory: arguments.directory, machine: StringKVMachine(), transport: transport, clock: SystemMonotonicClock(),
-            random: SeededRandom(seed: seed), options: options, bootstrap: configuration, snapshotEvery: arguments.snapshotEvery)
-        Task {
-            for await batch in transport.inbound { await node.receive(batch) }
-        }
+            random: SeededRandom(seed: seed), options: options, bootstrap: configuration, snapshotEvery: arguments.snapshotEvery,
+            eventLoop: loop)
+        for note in node.recoveryNotes { writeStderr("raft-node: recovered: " + note) }
+        transport.onReceive { node.deliver($0) }
         await node.start()
         let (clientHost, clientPort) = splitHostPort(arguments.client)!
-        guard let (listener, _) = listenIPv4(host: clientHost, port: clientPort) else {
-            throw RaftNodeError.storage("cannot listen on client address \(arguments.client)")
-        }
-        Thread.detachNewThread {
-            while true {
-                let connection = accept(listener, nil, nil)
-                if connection < 0 {
-                    if errno == EINTR || errno == ECONNABORTED { continue }
-                    return
-                }
-                Thread.detachNewThread { serveClient(connection, node: node) }
-            }
+        do {
+            _ = try await RaftNodeClientPort.listen(host: clientHost, port: clientPort, node: node)
+        } catch {
+            throw RaftNodeError.storage("cannot listen on client address \(arguments.client): \(error)")
         }
     }
 
-    /// One client connection on its own thread: requests one at a time, each waiting (bounded)
-    /// for the node.
-    private static func serveClient(_ fd: Int32, node: RaftNode<StringKVMachine>) {
-        defer { close(fd) }
-        var on: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
-        var buffer: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: buffer[..<newline], as: UTF8.self)
-                buffer.removeSubrange(...newline)
-                let answer = waitFor { await handle(line, node: node) } ?? "ERR timeout"
-                guard writeAll(fd, Array((answer + "\n").utf8)) else { return }
-            }
-            guard buffer.count <= LineClient.maxLineBytes else { return }
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { return }
-            buffer += chunk[..<count]
+    /// The answer line to a `PUT`.
+    static func putAnswer(_ result: Result<[UInt8], RaftNodeError>) -> String {
+        switch result {
+        case .success: "OK"
+        case .failure(let error): errorAnswer(error)
         }
+    }
+
+    static func errorAnswer(_ error: RaftNodeError) -> String {
+        if case .rejected(.notLeader(let hint)) = error { return "ERR notleader \(hint?.rawValue ?? "-")" }
+        return "ERR \(error)"
     }
 
     static func handle(_ line: String, node: RaftNode<StringKVMachine>) async -> String {
@@ -206,9 +211,9 @@ package enum RaftNodeCommand {
                 return "OK"
             case ("GET", 2):
                 try await node.linearizableRead()
-                return await node.withMachine { $0.values[words[1]] }.map { "VALUE " + $0 } ?? "NONE"
+                return await node.withMachine { $0.value(for: words[1]) }.map { "VALUE " + $0 } ?? "NONE"
             case ("LOCAL", 2):
-                return await node.withMachine { $0.values[words[1]] }.map { "VALUE " + $0 } ?? "NONE"
+                return await node.withMachine { $0.value(for: words[1]) }.map { "VALUE " + $0 } ?? "NONE"
             case ("STATUS", 1):
                 let status = await node.status()
                 return "STATUS \(status.role) \(status.term) \(status.leader?.rawValue ?? "-") \(status.commitIndex) "
@@ -217,29 +222,19 @@ package enum RaftNodeCommand {
                 return "ERR unknown request"
             }
         } catch {
-            if case .rejected(.notLeader(let hint)) = error { return "ERR notleader \(hint?.rawValue ?? "-")" }
-            return "ERR \(error)"
+            return errorAnswer(error)
         }
     }
 
-    /// Runs `body` as a task and waits for it on this (non-pool) thread, at most 10 s.
-    private static func waitFor(_ body: @escaping @Sendable () async -> String) -> String? {
-        let result = Shared<String?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            let value = await body()
-            result.value.withLock { $0 = value }
-            done.signal()
-        }
-        guard done.wait(timeout: .now() + .seconds(10)) == .success else { return nil }
-        return result.value.withLock { $0 }
-    }
+    private static func writeStdout(_ line: String) { writeLine(line, to: 1) }
 
-    private static func writeStdout(_ line: String) {
+    private static func writeStderr(_ line: String) { writeLine(line, to: 2) }
+
+    private static func writeLine(_ line: String, to fd: Int32) {
         let bytes = Array((line + "\n").utf8)
         var offset = 0
         while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { write(1, $0.baseAddress! + offset, $0.count - offset) }
+            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
             if written <= 0 { return }
             offset += written
         }

@@ -25,7 +25,7 @@ package enum SimulatorCommand {
             name: "raft-bench", summary: RaftBenchCommand.usage + ": load generator of bench/raft.sh (raft-node or etcd)",
             run: { RaftBenchCommand.run($0, out: $1, err: $2) }),
         Entry(
-            name: "fsync-rate", summary: RaftBenchCommand.fsyncUsage + ": 256-byte appends each followed by fdatasync, per second",
+            name: "fsync-rate", summary: RaftBenchCommand.fsyncUsage + ": 256-byte writes each followed by fdatasync, per second (appended, then over a preallocated file)",
             run: { RaftBenchCommand.fsyncRate($0, out: $1, err: $2) }),
         Entry(
             name: "gossip", summary: "gossip --seed S [--count N | --trace] [--members M]: simulate gossip pools for seeds S..S+N-1",

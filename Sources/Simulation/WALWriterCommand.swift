@@ -9,7 +9,7 @@ import Raft
 /// `consul-sim wal-writer --dir D [--records N] [--seed S]`: the child process of the SIGKILL
 /// storage test. Opens (recovering) the WAL in D and appends command entries after the last one,
 /// in groups of 1 to 8 records per fsync (seeded), now and then rewriting the log as a checkpoint
-/// (as compaction does), and prints `ack <index>` on stdout, unbuffered, only once that index is
+/// (as compaction does), in preallocated segments (the spare for the next one made in the background), and prints `ack <index>` on stdout, unbuffered, only once that index is
 /// durable. Whatever it acknowledged must survive a SIGKILL at any moment.
 package enum WALWriterCommand {
     /// Small segments, so a run crosses many segment boundaries.
@@ -40,7 +40,7 @@ package enum WALWriterCommand {
         }
         guard let directory else { return usage(err) }
         do throws(WALError) {
-            let (wal, recovered) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: segmentBytes)
+            let (wal, recovered) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: segmentBytes, preallocate: true)
             var state = recovered
             var random = SeededRandom(seed: seed)
             var next = (state.entries.last?.index ?? state.snapshot?.metadata.index ?? 0) + 1

@@ -41,18 +41,30 @@ final class Shared<Value: Sendable>: Sendable {
     init(_ initial: Value) { value = Mutex(initial) }
 }
 
-/// Delivers messages between in-process nodes on separate tasks (so sends never block a node).
+/// Delivers messages between in-process nodes on the receiver's event loop (so sends never block
+/// a node), in order per sender, and counts what is in flight so a test can wait for quiet.
 final class LocalNetwork: RaftTransport {
     let routes = Mutex<[ServerID: @Sendable (Message) -> Void]>([:])
+    /// Messages sent and not yet taken by their node.
+    let inFlight = Shared(0)
 
     func send(_ message: Message) {
-        let route = routes.withLock { $0[message.to] }
-        route?(message)
+        guard let route = routes.withLock({ $0[message.to] }) else { return }
+        inFlight.value.withLock { $0 += 1 }
+        route(message)
     }
 
     func attach(_ node: RaftNode<RecordingMachine>) {
         let id = node.id
-        routes.withLock { $0[id] = { message in Task { await node.receive(message) } } }
+        let inFlight = inFlight
+        routes.withLock {
+            $0[id] = { message in
+                node.eventLoop.execute {
+                    node.assumeIsolated { $0.receive(message) }
+                    inFlight.value.withLock { $0 -= 1 }
+                }
+            }
+        }
     }
 }
 
@@ -93,30 +105,35 @@ final class LocalNetwork: RaftTransport {
             id: ServerID(name), directory: root + "/" + name, machine: RecordingMachine(), transport: network, clock: clock,
             random: SeededRandom(seed: UInt64(name.utf8.reduce(0) { $0 &* 31 &+ UInt64($1) })), options: options,
             bootstrap: ClusterConfiguration(voters: voters.map { ServerID($0) }), snapshotEvery: snapshotEvery,
-            beforeSync: beforeSync)
+            wal: WALOptions(segmentBytes: 64 * 1024), beforeSync: beforeSync)
         network.attach(node)
         return node
     }
 
     /// Advances the manual clock and lets messages flow until `done` holds (bounded).
-    func drive(_ nodes: [RaftNode<RecordingMachine>], clock: ManualClock, until done: () async -> Bool) async -> Bool {
+    func drive(
+        _ nodes: [RaftNode<RecordingMachine>], network: LocalNetwork, clock: ManualClock, until done: () async -> Bool
+    ) async -> Bool {
         for _ in 0..<1000 {
             if await done() { return true }
             clock.advance(by: .milliseconds(10))
             for node in nodes { await node.tick() }
-            // Let messages flow and writes finish (the writer runs on its own queue, in real time).
-            for _ in 0..<3 {
-                for _ in 0..<20 { await Task.yield() }
-                for node in nodes { await settle(node) }
-            }
+            await quiesce(nodes, network: network)
         }
         return await done()
     }
 
-    /// Waits (bounded) until the node's disk writer has nothing queued.
-    func settle(_ node: RaftNode<RecordingMachine>) async {
-        for _ in 0..<2000 where await node.diskStats().queued > 0 {
-            try? await Task.sleep(for: .milliseconds(1))
+    /// Waits (bounded) until no message is in flight and no node has a write queued, twice in a
+    /// row with a trip through every node's event loop in between (a finished write's report and
+    /// the messages it releases are queued there). The nodes run on their event loops and the
+    /// writers on their queues, in real time, while the test's clock stands still.
+    func quiesce(_ nodes: [RaftNode<RecordingMachine>], network: LocalNetwork) async {
+        var quiet = 0
+        for _ in 0..<5000 where quiet < 2 {
+            var idle = network.inFlight.value.withLock { $0 } == 0
+            for node in nodes where await node.diskStats().queued > 0 { idle = false }
+            quiet = idle ? quiet + 1 : 0
+            if !idle { try? await Task.sleep(for: .microseconds(200)) }
         }
     }
 
@@ -130,7 +147,7 @@ final class LocalNetwork: RaftTransport {
         let clock = ManualClock()
         let network = LocalNetwork()
         var node = try makeNode("n1", voters: ["n1"], network: network, clock: clock, snapshotEvery: 4)
-        #expect(await drive([node], clock: clock) { await node.status().role == "leader" })
+        #expect(await drive([node], network: network, clock: clock) { await node.status().role == "leader" })
         for n in 1...10 {
             let answer = try await node.propose([UInt8(n)])
             #expect(answer == [UInt8(n)])
@@ -138,7 +155,7 @@ final class LocalNetwork: RaftTransport {
         let before = await node.withMachine { $0.commands }
         await node.stop()
         node = try makeNode("n1", voters: ["n1"], network: network, clock: clock, snapshotEvery: 4)
-        #expect(await drive([node], clock: clock) { await node.status().role == "leader" })
+        #expect(await drive([node], network: network, clock: clock) { await node.status().role == "leader" })
         try await node.barrier()
         #expect(await node.withMachine { $0.commands } == before)
         #expect(before == (1...10).map { [UInt8($0)] })
@@ -156,7 +173,7 @@ final class LocalNetwork: RaftTransport {
         #expect(fresh["state"] == "Follower")
         #expect(fresh["last_contact"] == "never")
         #expect(fresh["num_peers"] == "2")
-        #expect(await drive(nodes, clock: clock) { await leader(of: nodes) != nil })
+        #expect(await drive(nodes, network: network, clock: clock) { await leader(of: nodes) != nil })
         let leaderNode = try #require(await leader(of: nodes))
         _ = try await leaderNode.propose([1])
         let stats = await leaderNode.stats()
@@ -169,7 +186,7 @@ final class LocalNetwork: RaftTransport {
         #expect(stats["protocol_version"] == "3")
         #expect(stats["applied_index"] == stats["commit_index"])
         #expect(stats["last_log_index"] == stats["commit_index"])
-        #expect(await drive(nodes, clock: clock) {
+        #expect(await drive(nodes, network: network, clock: clock) {
             for node in nodes where await node.stats()["state"] == "Follower" {
                 if await node.stats()["last_contact"]?.hasSuffix("s") != true { return false }
             }
@@ -194,7 +211,7 @@ final class LocalNetwork: RaftTransport {
             let node = try RaftNode(
                 id: ServerID(name), directory: root + "/" + name, machine: RecordingMachine(), transport: network, clock: clock,
                 random: SeededRandom(seed: UInt64(nodes.count + 1)), options: options,
-                bootstrap: ClusterConfiguration(voters: voters.map { ServerID($0) }))
+                bootstrap: ClusterConfiguration(voters: voters.map { ServerID($0) }), wal: WALOptions(segmentBytes: 64 * 1024))
             network.attach(node)
             nodes.append(node)
         }
@@ -218,13 +235,13 @@ final class LocalNetwork: RaftTransport {
         let network = LocalNetwork()
         let voters = ["n1", "n2", "n3"]
         let nodes = try voters.map { try makeNode($0, voters: voters, network: network, clock: clock) }
-        #expect(await drive(nodes, clock: clock) { await leader(of: nodes) != nil })
+        #expect(await drive(nodes, network: network, clock: clock) { await leader(of: nodes) != nil })
         let leaderNode = try #require(await leader(of: nodes))
         for n in 1...5 { _ = try await leaderNode.propose([UInt8(n)]) }
         try await leaderNode.linearizableRead()
         #expect(await leaderNode.withMachine { $0.commands.count } == 5)
         // Followers catch up and apply the same sequence.
-        #expect(await drive(nodes, clock: clock) {
+        #expect(await drive(nodes, network: network, clock: clock) {
             for node in nodes where await node.withMachine({ $0.commands.count }) != 5 { return false }
             return true
         })
@@ -249,7 +266,7 @@ final class LocalNetwork: RaftTransport {
             // Bounded: a broken test releases itself after 10 s.
             if holding.value.withLock({ $0 }) { _ = gate.wait(timeout: .now() + .seconds(10)) }
         })
-        #expect(await drive([node], clock: clock) { await node.status().role == "leader" })
+        #expect(await drive([node], network: network, clock: clock) { await node.status().role == "leader" })
         try await node.barrier()
         let before = await node.diskStats()
         let startIndex = await node.status().lastIndex
@@ -291,7 +308,7 @@ final class LocalNetwork: RaftTransport {
         let (events, sink) = AsyncStream.makeStream(of: DiskWriter.Event.self)
         let inSync = Shared(0)
         let gate = DispatchSemaphore(value: 0)
-        let writer = DiskWriter(wal: wal, snapshots: snapshots, label: "test", events: sink, beforeSync: {
+        let writer = DiskWriter(wal: wal, snapshots: snapshots, label: "test", report: { sink.yield($0) }, beforeSync: {
             if inSync.value.withLock({ $0 += 1; return $0 }) == 1 { _ = gate.wait(timeout: .now() + .seconds(10)) }
         })
         func job(_ index: LogIndex) -> DiskWriter.Job {
@@ -323,10 +340,10 @@ final class LocalNetwork: RaftTransport {
         let network = LocalNetwork()
         let voters = ["n1", "n2", "n3"]
         let nodes = try voters.map { try makeNode($0, voters: voters, network: network, clock: clock) }
-        #expect(await drive(nodes, clock: clock) { await leader(of: nodes) != nil })
+        #expect(await drive(nodes, network: network, clock: clock) { await leader(of: nodes) != nil })
         let leaderNode = try #require(await leader(of: nodes))
         for n in 1...5 { _ = try await leaderNode.propose([UInt8(n)]) }
-        #expect(await drive(nodes, clock: clock) { await nodes[0].withMachine { $0.commands.count } == 5 })
+        #expect(await drive(nodes, network: network, clock: clock) { await nodes[0].withMachine { $0.commands.count } == 5 })
         for node in nodes { await node.stop() }
 
         let path = root + "/n1/peers.json"
@@ -347,14 +364,14 @@ final class LocalNetwork: RaftTransport {
         #expect(await survivor.status().configuration.servers == [
             ServerEntry(id: ServerID("n1"), suffrage: .voter, address: "127.0.0.1:8300"),
         ])
-        #expect(await drive([survivor], clock: clock) { await survivor.status().role == "leader" })
+        #expect(await drive([survivor], network: network, clock: clock) { await survivor.status().role == "leader" })
         _ = try await survivor.propose([6])
         #expect(await survivor.withMachine { $0.commands } == (1...6).map { [UInt8($0)] })
         await survivor.stop()
         // The recovered configuration is durable: a plain restart keeps it.
         let again = try makeNode("n1", voters: voters, network: network, clock: clock)
         #expect(await again.status().configuration.voters == [ServerID("n1")])
-        #expect(await drive([again], clock: clock) { await again.status().role == "leader" })
+        #expect(await drive([again], network: network, clock: clock) { await again.status().role == "leader" })
         try await again.barrier()
         #expect(await again.withMachine { $0.commands.count } == 6)
         await again.stop()

@@ -27,8 +27,11 @@ import Testing
         return names.sorted()
     }
 
+    /// Removes every file the test left (segments and spare segments) and the directory.
     func removeAll() {
-        for name in files() { unlink(directory + "/" + name) }
+        if let names = try? SnapshotStore.names(in: directory) {
+            for name in names where name != "." && name != ".." { unlink(directory + "/" + name) }
+        }
         rmdir(directory)
     }
 
@@ -170,5 +173,201 @@ import Testing
         #expect(files().count == 2)
         let (_, replayed) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 200)
         #expect(replayed == state)
+    }
+
+    // MARK: - Preallocated segments
+
+    func inode(_ name: String) -> UInt64? {
+        var info = stat()
+        guard stat(directory + "/" + name, &info) == 0 else { return nil }
+        return UInt64(info.st_ino)
+    }
+
+    func pwriteBytes(_ name: String, _ bytes: [UInt8], at offset: Int) {
+        let fd = open(directory + "/" + name, O_WRONLY)
+        defer { close(fd) }
+        #expect(bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) } == bytes.count)
+    }
+
+    @Test func preallocatedSegmentsHaveTheirFullSizeAndReplay() throws {
+        defer { removeAll() }
+        let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 300, preallocate: true)
+        defer { wal.waitForSpare() }
+        let expected = try writeHistory(wal)
+        #expect(wal.segmentNumbers.count == 3)
+        for name in files() {
+            #expect(size(name) == 300)
+            // The unused rest reads as zeros, which is a clean end, in every segment.
+            #expect(WALRecord.scan(readBytes(name)).tail == nil)
+        }
+        let (again, replayed) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 300, preallocate: true)
+        defer { again.waitForSpare() }
+        #expect(replayed == expected)
+        #expect(again.repairs.isEmpty)
+        #expect(again.segmentNumbers == wal.segmentNumbers)
+    }
+
+    /// The spare made in the background becomes the next segment (same file, renamed), and a new
+    /// spare is made after it.
+    @Test func spareSegmentBecomesTheNextSegment() throws {
+        defer { removeAll() }
+        let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 300, preallocate: true)
+        defer { wal.waitForSpare() }
+        wal.waitForSpare()
+        #expect(size("spare.seg") == 300)
+        #expect(readBytes("spare.seg").allSatisfy { $0 == 0 })
+        let spare = try #require(inode("spare.seg"))
+        _ = try writeHistory(wal)
+        let second = try #require(files().dropFirst().first)
+        #expect(inode(second) == spare)
+        #expect(size(second) == 300)
+        wal.waitForSpare()
+        #expect(size("spare.seg") == 300)
+        #expect(inode("spare.seg") != spare)
+    }
+
+    /// A crash while a spare was being made leaves `spare.tmp`, or a `spare.seg` of the wrong
+    /// size: neither is used, and a good spare is made again.
+    @Test func spareLeftoversAreRemade() throws {
+        defer { removeAll() }
+        mkdir(directory, 0o755)
+        writeBytes("spare.tmp", [1, 2, 3])
+        writeBytes("spare.seg", [0, 0, 0])
+        let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 300, preallocate: true)
+        defer { wal.waitForSpare() }
+        wal.waitForSpare()
+        #expect(inode("spare.tmp") == nil)
+        #expect(size("spare.seg") == 300)
+        #expect(readBytes("spare.seg").allSatisfy { $0 == 0 })
+    }
+
+    /// A torn last write in a preallocated segment is zeroed, the segment keeps its size, the cut
+    /// is reported, and the log goes on from there.
+    @Test func tornTailInPreallocatedSegmentIsZeroed() throws {
+        defer { removeAll() }
+        let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 4096, preallocate: true)
+        var expected = try writeHistory(wal)
+        wal.waitForSpare()
+        let name = try #require(files().last)
+        let valid = WALRecord.scan(readBytes(name)).validBytes
+        let last = PersistWork(entries: Self.entries(13...14, term: 2))
+        let record = try WALRecord.encode(last)
+        // The write reached the disk only partly.
+        pwriteBytes(name, Array(record.dropLast(5)), at: valid)
+        let (reopened, replayed) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 4096, preallocate: true)
+        defer { reopened.waitForSpare() }
+        #expect(replayed == expected)
+        #expect(reopened.repairs.count == 1)
+        #expect(reopened.repairs.first?.contains(name) == true)
+        #expect(size(name) == 4096)
+        #expect(readBytes(name)[valid...].allSatisfy { $0 == 0 })
+        try reopened.append(last)
+        try reopened.sync()
+        try expected.apply(last)
+        let (again, replayedAgain) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 4096, preallocate: true)
+        defer { again.waitForSpare() }
+        #expect(replayedAgain == expected)
+        #expect(again.repairs.isEmpty)
+    }
+
+    /// Writeback order is not write order: after a crash a later, unsynced record may be on disk
+    /// while the one before it is not (still zeros). Recovery must erase it, or a new record of
+    /// the lost one's size would later line up with it and bring it back into the log.
+    @Test func staleRecordBehindAHoleIsErased() throws {
+        defer { removeAll() }
+        let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 4096, preallocate: true)
+        var expected = try writeHistory(wal)
+        wal.waitForSpare()
+        let name = try #require(files().last)
+        let valid = WALRecord.scan(readBytes(name)).validBytes
+        let lost = try WALRecord.encode(PersistWork(entries: Self.entries(13...13, term: 2)))
+        let stale = try WALRecord.encode(PersistWork(entries: Self.entries(14...14, term: 2)))
+        pwriteBytes(name, stale, at: valid + lost.count)
+        let (reopened, replayed) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 4096, preallocate: true)
+        defer { reopened.waitForSpare() }
+        #expect(replayed == expected)
+        #expect(reopened.repairs.count == 1)
+        #expect(readBytes(name)[valid...].allSatisfy { $0 == 0 })
+        // A new leader's entry 13, exactly as long as the lost record.
+        let replacement = PersistWork(entries: Self.entries(13...13, term: 3))
+        #expect(try WALRecord.encode(replacement).count == lost.count)
+        try reopened.append(replacement)
+        try reopened.sync()
+        try expected.apply(replacement)
+        let (again, replayedAgain) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 4096, preallocate: true)
+        defer { again.waitForSpare() }
+        #expect(replayedAgain == expected)
+        #expect(replayedAgain.entries.last?.index == 13)
+    }
+
+    /// A crash right after a spare was renamed into place leaves an all-zero last segment: an
+    /// empty, clean segment that the next record goes into.
+    @Test func allZeroLastSegmentIsEmpty() throws {
+        defer { removeAll() }
+        let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 4096, preallocate: true)
+        var expected = try writeHistory(wal)
+        wal.waitForSpare()
+        let first = try #require(files().first)
+        let second = "wal-" + String(repeating: "0", count: 15) + "2.log"
+        writeBytes(second, [UInt8](repeating: 0, count: 4096))
+        let (reopened, replayed) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 4096, preallocate: true)
+        defer { reopened.waitForSpare() }
+        #expect(replayed == expected)
+        #expect(reopened.repairs.isEmpty)
+        let next = PersistWork(entries: Self.entries(13...13, term: 2))
+        try reopened.append(next)
+        try reopened.sync()
+        try expected.apply(next)
+        #expect(WALRecord.scan(readBytes(second)).records.count == 1)
+        #expect(files() == [first, second])
+        let (again, replayedAgain) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 4096, preallocate: true)
+        defer { again.waitForSpare() }
+        #expect(replayedAgain == expected)
+    }
+
+    /// Zeros end a segment cleanly only when nothing but zeros follows: in a segment that is not
+    /// the last, anything after them is corruption, reported with the file and offset.
+    @Test func garbageAfterZerosBeforeTheLastSegmentIsCorruption() throws {
+        defer { removeAll() }
+        let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 300, preallocate: true)
+        _ = try writeHistory(wal)
+        wal.waitForSpare()
+        let first = try #require(files().first)
+        let valid = WALRecord.scan(readBytes(first)).validBytes
+        pwriteBytes(first, [7], at: valid + 20)
+        do {
+            _ = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 300, preallocate: true)
+            Issue.record("opened a log with garbage in \(first)")
+        } catch {
+            #expect("\(error)".contains(first))
+            #expect("\(error)".contains("byte \(valid)"))
+        }
+    }
+
+    /// A checkpoint goes into the current segment (no fresh segment per snapshot) and every
+    /// older segment is deleted; replay starts at it, ignoring the records before it.
+    @Test func checkpointStaysInTheCurrentSegment() throws {
+        defer { removeAll() }
+        let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 300, preallocate: true)
+        defer { wal.waitForSpare() }
+        var state = try writeHistory(wal)
+        let before = files()
+        #expect(before.count == 3)
+        let configuration = ClusterConfiguration(voters: [ServerID("a"), ServerID("b")])
+        try state.apply(PersistWork(
+            snapshot: Snapshot(metadata: SnapshotMetadata(index: 12, term: 2, configuration: configuration), data: [])))
+        try wal.checkpoint(state)
+        #expect(files() == [before.last!])
+        let (reopened, replayed) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 300, preallocate: true)
+        defer { reopened.waitForSpare() }
+        #expect(replayed == state)
+        let next = PersistWork(entries: Self.entries(13...13, term: 2))
+        try reopened.append(next)
+        try reopened.sync()
+        try state.apply(next)
+        let (again, replayedAgain) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 300, preallocate: true)
+        defer { again.waitForSpare() }
+        #expect(replayedAgain == state)
+        #expect(replayedAgain.entries.map(\.index) == [13])
     }
 }

@@ -55,6 +55,49 @@ import Testing
         }
     }
 
+    /// The unwritten rest of a preallocated segment (zeros, any length) is a clean end; zeros
+    /// followed by anything else are not.
+    @Test func zeroTailEndsTheLog() throws {
+        var bytes: [UInt8] = []
+        for work in Self.works { bytes += try WALRecord.encode(work) }
+        for zeros in [1, 3, 7, 8, 9, 100, 4096] {
+            let scan = WALRecord.scan(bytes + [UInt8](repeating: 0, count: zeros))
+            #expect(scan.tail == nil)
+            #expect(scan.validBytes == bytes.count)
+            #expect(scan.records.map(\.work) == Self.works)
+            for position in [0, zeros / 2, zeros - 1] {
+                var stale = bytes + [UInt8](repeating: 0, count: zeros)
+                stale[bytes.count + position] = 1
+                let damaged = WALRecord.scan(stale)
+                #expect(damaged.tail != nil)
+                #expect(damaged.validBytes == bytes.count)
+                #expect(damaged.records.map(\.work) == Self.works)
+            }
+        }
+        #expect(WALRecord.scan([UInt8](repeating: 0, count: 64)).records.isEmpty)
+        #expect(WALRecord.scan([UInt8](repeating: 0, count: 64)).tail == nil)
+    }
+
+    /// A torn last write in a preallocated segment (the record cut anywhere, zeros after it) loses
+    /// only that record, and is reported unless nothing of it was written. (When all it misses
+    /// are zeros, the zeros already there complete it: it is whole.)
+    @Test func tornTailInZerosIsCutBackToLastGoodRecord() throws {
+        var bytes: [UInt8] = []
+        for work in Self.works.dropLast() { bytes += try WALRecord.encode(work) }
+        let last = try WALRecord.encode(Self.works.last!)
+        for cut in 0..<last.count {
+            let scan = WALRecord.scan(bytes + last[..<cut] + [UInt8](repeating: 0, count: last.count - cut + 64))
+            if last[cut...].allSatisfy({ $0 == 0 }) {
+                #expect(scan.records.map(\.work) == Self.works)
+                #expect(scan.tail == nil)
+                continue
+            }
+            #expect(scan.records.map(\.work) == Array(Self.works.dropLast()))
+            #expect(scan.validBytes == bytes.count)
+            #expect((scan.tail != nil) == (cut != 0))
+        }
+    }
+
     /// Any flipped bit is detected: the record is not returned.
     @Test func corruptionIsDetected() throws {
         let bytes = try WALRecord.encode(Self.works[2])

@@ -2,7 +2,7 @@ import Dispatch
 import Synchronization
 
 /// Carries out a node's durable writes on a serial dispatch queue of its own, so no `fsync` ever
-/// runs on Swift's cooperative thread pool, and does group commit: the jobs that arrive while one
+/// runs on the node's event loop or Swift's cooperative thread pool, and does group commit: the jobs that arrive while one
 /// group is being written and synced form the next group, which costs one more `fdatasync` however
 /// many jobs it holds.
 ///
@@ -15,8 +15,6 @@ package final class DiskWriter: Sendable {
         /// first). With `checkpoint`, the log is then rewritten as that one state (after compaction
         /// or an installed snapshot).
         case persist(PersistWork, checkpoint: RecoveredState?)
-        /// A snapshot the state machine took (saved atomically by the snapshot store).
-        case saveSnapshot(Snapshot)
     }
 
     package enum Event: Sendable, Hashable {
@@ -58,19 +56,21 @@ package final class DiskWriter: Sendable {
     private let files: Mutex<Files>
     private let state = Mutex(State())
     private let queue: DispatchQueue
-    private let events: AsyncStream<Event>.Continuation
+    private let report: @Sendable (Event) -> Void
     private let beforeSync: (@Sendable () -> Void)?
 
     /// - Parameters:
-    ///   - events: receives `.durable` / `.failed`, in order; finished by `close()`.
+    ///   - report: called with `.durable` / `.failed`, in order, on the writer's queue (or, for a
+    ///     queue overflow, on the submitting thread); never after `close()` returns. It must not
+    ///     block: it hands the event on (the node schedules it on its event loop).
     ///   - beforeSync: instrumentation for tests, called on the writer's queue before each sync.
     package init(
-        wal: sending SegmentedWAL, snapshots: SnapshotStore, label: String, events: AsyncStream<Event>.Continuation,
+        wal: sending SegmentedWAL, snapshots: SnapshotStore, label: String, report: @escaping @Sendable (Event) -> Void,
         beforeSync: (@Sendable () -> Void)? = nil
     ) {
         self.files = Mutex(Files(wal: wal, snapshots: snapshots))
         self.queue = DispatchQueue(label: label)
-        self.events = events
+        self.report = report
         self.beforeSync = beforeSync
     }
 
@@ -92,7 +92,7 @@ package final class DiskWriter: Sendable {
             return (state.nextSeq, start, false)
         }
         if overflow {
-            events.yield(.failed(.storage("disk writer queue over \(Self.maxQueuedJobs) jobs: the disk has stalled")))
+            report(.failed(.storage("disk writer queue over \(Self.maxQueuedJobs) jobs: the disk has stalled")))
         }
         if startDrain { queue.async { self.drain() } }
         return seq
@@ -100,8 +100,9 @@ package final class DiskWriter: Sendable {
 
     package var stats: Stats { state.withLock { $0.stats } }
 
-    /// Drops queued jobs, waits for the group being written (if any) to finish, and ends the event
-    /// stream. The files stay open until the writer is released.
+    /// Drops queued jobs and waits for the group being written (if any) and a spare segment being
+    /// made (if any) to finish; nothing more is reported after it. The files stay open until the
+    /// writer is released.
     package func close() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let idle = state.withLock { state -> Bool in
@@ -116,7 +117,14 @@ package final class DiskWriter: Sendable {
             }
             if idle { continuation.resume() }
         }
-        events.finish()
+        // A segment being preallocated in the background is finished too, so nothing writes into
+        // the directory once this returns.
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            queue.async {
+                self.files.withLock { $0.wal.waitForSpare() }
+                continuation.resume()
+            }
+        }
     }
 
     // MARK: - The writer's queue
@@ -142,10 +150,10 @@ package final class DiskWriter: Sendable {
                     state.stats.queued -= group.count
                     state.stats.largestGroup = max(state.stats.largestGroup, group.count)
                 }
-                events.yield(.durable(last.seq))
+                report(.durable(last.seq))
             case .failure(let error):
                 state.withLock { $0.failed = true }
-                events.yield(.failed(error))
+                report(.failed(error))
             }
         }
         let waiting = state.withLock { state in
@@ -174,8 +182,6 @@ package final class DiskWriter: Sendable {
                         try files.wal.checkpoint(checkpoint)
                         unsynced = false
                     }
-                case .saveSnapshot(let snapshot):
-                    try files.snapshots.save(snapshot)
                 }
             }
             if unsynced {

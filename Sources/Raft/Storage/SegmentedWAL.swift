@@ -25,25 +25,44 @@ package enum WALError: Error, Hashable, Sendable, CustomStringConvertible {
 ///
 /// - `append` writes a record (no fsync); `sync` makes everything appended so far durable, so a
 ///   shell can group-commit many batches with one fsync.
-/// - Opening replays every segment in order. A bad or incomplete record at the end of the last
-///   segment is a torn write: the file is cut back to the last good record. A bad record anywhere
-///   else is corruption and opening fails naming the file.
-/// - `checkpoint` writes the whole recovered state as one record into a fresh segment and deletes
-///   the older segments, which is how the log shrinks after snapshots. Replay starts over at a
-///   checkpoint record.
+/// - Preallocation (`preallocate`): every segment is given its full size before records go into
+///   it, so a record overwrites blocks that already belong to the file and `fdatasync` flushes data
+///   only. Appending to a growing file instead makes every `fdatasync` also commit the new size and
+///   block allocation through the filesystem's journal, which roughly doubles its cost. The next
+///   segment is made ahead of time off the write path (`SpareSegment`: allocated and zero-filled,
+///   then synced), and renamed into place when the current one is full; when none is ready, a new
+///   segment is allocated on the spot (`posix_fallocate`, blocks reserved but not yet written).
+///   The unused rest of a segment reads as zeros, which `WALRecord.scan` takes as the end.
+/// - Opening replays every segment in order, from the newest checkpoint record on. A bad or
+///   incomplete record at the end of the last segment is a torn write: everything from it on is
+///   cut back (truncated, or zeroed in a preallocated segment so the file keeps its blocks) and
+///   described in `repairs`. A bad record anywhere else is corruption and opening fails naming the
+///   file and offset.
+/// - `checkpoint` writes the whole recovered state as one record and deletes every segment before
+///   the one holding it, which is how the log shrinks after snapshots. The checkpoint goes into the
+///   current segment (a fresh one only when it does not fit), so snapshots do not use up
+///   preallocated segments.
 ///
 /// Not thread-safe: owned by one `DiskWriter`, which uses it from its own queue only.
 package final class SegmentedWAL {
     package let directory: String
-    /// A segment is closed and a new one started once it grows past this.
+    /// A segment is closed and a new one started once the next record would not fit; with
+    /// preallocation, also the size every segment is given up front.
     package let maxSegmentBytes: Int
+    package let preallocate: Bool
     private var segments: [UInt64] = []
     private var descriptor: Int32 = -1
-    private var currentSize = 0
+    /// Where the next record goes in the open segment: just past its last good record.
+    private var writeOffset = 0
+    private let spare: SpareSegment?
+    /// What opening had to repair (torn tails cut back), one line each, for the owner to log.
+    package private(set) var repairs: [String] = []
 
-    private init(directory: String, maxSegmentBytes: Int) {
+    private init(directory: String, maxSegmentBytes: Int, preallocate: Bool) {
         self.directory = directory
         self.maxSegmentBytes = maxSegmentBytes
+        self.preallocate = preallocate
+        self.spare = preallocate ? SpareSegment(directory: directory, bytes: maxSegmentBytes) : nil
     }
 
     deinit {
@@ -52,34 +71,42 @@ package final class SegmentedWAL {
 
     /// Opens (creating if needed) the log in `directory` and returns it with the state it holds.
     /// Snapshots in the returned state carry metadata only; their data is in the snapshot store.
-    package static func open(directory: String, maxSegmentBytes: Int = 64 * 1024 * 1024) throws(WALError) -> (SegmentedWAL, RecoveredState) {
-        let wal = SegmentedWAL(directory: directory, maxSegmentBytes: max(maxSegmentBytes, 1))
+    package static func open(
+        directory: String, maxSegmentBytes: Int = 64 * 1024 * 1024, preallocate: Bool = false
+    ) throws(WALError) -> (SegmentedWAL, RecoveredState) {
         if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw .io(operation: "mkdir", path: directory, errno: errno) }
+        let wal = SegmentedWAL(directory: directory, maxSegmentBytes: max(maxSegmentBytes, 1), preallocate: preallocate)
         wal.segments = try listSegments(directory)
-        var state = RecoveredState()
+        var replay: [(path: String, record: WALRecord.Record)] = []
         for (position, number) in wal.segments.enumerated() {
             let path = wal.path(of: number)
             let bytes = try readFile(path)
             let scan = WALRecord.scan(bytes)
+            let isLast = position == wal.segments.count - 1
             if let problem = scan.tail {
-                guard position == wal.segments.count - 1 else {
-                    throw .corrupt(path: path, offset: scan.validBytes, reason: "\(problem)")
-                }
-                try truncateFile(path, to: scan.validBytes)
+                guard isLast else { throw .corrupt(path: path, offset: scan.validBytes, reason: "\(problem)") }
+                try wal.cutTail(path, bytes: bytes, at: scan.validBytes, problem: problem)
             }
-            for record in scan.records {
-                if record.isCheckpoint { state = RecoveredState() }
-                do { try state.apply(record.work) } catch {
-                    throw .corrupt(path: path, offset: 0, reason: "\(error)")
-                }
+            replay += scan.records.map { (path, $0) }
+            if isLast { wal.writeOffset = scan.validBytes }
+        }
+        // Replay starts over at a checkpoint: what precedes the newest one (possibly segments a
+        // crash kept from being deleted) is not needed.
+        var state = RecoveredState()
+        let first = replay.lastIndex { $0.record.isCheckpoint } ?? 0
+        for (path, record) in replay[first...] {
+            do { try state.apply(record.work) } catch {
+                throw .corrupt(path: path, offset: 0, reason: "\(error)")
             }
-            if position == wal.segments.count - 1 { wal.currentSize = scan.validBytes }
         }
         if let last = wal.segments.last {
-            wal.descriptor = try openForAppend(wal.path(of: last), create: false)
+            let path = wal.path(of: last)
+            wal.descriptor = try openForWriting(path)
+            if preallocate { try wal.allocate(path, size: max(wal.maxSegmentBytes, wal.writeOffset)) }
         } else {
             try wal.startSegment(1)
         }
+        wal.spare?.prepareInBackground()
         return (wal, state)
     }
 
@@ -95,12 +122,12 @@ package final class SegmentedWAL {
             case .recordTooLarge(let size): throw .recordTooLarge(size)
             }
         }
-        if currentSize > 0 && currentSize + record.count > maxSegmentBytes {
+        if writeOffset > 0 && writeOffset + record.count > maxSegmentBytes {
             try sync()
             try startSegment((segments.last ?? 0) + 1)
         }
-        try writeAll(record, to: descriptor, path: path(of: segments.last ?? 0))
-        currentSize += record.count
+        try writeAll(record, at: writeOffset, to: descriptor, path: path(of: segments.last ?? 0))
+        writeOffset += record.count
     }
 
     /// Makes every appended record durable (fdatasync on the open segment).
@@ -114,29 +141,33 @@ package final class SegmentedWAL {
     }
 
     /// Replaces the whole log by one record holding `state` (snapshot metadata, hard state,
-    /// entries), then deletes the older segments. Crash-safe: until the new segment is synced and
-    /// the directory entry durable, the old segments still hold everything.
+    /// entries), then deletes the segments before the one holding it. Crash-safe: until the
+    /// checkpoint is synced, the old segments still hold everything, and replay starts at the
+    /// newest checkpoint, so whatever a crash leaves undeleted is ignored.
     package func checkpoint(_ state: RecoveredState) throws(WALError) {
-        try sync()
-        let old = segments
-        try startSegment((segments.last ?? 0) + 1)
         let work = PersistWork(
             snapshot: state.snapshot.map { Snapshot(metadata: $0.metadata, data: []) }, hardState: state.hardState,
             entries: state.entries)
         try append(work, checkpoint: true)
         try sync()
-        // Newest first: if a crash interrupts this, what remains is still a prefix that replays
-        // from the start (or from an earlier checkpoint), followed by this checkpoint.
+        let old = segments.dropLast()
+        guard !old.isEmpty else { return }
         for number in old.reversed() {
             let path = path(of: number)
             if unlink(path) != 0 { throw .io(operation: "unlink", path: path, errno: errno) }
         }
-        segments.removeAll { old.contains($0) }
+        segments.removeFirst(old.count)
         try syncDirectory()
     }
 
     /// Segment numbers currently on disk, oldest first (for tests and diagnostics).
     package var segmentNumbers: [UInt64] { segments }
+
+    /// Waits until no spare segment is being prepared in the background (tests; before removing
+    /// the directory).
+    package func waitForSpare() {
+        spare?.waitUntilIdle()
+    }
 
     // MARK: - Files
 
@@ -147,22 +178,64 @@ package final class SegmentedWAL {
 
     private func startSegment(_ number: UInt64) throws(WALError) {
         if descriptor >= 0 { close(descriptor) }
-        descriptor = try Self.openForAppend(path(of: number), create: true)
+        descriptor = -1
+        let path = path(of: number)
+        if let spare, spare.take(renamingTo: path) {
+            descriptor = try Self.openForWriting(path)
+        } else {
+            let fd = systemOpen(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
+            descriptor = fd
+            if preallocate { try allocate(path, size: maxSegmentBytes) }
+        }
         segments.append(number)
-        currentSize = 0
+        writeOffset = 0
         try syncDirectory()
+        spare?.prepareInBackground()
     }
 
+    /// Gives the open segment `size` bytes of disk (a no-op when it has them), and makes the new
+    /// size durable now rather than in the first record's `fdatasync`. Filesystems without
+    /// `fallocate` are left to grow the file as it is written.
+    private func allocate(_ path: String, size: Int) throws(WALError) {
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else { throw .io(operation: "fstat", path: path, errno: errno) }
+        guard Int(info.st_size) < size else { return }
+        #if canImport(Glibc)
+        let result = posix_fallocate(descriptor, 0, off_t(size))
+        if result == EOPNOTSUPP || result == EINVAL { return }
+        if result != 0 { throw .io(operation: "fallocate", path: path, errno: result) }
+        if fsync(descriptor) != 0 { throw .io(operation: "fsync", path: path, errno: errno) }
+        #endif
+    }
+
+    /// Cuts a torn tail off the last segment: everything from `valid` on that is not zero. A
+    /// preallocated segment (zeros after the damage) is zeroed in place and keeps its size;
+    /// otherwise the file is truncated.
+    private func cutTail(_ path: String, bytes: [UInt8], at valid: Int, problem: DecodeError) throws(WALError) {
+        let end = (bytes.lastIndex { $0 != 0 } ?? (valid - 1)) + 1
+        let fd = systemOpen(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
+        defer { close(fd) }
+        if end < bytes.count {
+            try writeAll([UInt8](repeating: 0, count: end - valid), at: valid, to: fd, path: path)
+        } else if ftruncate(fd, off_t(valid)) != 0 {
+            throw .io(operation: "ftruncate", path: path, errno: errno)
+        }
+        if fsync(fd) != 0 { throw .io(operation: "fsync", path: path, errno: errno) }
+        repairs.append("\(path): torn tail at byte \(valid) (\(problem)): \(end - valid) bytes cut back")
+    }
+
+    /// `fsync` on the directory, so the names created, renamed or removed in it are durable.
     private func syncDirectory() throws(WALError) {
-        let fd = systemOpen(directory, O_RDONLY)
+        let fd = systemOpen(directory, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .io(operation: "open", path: directory, errno: errno) }
         defer { close(fd) }
         if fsync(fd) != 0 { throw .io(operation: "fsync", path: directory, errno: errno) }
     }
 
-    private static func openForAppend(_ path: String, create: Bool) throws(WALError) -> Int32 {
-        let flags = O_WRONLY | O_APPEND | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0)
-        let fd = systemOpen(path, flags, 0o644)
+    private static func openForWriting(_ path: String) throws(WALError) -> Int32 {
+        let fd = systemOpen(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
         return fd
     }
@@ -199,25 +272,31 @@ package final class SegmentedWAL {
             bytes.append(contentsOf: buffer[..<count])
         }
     }
+}
 
-    private static func truncateFile(_ path: String, to length: Int) throws(WALError) {
-        let fd = systemOpen(path, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
-        defer { close(fd) }
-        if ftruncate(fd, off_t(length)) != 0 { throw .io(operation: "ftruncate", path: path, errno: errno) }
-        if fsync(fd) != 0 { throw .io(operation: "fsync", path: path, errno: errno) }
+/// How a node's WAL lays out its segments (see `SegmentedWAL`).
+package struct WALOptions: Sendable, Hashable {
+    /// Size of a segment (64 MiB, as etcd's and hashicorp/raft-wal's).
+    package var segmentBytes = 64 * 1024 * 1024
+    /// Give segments their full size before writing into them (see `SegmentedWAL`).
+    package var preallocate = true
+
+    package init(segmentBytes: Int = 64 * 1024 * 1024, preallocate: Bool = true) {
+        self.segmentBytes = segmentBytes
+        self.preallocate = preallocate
     }
+}
 
-    private func writeAll(_ bytes: [UInt8], to fd: Int32, path: String) throws(WALError) {
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw .io(operation: "write", path: path, errno: errno)
-            }
-            offset += written
+/// Writes all of `bytes` at `offset` (positioned writes: a preallocated segment is written in place).
+func writeAll(_ bytes: [UInt8], at offset: Int, to fd: Int32, path: String) throws(WALError) {
+    var done = 0
+    while done < bytes.count {
+        let written = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + done, $0.count - done, off_t(offset + done)) }
+        if written < 0 {
+            if errno == EINTR { continue }
+            throw .io(operation: "write", path: path, errno: errno)
         }
+        done += written
     }
 }
 

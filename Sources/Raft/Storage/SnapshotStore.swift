@@ -18,6 +18,9 @@ package struct SnapshotStore: Sendable {
     /// A snapshot file larger than this is refused as corrupt rather than read into memory.
     package static let maxSnapshotBytes: UInt64 = 4 * 1024 * 1024 * 1024
     static let magic: [UInt8] = Array("RSNP".utf8)
+    /// A snapshot file is written in writes of this size, with an `fdatasync` every `syncEveryBytes`.
+    static let chunkBytes = 1 << 20
+    static let syncEveryBytes = 4 << 20
     static let version: UInt8 = 1
 
     package init(directory: String, retain: Int = 2) throws(WALError) {
@@ -44,9 +47,13 @@ package struct SnapshotStore: Sendable {
         let temporary = directory + "/.tmp-" + name
         let fd = systemOpen(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .io(operation: "open", path: temporary, errno: errno) }
+        // Written and flushed a few MiB at a time: the log's syncs share the disk with this file,
+        // and one flush of a whole large snapshot would hold every one of them up at once.
         var offset = 0
+        var unsynced = 0
         while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            let chunk = min(Self.chunkBytes, bytes.count - offset)
+            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, chunk) }
             if written < 0 {
                 if errno == EINTR { continue }
                 let code = errno
@@ -54,6 +61,20 @@ package struct SnapshotStore: Sendable {
                 throw .io(operation: "write", path: temporary, errno: code)
             }
             offset += written
+            unsynced += written
+            if unsynced >= Self.syncEveryBytes {
+                unsynced = 0
+                #if canImport(Glibc)
+                let synced = fdatasync(fd)
+                #else
+                let synced = fsync(fd)
+                #endif
+                if synced != 0 {
+                    let code = errno
+                    close(fd)
+                    throw .io(operation: "fdatasync", path: temporary, errno: code)
+                }
+            }
         }
         if fsync(fd) != 0 {
             let code = errno

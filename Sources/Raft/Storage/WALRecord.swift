@@ -7,6 +7,10 @@
 ///
 /// A checkpoint record (flag 8) holds a whole state and replaces whatever replay built before it.
 ///
+/// Zeros end a segment: no record has a zero length (its payload holds at least the flags and the
+/// entry count), so a length of zero followed by nothing but zeros is the unwritten rest of a
+/// preallocated segment, not damage.
+///
 /// Snapshot data is not in the WAL (it lives in the snapshot store); the record keeps only the
 /// snapshot's metadata, so replay knows where the log was cut.
 package enum WALRecord {
@@ -95,21 +99,30 @@ package enum WALRecord {
     package struct Scan: Sendable {
         /// The records up to the first bad one. Snapshots carry metadata only (empty data).
         package var records: [Record]
-        /// Bytes covered by `records`: a torn tail starts here and is to be cut off.
+        /// Bytes covered by `records`: a torn tail or a zero tail starts here; the next record goes here.
         package var validBytes: Int
         /// Why scanning stopped before the end, if it did.
         package var tail: DecodeError?
     }
 
-    /// Decodes frames until the end or the first incomplete, mis-checksummed or undecodable one.
-    /// Whether a bad frame is a torn tail (cut it) or corruption in the middle (refuse to start) is
-    /// for the caller to decide: it knows whether later segments follow.
+    /// Decodes frames until the end, a zero tail (the rest of the bytes all zero: the unwritten part
+    /// of a preallocated segment, a clean end), or the first incomplete, mis-checksummed or
+    /// undecodable frame. Whether a bad frame is a torn tail (cut it) or corruption in the middle
+    /// (refuse to start) is for the caller to decide: it knows whether later segments follow.
     package static func scan(_ bytes: [UInt8]) -> Scan {
         var records: [Record] = []
         var offset = 0
         while offset < bytes.count {
             var header = ByteReader(bytes, from: offset)
             do throws(DecodeError) {
+                // Checked only where a record cannot start (too few bytes left, or a zero length),
+                // so a scan stays linear.
+                if bytes.count - offset < headerBytes || bytes[offset..<(offset + 4)].allSatisfy({ $0 == 0 }) {
+                    guard bytes[offset...].allSatisfy({ $0 == 0 }) else {
+                        throw bytes.count - offset < headerBytes ? .truncated(at: offset) : .invalid("zero-length record", at: offset)
+                    }
+                    return Scan(records: records, validBytes: offset, tail: nil)
+                }
                 let length = Int(try header.u32())
                 let crc = try header.u32()
                 guard length <= maxRecordBytes else { throw .invalid("record length \(length) over limit", at: offset) }

@@ -59,6 +59,13 @@ final class PeerLink: Sendable {
         if schedule { eventLoop.execute { self.pump() } }
     }
 
+    /// Writes what is queued now, on the link's loop (a node running there flushes its urgent
+    /// sends before going on with its step); the pump already scheduled then finds nothing.
+    func pumpNow() {
+        eventLoop.assertInEventLoop()
+        pump()
+    }
+
     /// Reconnects to `address` (the old connection is closed; queued frames go to the new one).
     func move(to address: String) {
         queue.withLock { $0.address = address }

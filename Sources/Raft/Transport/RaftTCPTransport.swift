@@ -12,7 +12,9 @@ import Synchronization
 /// - Inbound: `listen` accepts connections whose first byte is 0x01 and closes (and counts) the
 ///   others; `installInboundHandlers` serves a connection whose first byte a demultiplexer on
 ///   Consul's shared server port already read. Decoded messages arrive in batches (one per read
-///   burst) on `inbound`, which the node's owner drains into `RaftNode.receive(_:)`.
+///   burst) on `inbound`, which the node's owner drains into `RaftNode.receive(_:)`, or, once
+///   `onReceive` set a receiver, go straight to it on the connection's event loop (give the
+///   transport the node's loop and `RaftNode.deliver` takes them without a thread hand-off).
 /// - A frame that decodes to garbage is dropped and counted; a length over
 ///   `RaftWireCodec.maxFrameBytes` loses the framing, so that connection is closed.
 /// - Addresses ("host:port") come from the Raft configuration (`configurationChanged`) or
@@ -57,6 +59,7 @@ package final class RaftTCPTransport: RaftTransport, Sendable {
     }
 
     private let state: Mutex<State>
+    private let receiver = Mutex<Callback<[Message]>?>(nil)
 
     package init(
         localID: ServerID, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -87,6 +90,13 @@ package final class RaftTCPTransport: RaftTransport, Sendable {
             return
         }
         link.enqueue(ByteBuffer(bytes: RaftWireCodec.encode(message)))
+    }
+
+    /// Writes the queued frames of every link whose loop is the caller's now (see
+    /// `RaftTransport.flush`); links on other loops are pumped by their loop as usual.
+    package func flush() {
+        let links = state.withLock { Array($0.links.values) }
+        for link in links where link.eventLoop.inEventLoop { link.pumpNow() }
     }
 
     /// Sets the addresses of the servers in `book` (others keep theirs); a peer whose address
@@ -161,6 +171,12 @@ package final class RaftTCPTransport: RaftTransport, Sendable {
             RaftInboundHandler(transport: self))
     }
 
+    /// From now on, hands inbound batches to `receive` (on the connection's event loop, in arrival
+    /// order per connection) instead of `inbound`. It must not block: `RaftNode.deliver` is meant.
+    package func onReceive(_ receive: @escaping @Sendable ([Message]) -> Void) {
+        receiver.withLock { $0 = Callback(receive) }
+    }
+
     /// Hands one read burst's messages to the node; messages for another server are dropped.
     func deliver(_ batch: [Message]) {
         var batch = batch
@@ -169,6 +185,7 @@ package final class RaftTCPTransport: RaftTransport, Sendable {
         if batch.count < before { counters.add(\.misaddressed, before - batch.count) }
         guard !batch.isEmpty else { return }
         counters.add(\.framesReceived, batch.count)
+        if let receive = receiver.withLock({ $0 }) { return receive.call(batch) }
         if case .dropped = inboundSink.yield(batch) { counters.add(\.droppedInboundBacklog, batch.count) }
     }
 

@@ -103,7 +103,10 @@ final class Agent: Sendable {
             do {
                 raft = try RaftNode(
                     id: me, directory: dataDir.raftDirectory, machine: machine, transport: transport, clock: clock,
-                    random: SeededRandom(seed: Self.randomSeed()), options: options, bootstrap: bootstrap)
+                    random: SeededRandom(seed: Self.randomSeed()), options: options, bootstrap: bootstrap,
+                    // A -dev agent's data is thrown away: no preallocated segments to make at start.
+                    wal: WALOptions(preallocate: !config.dev))
+                for note in raft?.recoveryNotes ?? [] { logger.warn("raft", "log recovery: \(note)") }
             } catch {
                 await started.stop()
                 throw StartFailure(description: "Failed to start Raft in \(dataDir.raftDirectory): \(error)")
