@@ -127,6 +127,9 @@ package actor RaftNode<Machine: RaftStateMachine> {
     static var maxProposalsPerStep: Int { 1024 }
     /// Why the node stopped itself, if a write failed.
     package private(set) var storageFailure: RaftNodeError?
+    /// Every change of leader or term the core reports, newest kept when nobody reads (bounded).
+    package nonisolated let leaderChanges: AsyncStream<LeaderInfo>
+    private let leaderChangeSink: AsyncStream<LeaderInfo>.Continuation
     /// What opening the log had to repair (torn tails cut back), one line each, for the owner to log.
     package nonisolated let recoveryNotes: [String]
 
@@ -198,6 +201,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
             throw .storage("\(error)")
         }
         self.id = id
+        (self.leaderChanges, self.leaderChangeSink) = AsyncStream.makeStream(of: LeaderInfo.self, bufferingPolicy: .bufferingNewest(16))
         self.eventLoop = eventLoop
         self.transport = transport
         self.clock = clock
@@ -246,6 +250,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
 
     /// The synchronous part of `stop()`.
     private func halt() {
+        leaderChangeSink.finish()
         stopped = true
         timer?.cancel()
         timer = nil
@@ -341,6 +346,25 @@ package actor RaftNode<Machine: RaftStateMachine> {
         guard !stopped, core.log.lastIndex == 0, core.log.snapshotIndex == 0 else { return false }
         step(.bootstrap(configuration))
         return core.log.lastIndex > 0
+    }
+
+    /// hashicorp/raft's names for the membership changes (each one entry, committed before it returns).
+    package func addVoter(_ id: ServerID, address: String = "") async throws(RaftNodeError) {
+        try await changeMembership(.addVoter(id, address: address))
+    }
+
+    package func addNonvoter(_ id: ServerID, address: String = "") async throws(RaftNodeError) {
+        try await changeMembership(.addNonVoter(id, address: address))
+    }
+
+    package func removeServer(_ id: ServerID) async throws(RaftNodeError) {
+        try await changeMembership(.remove(id))
+    }
+
+    /// Confirms with a quorum that this server still leads (a ReadIndex round, which also waits
+    /// until everything committed before the call is applied here).
+    package func verifyLeader() async throws(RaftNodeError) {
+        try await linearizableRead()
     }
 
     package func transferLeadership(to target: ServerID?) async throws(RaftNodeError) {
@@ -546,6 +570,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
         // step is done, after the clients' answers below.
         for message in output.messages { transport.send(message) }
         if output.messages.contains(where: { $0.payload.isResponse }) { transport.flush() }
+        if let leader = output.leader { leaderChangeSink.yield(leader) }
         // 3. Apply (acceptances first, so their waiters see their entries applied).
         for outcome in output.outcomes {
             guard let waiting = proposals.removeValue(forKey: outcome.id) else { continue }

@@ -183,6 +183,14 @@ final class LocalNetwork: RaftTransport {
         ])
         #expect(stats["state"] == "Leader")
         #expect(stats["last_contact"] == "0")
+        // The leader's own stream of leader changes reports it; verifyLeader confirms it with a quorum.
+        var announced: LeaderInfo?
+        for await change in leaderNode.leaderChanges where change.leader != nil {
+            announced = change
+            break
+        }
+        #expect(announced?.leader == leaderNode.id)
+        try await leaderNode.verifyLeader()
         #expect(stats["protocol_version"] == "3")
         #expect(stats["applied_index"] == stats["commit_index"])
         #expect(stats["last_log_index"] == stats["commit_index"])
