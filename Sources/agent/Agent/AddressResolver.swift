@@ -30,10 +30,7 @@ enum AddressResolver {
         var cursor: UnsafeMutablePointer<ifaddrs>? = first
         while let entry = cursor {
             defer { cursor = entry.pointee.ifa_next }
-            guard let address = entry.pointee.ifa_addr, address.pointee.sa_family == sa_family_t(AF_INET) else { continue }
-            let octets = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { pointer in
-                withUnsafeBytes(of: pointer.pointee.sin_addr.s_addr) { Array($0) }
-            }
+            guard let octets = HostNames.ipv4Octets(entry.pointee.ifa_addr) else { continue }
             let isPrivate = octets[0] == 10 || (octets[0] == 172 && (16...31).contains(octets[1])) || (octets[0] == 192 && octets[1] == 168)
                 || (octets[0] == 100 && (64...127).contains(octets[1]))
             if isPrivate {

@@ -17,13 +17,18 @@ enum HostNames {
         var cursor: UnsafeMutablePointer<addrinfo>? = first
         while let entry = cursor {
             defer { cursor = entry.pointee.ai_next }
-            guard let address = entry.pointee.ai_addr, address.pointee.sa_family == sa_family_t(AF_INET) else { continue }
-            let octets = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { pointer in
-                withUnsafeBytes(of: pointer.pointee.sin_addr.s_addr) { Array($0) }
-            }
+            guard let octets = ipv4Octets(entry.pointee.ai_addr) else { continue }
             let text = octets.map(String.init).joined(separator: ".")
             if !result.contains(text) { result.append(text) }
         }
         return result
+    }
+
+    /// The four bytes of an IPv4 socket address; nil for any other family.
+    static func ipv4Octets(_ address: UnsafeMutablePointer<sockaddr>?) -> [UInt8]? {
+        guard let address, address.pointee.sa_family == sa_family_t(AF_INET) else { return nil }
+        return address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { pointer in
+            withUnsafeBytes(of: pointer.pointee.sin_addr.s_addr) { Array($0) }
+        }
     }
 }

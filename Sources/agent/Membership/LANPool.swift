@@ -11,7 +11,7 @@ import Synchronization
 /// membership changes so leader duties know when to reconcile the catalog and Raft.
 final class LANPool: Sendable {
     let node: GossipNode
-    /// Where the gossip keys came from, for the banner and `consul info`.
+    /// Whether gossip is encrypted (a key from the keyring file or `encrypt`), for the banner and `consul info`.
     let encrypted: Bool
     private let directory: ServerDirectory
     private let datacenter: String
