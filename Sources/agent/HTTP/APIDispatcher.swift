@@ -103,7 +103,8 @@ final class APIDispatcher: Sendable {
         on loop: any EventLoop
     ) -> EventLoopFuture<APIResponse> {
         let store = agent.watch.current
-        guard options.minIndex > 0, store.index(of: tables) <= options.minIndex else {
+        // A read that watches no table (Raft configuration, autopilot settings) does not block.
+        guard options.minIndex > 0, !tables.isEmpty, store.index(of: tables) <= options.minIndex else {
             return loop.makeSucceededFuture(answer(store, tables: tables, render: render))
         }
         let promise = loop.makePromise(of: APIResponse.self)

@@ -53,6 +53,12 @@ struct APIRoute: Sendable {
         APIRoute(action: .write(perform), isWrite: true, resource: resource, access: .write)
     }
 
+    /// Something only the leader can answer, read or not (autopilot health): forwarded to the
+    /// leader whatever the request's consistency, and run there like a write's action.
+    static func leaderOperation(_ resource: ACLResource, access: ACLAccess, _ perform: @escaping @Sendable () async throws(APIError) -> APIResponse) -> APIRoute {
+        APIRoute(action: .write(perform), isWrite: true, resource: resource, access: access)
+    }
+
     /// Answered by this agent itself (agent endpoints, status), never forwarded.
     static func local(_ response: APIResponse) -> APIRoute {
         APIRoute(action: .respond(response), isWrite: false, resource: .none, access: .read)

@@ -116,11 +116,11 @@ struct MemberReconciler {
     /// The registration that brings `member` to `status`, or nil when the catalog already agrees.
     static func registration(_ member: SerfMemberInfo, status: HealthStatus, store: StateStore) -> StateCommand.Registration? {
         let address = member.address.host
-        let server = LANPool.server(member)
+        // A server's `consul` service carries its server port (the `port` tag).
+        let serverPort = LANPool.server(member).flatMap { _ in member.tags["port"].flatMap(Int.init) }
         let existing = store.node(named: member.name)
         let check = store.checks(onNode: member.name).first { $0.id == serfCheckID && $0.serviceID.isEmpty }
-        let consulService = server.flatMap { _ in store.service(onNode: member.name, id: "consul") }
-        let serviceCurrent = server == nil || consulService?.port == server.flatMap { Int($0.rpcAddress.split(separator: ":").last ?? "") }
+        let serviceCurrent = serverPort == nil || store.service(onNode: member.name, id: "consul")?.port == serverPort
         if let existing, existing.address == address, check?.status == status, serviceCurrent {
             return nil
         }
@@ -134,8 +134,7 @@ struct MemberReconciler {
                 ? existing!.taggedAddresses : ["lan": address, "lan_ipv4": address, "wan": address, "wan_ipv4": address],
             meta: existing?.meta ?? ["consul-network-segment": ""], indexes: zero)
         var service: CatalogService?
-        if let server, status == .passing, !serviceCurrent {
-            let port = Int(server.rpcAddress.split(separator: ":").last ?? "") ?? 8300
+        if let port = serverPort, status == .passing, !serviceCurrent {
             service = CatalogService(
                 node: member.name, id: "consul", name: "consul", tags: [], address: "", port: port, meta: [:],
                 weights: ServiceWeights(), enableTagOverride: false, indexes: zero)

@@ -48,8 +48,7 @@ struct OperatorEndpoint {
             return .read(.operator, tables: []) { _ throws(APIError) in Self.autopilotConfiguration(agent.config.autopilot) }
         case "autopilot/health":
             try APIRouter.requireMethod(request, "GET")
-            return APIRoute(action: .write { () async throws(APIError) -> APIResponse in try await Self.autopilotHealth(agent) },
-                            isWrite: true, resource: .operator, access: .read)
+            return .leaderOperation(.operator, access: .read) { () async throws(APIError) -> APIResponse in try await Self.autopilotHealth(agent) }
         default:
             throw .notImplemented("/v1/operator/\(tail) is not implemented in this build yet")
         }
