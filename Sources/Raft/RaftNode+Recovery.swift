@@ -41,26 +41,3 @@ extension RaftNode {
         recovered = RecoveredState(hardState: recovered.hardState, snapshot: snapshot, entries: [])
     }
 }
-
-/// The whole file, or nil when it does not exist (at most `PeersFile.maxBytes + 1` bytes are read:
-/// enough for the parser to refuse an oversized file).
-func readFileIfPresent(_ path: String) throws(WALError) -> [UInt8]? {
-    let fd = systemOpen(path, O_RDONLY | O_CLOEXEC)
-    if fd < 0 {
-        if errno == ENOENT { return nil }
-        throw .io(operation: "open", path: path, errno: errno)
-    }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-    while bytes.count <= PeersFile.maxBytes {
-        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if count < 0 {
-            if errno == EINTR { continue }
-            throw .io(operation: "read", path: path, errno: errno)
-        }
-        if count == 0 { break }
-        bytes.append(contentsOf: buffer[..<count])
-    }
-    return bytes
-}

@@ -145,8 +145,8 @@ package actor RaftNode<Machine: RaftStateMachine> {
         var work: StagedWork
     }
 
-    /// Opens (or creates) the node's data in `directory` (`wal/` and `snapshots/`; Consul's
-    /// `data-dir/raft`). A new server of a new cluster passes `bootstrap`; it is written only when
+    /// Opens (or creates) the node's data in `directory` (`wal/`, `snapshots/` and `stable-state`
+    /// for the term and vote; Consul's `data-dir/raft`). A new server of a new cluster passes `bootstrap`; it is written only when
     /// the log is empty. A `peers.json` in `directory` replaces the cluster configuration first
     /// (outage recovery, see `recoverCluster`) and is then deleted.
     /// The node runs on `eventLoop` (see the type's doc: pass the loop its transport uses).
@@ -163,10 +163,19 @@ package actor RaftNode<Machine: RaftStateMachine> {
                 directory: directory + "/wal", maxSegmentBytes: walOptions.segmentBytes, preallocate: walOptions.preallocate)
             self.recoveryNotes = wal.repairs
             let snapshots = try SnapshotStore(directory: directory + "/snapshots")
+            let stable = StableStore(directory: directory)
             var recovered = walState
+            if let saved = try stable.load() {
+                recovered.hardState = saved
+            } else if recovered.hardState != HardState() {
+                // A log from before the stable store, with the term and vote in its records: move
+                // them over now, since the next checkpoint rewrites the log without them.
+                try stable.save(recovered.hardState)
+            }
             if recovered == RecoveredState(), let bootstrap {
                 recovered = RecoveredState.bootstrap(bootstrap)
-                try wal.append(PersistWork(hardState: recovered.hardState, entries: recovered.entries))
+                try stable.save(recovered.hardState)
+                try wal.append(PersistWork(entries: recovered.entries))
                 try wal.sync()
             }
             var machine = machine
@@ -180,7 +189,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
                 throw RaftNodeError.badSnapshot("the log refers to snapshot \(expected.metadata.index), none is stored")
             }
             let peersPath = directory + "/" + PeersFile.fileName
-            if let bytes = try readFileIfPresent(peersPath) {
+            if let bytes = try readFileIfPresent(peersPath, limit: UInt64(PeersFile.maxBytes)) {
                 let configuration: ClusterConfiguration
                 do { configuration = try PeersFile.parse(bytes, path: peersPath) } catch { throw RaftNodeError.peersFile(error) }
                 try Self.recoverCluster(
@@ -191,7 +200,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
             self.durableTerm = recovered.hardState.term
             self.snapshotStore = snapshots
             self.writer = DiskWriter(
-                wal: wal, snapshots: snapshots, label: "raft.disk.\(id)", report: { relay.forward($0) }, beforeSync: beforeSync)
+                wal: wal, snapshots: snapshots, stable: stable, label: "raft.disk.\(id)", report: { relay.forward($0) }, beforeSync: beforeSync)
             self.machine = machine
         } catch let error as RaftNodeError {
             throw error

@@ -5,8 +5,9 @@ import Raft
 /// a crash loses the unsynced queue except for a random prefix, possibly tearing the last write
 /// (as a real WAL's tail is cut back to its last good record).
 ///
-/// Alongside the durable state it keeps the byte image the real WAL (`WALRecord`) would hold, torn
-/// tails included, so every restart also checks that replaying those bytes gives the same state.
+/// Alongside the durable state it keeps the byte images the real stores would hold: the WAL's
+/// (`WALRecord`, torn tails included) and the stable store's (term and vote, replaced atomically),
+/// so every restart also checks that reading those bytes back gives the same state.
 struct SimDisk {
     /// What survives a crash.
     private(set) var durable = RecoveredState()
@@ -14,6 +15,8 @@ struct SimDisk {
     private(set) var unsynced: [PersistWork] = []
     /// The WAL bytes for `durable` (snapshot data lives in the snapshot store, not here).
     private(set) var walImage: [UInt8] = []
+    /// The stable store's file for `durable.hardState` (empty: never written).
+    private(set) var stableImage: [UInt8] = []
     /// Entries that became durable since the last `takeDurableWrites`, each with the term of the
     /// entry before it on this disk: what the log-matching checker looks at. Entries that never
     /// reached the disk were never visible to anyone (messages leave only after persistence).
@@ -64,8 +67,8 @@ struct SimDisk {
         unsynced.removeAll()
     }
 
-    /// Replays the WAL image as a restarting server would (cutting a torn tail) and checks it
-    /// agrees with the durable state on the hard state and the log.
+    /// Replays the WAL image as a restarting server would (cutting a torn tail) and reads the stable
+    /// store's, and checks they agree with the durable state on the log and the hard state.
     mutating func checkWALReplay() throws(Inconsistency) {
         let scan = WALRecord.scan(walImage)
         var replayed = RecoveredState()
@@ -75,9 +78,16 @@ struct SimDisk {
                 throw Inconsistency(description: "WAL replay failed: \(error)")
             }
         }
-        guard replayed.hardState == durable.hardState, replayed.entries == durable.entries else {
+        guard replayed.entries == durable.entries else {
             throw Inconsistency(description:
-                "WAL replay gives term \(replayed.hardState.term), \(replayed.entries.count) entries; disk holds term \(durable.hardState.term), \(durable.entries.count) entries")
+                "WAL replay gives \(replayed.entries.count) entries; disk holds \(durable.entries.count) entries")
+        }
+        let stable: HardState
+        do { stable = stableImage.isEmpty ? HardState() : try StableStore.decode(stableImage, path: "stable-state") } catch {
+            throw Inconsistency(description: "stable store: \(error)")
+        }
+        guard stable == durable.hardState else {
+            throw Inconsistency(description: "stable store holds term \(stable.term), disk holds term \(durable.hardState.term)")
         }
         // A restarted server cuts the torn tail off before appending again.
         walImage.removeSubrange(scan.validBytes...)
@@ -85,6 +95,7 @@ struct SimDisk {
 
     private mutating func makeDurable(_ work: PersistWork) throws(Inconsistency) {
         try SimDisk.apply(work, to: &durable)
+        if work.hardState != nil { stableImage = StableStore.encode(durable.hardState) }
         if let first = work.entries.first {
             var previous = Self.term(at: first.index - 1, in: durable)
             for entry in work.entries {
@@ -96,8 +107,7 @@ struct SimDisk {
             if work.compactThrough != nil || work.snapshot != nil {
                 // As RaftNode does: after compaction or an installed snapshot, the log is rewritten
                 // as one checkpoint record (older segments deleted), which carries the snapshot point.
-                let checkpoint = PersistWork(
-                    snapshot: durable.snapshot, hardState: durable.hardState, entries: durable.entries)
+                let checkpoint = PersistWork(snapshot: durable.snapshot, entries: durable.entries)
                 walImage = try WALRecord.encode(Self.withoutSnapshotData(checkpoint), checkpoint: true)
             } else {
                 walImage += try WALRecord.encode(Self.withoutSnapshotData(work))

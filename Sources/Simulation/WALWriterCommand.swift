@@ -9,8 +9,11 @@ import Raft
 /// `consul-sim wal-writer --dir D [--records N] [--seed S]`: the child process of the SIGKILL
 /// storage test. Opens (recovering) the WAL in D and appends command entries after the last one,
 /// in groups of 1 to 8 records per fsync (seeded), now and then rewriting the log as a checkpoint
-/// (as compaction does), in preallocated segments (the spare for the next one made in the background), and prints `ack <index>` on stdout, unbuffered, only once that index is
-/// durable. Whatever it acknowledged must survive a SIGKILL at any moment.
+/// (as compaction does), in preallocated segments (the spare for the next one made in the
+/// background), and prints `ack <index>` on stdout, unbuffered, only once that index is durable.
+/// Now and then it moves to a new term in the stable store first (`term <n>` once saved), and
+/// writes the entries that follow in that term. Whatever it acknowledged must survive a SIGKILL
+/// at any moment.
 package enum WALWriterCommand {
     /// Small segments, so a run crosses many segment boundaries.
     package static let segmentBytes = 16 * 1024
@@ -41,18 +44,23 @@ package enum WALWriterCommand {
         guard let directory else { return usage(err) }
         do throws(WALError) {
             let (wal, recovered) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: segmentBytes, preallocate: true)
+            let stable = StableStore(directory: directory)
+            var hardState = try stable.load() ?? HardState()
             var state = recovered
             var random = SeededRandom(seed: seed)
             var next = (state.entries.last?.index ?? state.snapshot?.metadata.index ?? 0) + 1
             let end = next + records
-            if state.hardState.term == 0 {
-                state.hardState = HardState(term: 1)
-                try wal.append(PersistWork(hardState: state.hardState))
-            }
             while next < end {
+                // Now and then a new term and vote, as an election makes: saved before any entry
+                // of that term is written, acknowledged once saved.
+                if hardState.term == 0 || random.next() % 16 == 0 {
+                    hardState = HardState(term: hardState.term + 1, votedFor: ServerID("writer"))
+                    try stable.save(hardState)
+                    writeLine("term \(hardState.term)")
+                }
                 let first = next
                 for _ in 0..<(1 + random.next() % 8) {
-                    let entry = LogEntry(index: next, term: 1, payload: .command(command(at: next)))
+                    let entry = LogEntry(index: next, term: hardState.term, payload: .command(command(at: next)))
                     try wal.append(PersistWork(entries: [entry]))
                     state.entries.append(entry)
                     next += 1
@@ -60,9 +68,10 @@ package enum WALWriterCommand {
                 try wal.sync()
                 if (next - 1) / checkpointEvery != (first - 1) / checkpointEvery, next - 1 > trailingEntries {
                     let through = next - 1 - trailingEntries
+                    let term = state.entries.first { $0.index == through }?.term ?? hardState.term
                     state.entries.removeAll { $0.index <= through }
                     state.snapshot = Snapshot(
-                        metadata: SnapshotMetadata(index: through, term: 1, configuration: ClusterConfiguration()), data: [])
+                        metadata: SnapshotMetadata(index: through, term: term, configuration: ClusterConfiguration()), data: [])
                     try wal.checkpoint(state)
                 }
                 writeLine("ack \(next - 1)")

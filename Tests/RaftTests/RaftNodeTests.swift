@@ -87,6 +87,7 @@ final class LocalNetwork: RaftTransport {
                 }
                 rmdir(directory)
             }
+            unlink(root + "/" + node + "/" + StableStore.fileName)
             rmdir(root + "/" + node)
         }
         rmdir(root)
@@ -159,6 +160,61 @@ final class LocalNetwork: RaftTransport {
         try await node.barrier()
         #expect(await node.withMachine { $0.commands } == before)
         #expect(before == (1...10).map { [UInt8($0)] })
+        await node.stop()
+    }
+
+    /// The term and vote live in the stable store, not in the log: after an election the file
+    /// holds the node's term and its vote for itself, no log record carries a hard state, and a
+    /// restarted node starts from that term.
+    @Test func termAndVoteLiveInTheStableStore() async throws {
+        defer { cleanUp() }
+        let clock = ManualClock()
+        let network = LocalNetwork()
+        var node = try makeNode("n1", voters: ["n1"], network: network, clock: clock)
+        #expect(try StableStore(directory: root + "/n1").load() == HardState(term: 1))
+        #expect(await drive([node], network: network, clock: clock) { await node.status().role == "leader" })
+        _ = try await node.propose([1])
+        let term = await node.status().term
+        await node.stop()
+        #expect(term > 1)
+        #expect(try StableStore(directory: root + "/n1").load() == HardState(term: term, votedFor: ServerID("n1")))
+        let (_, replayed) = try SegmentedWAL.open(directory: root + "/n1/wal")
+        #expect(replayed.hardState == HardState())
+        #expect(replayed.entries.count >= 3)
+        node = try makeNode("n1", voters: ["n1"], network: network, clock: clock)
+        #expect(await node.status().term == term)
+        await node.stop()
+    }
+
+    /// A log written before the stable store, with the term and vote in a record: the node starts
+    /// from that term and vote and moves them into the stable store at once.
+    @Test func legacyHardStateInTheLogMovesToTheStableStore() async throws {
+        defer { cleanUp() }
+        mkdir(root + "/n1", 0o755)
+        do {
+            let (wal, _) = try SegmentedWAL.open(directory: root + "/n1/wal", preallocate: false)
+            try wal.append(PersistWork(entries: [LogEntry(index: 1, term: 1, payload: .configuration(ClusterConfiguration(voters: [ServerID("n1")])))]))
+            try wal.sync()
+        }
+        // Appended by hand: today's writer never puts a hard state into a record.
+        var payload = ByteWriter()
+        payload.u8(2)
+        payload.u64(3)
+        payload.u8(1)
+        payload.string("n1")
+        payload.u32(0)
+        var record = ByteWriter()
+        record.u32(UInt32(payload.bytes.count))
+        record.u32(CRC32C.checksum(payload.bytes))
+        let segment = root + "/n1/wal/wal-0000000000000001.log"
+        let fd = open(segment, O_WRONLY | O_APPEND)
+        let bytes = record.bytes + payload.bytes
+        #expect(bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count)
+        close(fd)
+        let network = LocalNetwork()
+        let node = try makeNode("n1", voters: ["n1"], network: network, clock: ManualClock())
+        #expect(await node.status().term == 3)
+        #expect(try StableStore(directory: root + "/n1").load() == HardState(term: 3, votedFor: ServerID("n1")))
         await node.stop()
     }
 
@@ -316,7 +372,7 @@ final class LocalNetwork: RaftTransport {
         let (events, sink) = AsyncStream.makeStream(of: DiskWriter.Event.self)
         let inSync = Shared(0)
         let gate = DispatchSemaphore(value: 0)
-        let writer = DiskWriter(wal: wal, snapshots: snapshots, label: "test", report: { sink.yield($0) }, beforeSync: {
+        let writer = DiskWriter(wal: wal, snapshots: snapshots, stable: StableStore(directory: root + "/n1"), label: "test", report: { sink.yield($0) }, beforeSync: {
             if inSync.value.withLock({ $0 += 1; return $0 }) == 1 { _ = gate.wait(timeout: .now() + .seconds(10)) }
         })
         func job(_ index: LogIndex) -> DiskWriter.Job {

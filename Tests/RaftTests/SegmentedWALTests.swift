@@ -49,8 +49,8 @@ import Testing
     func writeHistory(_ wal: SegmentedWAL) throws -> RecoveredState {
         var expected = RecoveredState()
         let works = [
-            PersistWork(hardState: HardState(term: 1), entries: Self.entries(1...5, term: 1)),
-            PersistWork(hardState: HardState(term: 2, votedFor: ServerID("b")), entries: Self.entries(4...9, term: 2)),
+            PersistWork(entries: Self.entries(1...5, term: 1)),
+            PersistWork(entries: Self.entries(4...9, term: 2)),
             PersistWork(entries: Self.entries(10...12, term: 2)),
         ]
         for work in works {

@@ -32,10 +32,37 @@ import Testing
         let scan = WALRecord.scan(bytes)
         #expect(scan.tail == nil)
         #expect(scan.validBytes == bytes.count)
-        #expect(scan.records.map(\.work) == Self.works)
+        // The term and vote are the stable store's: records leave them out.
+        #expect(scan.records.map(\.work) == Self.records)
         #expect(scan.records.allSatisfy { !$0.isCheckpoint })
         let checkpoint = WALRecord.scan(try WALRecord.encode(Self.works[0], checkpoint: true))
-        #expect(checkpoint.records == [WALRecord.Record(work: Self.works[0], isCheckpoint: true)])
+        #expect(checkpoint.records == [WALRecord.Record(work: Self.withoutHardState(Self.works[0]), isCheckpoint: true)])
+    }
+
+    /// What `works` read back as.
+    static let records = works.map(withoutHardState)
+
+    static func withoutHardState(_ work: PersistWork) -> PersistWork {
+        var stripped = work
+        stripped.hardState = nil
+        return stripped
+    }
+
+    /// Logs written before the stable store carried the term and vote in their records (flag 2):
+    /// they still read, so such a data directory keeps its vote.
+    @Test func legacyHardStateInARecordStillReads() throws {
+        var payload = ByteWriter()
+        payload.u8(2)
+        payload.u64(7)
+        payload.u8(1)
+        payload.string("n2")
+        payload.u32(0)
+        var frame = ByteWriter()
+        frame.u32(UInt32(payload.bytes.count))
+        frame.u32(CRC32C.checksum(payload.bytes))
+        let scan = WALRecord.scan(frame.bytes + payload.bytes)
+        #expect(scan.tail == nil)
+        #expect(scan.records.map(\.work) == [PersistWork(hardState: HardState(term: 7, votedFor: ServerID("n2")))])
     }
 
     /// A torn tail (the last write cut anywhere) loses only the last record.
@@ -49,7 +76,7 @@ import Testing
         let lastStart = boundaries[boundaries.count - 2]
         for cut in lastStart..<bytes.count {
             let scan = WALRecord.scan(Array(bytes[..<cut]))
-            #expect(scan.records.map(\.work) == Array(Self.works.dropLast()))
+            #expect(scan.records.map(\.work) == Array(Self.records.dropLast()))
             #expect(scan.validBytes == lastStart)
             #expect((scan.tail != nil) == (cut != lastStart))
         }
@@ -64,14 +91,14 @@ import Testing
             let scan = WALRecord.scan(bytes + [UInt8](repeating: 0, count: zeros))
             #expect(scan.tail == nil)
             #expect(scan.validBytes == bytes.count)
-            #expect(scan.records.map(\.work) == Self.works)
+            #expect(scan.records.map(\.work) == Self.records)
             for position in [0, zeros / 2, zeros - 1] {
                 var stale = bytes + [UInt8](repeating: 0, count: zeros)
                 stale[bytes.count + position] = 1
                 let damaged = WALRecord.scan(stale)
                 #expect(damaged.tail != nil)
                 #expect(damaged.validBytes == bytes.count)
-                #expect(damaged.records.map(\.work) == Self.works)
+                #expect(damaged.records.map(\.work) == Self.records)
             }
         }
         #expect(WALRecord.scan([UInt8](repeating: 0, count: 64)).records.isEmpty)
@@ -88,11 +115,11 @@ import Testing
         for cut in 0..<last.count {
             let scan = WALRecord.scan(bytes + last[..<cut] + [UInt8](repeating: 0, count: last.count - cut + 64))
             if last[cut...].allSatisfy({ $0 == 0 }) {
-                #expect(scan.records.map(\.work) == Self.works)
+                #expect(scan.records.map(\.work) == Self.records)
                 #expect(scan.tail == nil)
                 continue
             }
-            #expect(scan.records.map(\.work) == Array(Self.works.dropLast()))
+            #expect(scan.records.map(\.work) == Array(Self.records.dropLast()))
             #expect(scan.validBytes == bytes.count)
             #expect((scan.tail != nil) == (cut != 0))
         }

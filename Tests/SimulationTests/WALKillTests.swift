@@ -37,8 +37,9 @@ final class LineReader {
 }
 
 @Suite struct WALKillTests {
-    /// A child appends and fsyncs, printing each durable index; it is SIGKILLed at a seeded point,
-    /// the WAL is reopened, and everything acknowledged must be there, intact, with a clean tail.
+    /// A child appends and fsyncs, printing each durable index (and each saved term); it is
+    /// SIGKILLed at a seeded point, the WAL and stable store are reopened, and everything
+    /// acknowledged must be there, intact, with a clean tail.
     /// The same WAL carries over from round to round, so later rounds recover earlier crashes' tails.
     @Test func acknowledgedRecordsSurviveSigkill() throws {
         let simulator = buildProductsDirectory() + "/consul-sim"
@@ -47,6 +48,11 @@ final class LineReader {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var random = SeededRandom(seed: 20_261_122)
         var acknowledged: LogIndex = 0
+        var acknowledgedTerm: Term = 0
+        func record(_ line: String) {
+            if line.hasPrefix("ack "), let index = LogIndex(line.dropFirst(4)) { acknowledged = max(acknowledged, index) }
+            if line.hasPrefix("term "), let term = Term(line.dropFirst(5)) { acknowledgedTerm = max(acknowledgedTerm, term) }
+        }
         for round in 0..<6 {
             let child = Process()
             child.executableURL = URL(fileURLWithPath: simulator)
@@ -59,21 +65,24 @@ final class LineReader {
             let acks = 1 + Int(random.next() % 400)
             for _ in 0..<acks {
                 guard let line = reader.next() else { break }
-                if line.hasPrefix("ack "), let index = LogIndex(line.dropFirst(4)) { acknowledged = max(acknowledged, index) }
+                record(line)
             }
             usleep(useconds_t(random.next() % 800))
             kill(child.processIdentifier, SIGKILL)
             child.waitUntilExit()
             // Acknowledgements already in the pipe when the kill landed count too.
-            while let line = reader.next(timeoutMilliseconds: 100) {
-                if line.hasPrefix("ack "), let index = LogIndex(line.dropFirst(4)) { acknowledged = max(acknowledged, index) }
-            }
+            while let line = reader.next(timeoutMilliseconds: 100) { record(line) }
             #expect(child.terminationReason == .uncaughtSignal, "round \(round): the writer ended before the kill")
 
             let (_, state) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: WALWriterCommand.segmentBytes)
             let last = state.entries.last?.index ?? state.snapshot?.metadata.index ?? 0
             #expect(last >= acknowledged, "round \(round): acknowledged \(acknowledged), recovered only up to \(last)")
-            #expect(state.hardState.term == 1)
+            // The term and vote: whole (the stable store replaces its file atomically), never
+            // behind what was acknowledged, never behind a term written into the log.
+            let hardState = try #require(try StableStore(directory: directory).load(), "round \(round): no stable state")
+            #expect(hardState.term >= acknowledgedTerm, "round \(round): acknowledged term \(acknowledgedTerm), recovered \(hardState.term)")
+            #expect(hardState.votedFor == ServerID("writer"))
+            #expect(state.entries.allSatisfy { $0.term <= hardState.term })
             for entry in state.entries {
                 #expect(entry.payload == .command(WALWriterCommand.command(at: entry.index)), "round \(round): entry \(entry.index) damaged")
             }

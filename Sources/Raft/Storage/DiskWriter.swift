@@ -12,7 +12,7 @@ import Synchronization
 package final class DiskWriter: Sendable {
     package enum Job: Sendable {
         /// One output batch's persist work (a received snapshot is saved to the snapshot store
-        /// first). With `checkpoint`, the log is then rewritten as that one state (after compaction
+        /// first, then a new term or vote to the stable store, then entries to the log). With `checkpoint`, the log is then rewritten as that one state (after compaction
         /// or an installed snapshot).
         case persist(PersistWork, checkpoint: RecoveredState?)
     }
@@ -41,6 +41,7 @@ package final class DiskWriter: Sendable {
     private struct Files {
         var wal: SegmentedWAL
         var snapshots: SnapshotStore
+        var stable: StableStore
     }
 
     private struct State {
@@ -65,10 +66,10 @@ package final class DiskWriter: Sendable {
     ///     block: it hands the event on (the node schedules it on its event loop).
     ///   - beforeSync: instrumentation for tests, called on the writer's queue before each sync.
     package init(
-        wal: sending SegmentedWAL, snapshots: SnapshotStore, label: String, report: @escaping @Sendable (Event) -> Void,
+        wal: sending SegmentedWAL, snapshots: SnapshotStore, stable: StableStore, label: String, report: @escaping @Sendable (Event) -> Void,
         beforeSync: (@Sendable () -> Void)? = nil
     ) {
-        self.files = Mutex(Files(wal: wal, snapshots: snapshots))
+        self.files = Mutex(Files(wal: wal, snapshots: snapshots, stable: stable))
         self.queue = DispatchQueue(label: label)
         self.report = report
         self.beforeSync = beforeSync
@@ -175,9 +176,24 @@ package final class DiskWriter: Sendable {
                         try files.snapshots.save(snapshot)
                         work.snapshot = Snapshot(metadata: snapshot.metadata, data: [])
                     }
-                    try files.wal.append(work)
-                    entries += work.entries.count
-                    unsynced = true
+                    if let hardState = work.hardState {
+                        // Log writes of earlier jobs become durable before the new term or vote,
+                        // so what a crash keeps is always a prefix of the jobs, as the simulator's
+                        // disk assumes. Terms and votes change rarely: this costs almost nothing.
+                        if unsynced {
+                            beforeSync?()
+                            try files.wal.sync()
+                            syncs += 1
+                            unsynced = false
+                        }
+                        try files.stable.save(hardState)
+                        work.hardState = nil
+                    }
+                    if !work.isEmpty {
+                        try files.wal.append(work)
+                        entries += work.entries.count
+                        unsynced = true
+                    }
                     if let checkpoint {
                         try files.wal.checkpoint(checkpoint)
                         unsynced = false

@@ -80,7 +80,7 @@ package final class SegmentedWAL {
         var replay: [(path: String, record: WALRecord.Record)] = []
         for (position, number) in wal.segments.enumerated() {
             let path = wal.path(of: number)
-            let bytes = try readFile(path)
+            let bytes = try readWholeFile(path)
             let scan = WALRecord.scan(bytes)
             let isLast = position == wal.segments.count - 1
             if let problem = scan.tail {
@@ -140,14 +140,12 @@ package final class SegmentedWAL {
         if result != 0 { throw .io(operation: "fdatasync", path: path(of: segments.last ?? 0), errno: errno) }
     }
 
-    /// Replaces the whole log by one record holding `state` (snapshot metadata, hard state,
-    /// entries), then deletes the segments before the one holding it. Crash-safe: until the
+    /// Replaces the whole log by one record holding `state` (snapshot metadata and entries; its
+    /// hard state belongs to the `StableStore`), then deletes the segments before the one holding it. Crash-safe: until the
     /// checkpoint is synced, the old segments still hold everything, and replay starts at the
     /// newest checkpoint, so whatever a crash leaves undeleted is ignored.
     package func checkpoint(_ state: RecoveredState) throws(WALError) {
-        let work = PersistWork(
-            snapshot: state.snapshot.map { Snapshot(metadata: $0.metadata, data: []) }, hardState: state.hardState,
-            entries: state.entries)
+        let work = PersistWork(snapshot: state.snapshot.map { Snapshot(metadata: $0.metadata, data: []) }, entries: state.entries)
         try append(work, checkpoint: true)
         try sync()
         let old = segments.dropLast()
@@ -157,7 +155,7 @@ package final class SegmentedWAL {
             if unlink(path) != 0 { throw .io(operation: "unlink", path: path, errno: errno) }
         }
         segments.removeFirst(old.count)
-        try syncDirectory()
+        try syncDirectory(directory)
     }
 
     /// Segment numbers currently on disk, oldest first (for tests and diagnostics).
@@ -190,7 +188,7 @@ package final class SegmentedWAL {
         }
         segments.append(number)
         writeOffset = 0
-        try syncDirectory()
+        try syncDirectory(directory)
         spare?.prepareInBackground()
     }
 
@@ -226,14 +224,6 @@ package final class SegmentedWAL {
         repairs.append("\(path): torn tail at byte \(valid) (\(problem)): \(end - valid) bytes cut back")
     }
 
-    /// `fsync` on the directory, so the names created, renamed or removed in it are durable.
-    private func syncDirectory() throws(WALError) {
-        let fd = systemOpen(directory, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io(operation: "open", path: directory, errno: errno) }
-        defer { close(fd) }
-        if fsync(fd) != 0 { throw .io(operation: "fsync", path: directory, errno: errno) }
-    }
-
     private static func openForWriting(_ path: String) throws(WALError) -> Int32 {
         let fd = systemOpen(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
@@ -255,23 +245,6 @@ package final class SegmentedWAL {
         }
         return numbers.sorted()
     }
-
-    private static func readFile(_ path: String) throws(WALError) -> [UInt8] {
-        let fd = systemOpen(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw .io(operation: "read", path: path, errno: errno)
-            }
-            if count == 0 { return bytes }
-            bytes.append(contentsOf: buffer[..<count])
-        }
-    }
 }
 
 /// How a node's WAL lays out its segments (see `SegmentedWAL`).
@@ -285,26 +258,4 @@ package struct WALOptions: Sendable, Hashable {
         self.segmentBytes = segmentBytes
         self.preallocate = preallocate
     }
-}
-
-/// Writes all of `bytes` at `offset` (positioned writes: a preallocated segment is written in place).
-func writeAll(_ bytes: [UInt8], at offset: Int, to fd: Int32, path: String) throws(WALError) {
-    var done = 0
-    while done < bytes.count {
-        let written = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + done, $0.count - done, off_t(offset + done)) }
-        if written < 0 {
-            if errno == EINTR { continue }
-            throw .io(operation: "write", path: path, errno: errno)
-        }
-        done += written
-    }
-}
-
-/// `open(2)` under a name that does not collide with `SegmentedWAL.open`.
-func systemOpen(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 {
-    #if canImport(Glibc)
-    return Glibc.open(path, flags, mode)
-    #else
-    return Darwin.open(path, flags, mode)
-    #endif
 }

@@ -83,7 +83,7 @@ package struct SnapshotStore: Sendable {
         }
         close(fd)
         if rename(temporary, directory + "/" + name) != 0 { throw .io(operation: "rename", path: temporary, errno: errno) }
-        try syncDirectory()
+        try syncDirectory(directory)
         let all = try list()
         for old in all.dropLast(retain) {
             unlink(directory + "/" + Self.fileName(index: old.index, term: old.term))
@@ -104,7 +104,7 @@ package struct SnapshotStore: Sendable {
 
     package func load(_ position: LogPosition) throws(WALError) -> Snapshot {
         let path = directory + "/" + Self.fileName(index: position.index, term: position.term)
-        let bytes = try readFile(path)
+        let bytes = try readWholeFile(path, limit: Self.maxSnapshotBytes)
         guard bytes.count >= Self.magic.count + 1 + 4, Array(bytes.prefix(4)) == Self.magic else {
             throw .corrupt(path: path, offset: 0, reason: "not a snapshot file")
         }
@@ -158,35 +158,5 @@ package struct SnapshotStore: Sendable {
             names.append(withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) })
         }
         return names.sorted()
-    }
-
-    private func syncDirectory() throws(WALError) {
-        let fd = systemOpen(directory, O_RDONLY)
-        guard fd >= 0 else { throw .io(operation: "open", path: directory, errno: errno) }
-        defer { close(fd) }
-        if fsync(fd) != 0 { throw .io(operation: "fsync", path: directory, errno: errno) }
-    }
-
-    private func readFile(_ path: String) throws(WALError) -> [UInt8] {
-        let fd = systemOpen(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw .io(operation: "fstat", path: path, errno: errno) }
-        guard UInt64(info.st_size) <= Self.maxSnapshotBytes else {
-            throw .corrupt(path: path, offset: 0, reason: "file larger than \(Self.maxSnapshotBytes) bytes")
-        }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(Int(info.st_size))
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw .io(operation: "read", path: path, errno: errno)
-            }
-            if count == 0 { return bytes }
-            bytes.append(contentsOf: buffer[..<count])
-        }
     }
 }

@@ -3,9 +3,12 @@
 ///
 ///     length: u32 LE   (of the payload)
 ///     crc:    u32 LE   (CRC-32C of the payload)
-///     payload: flags u8, [snapshot metadata], [hard state], [compact-through u64], entry count u32, entries
+///     payload: flags u8, [snapshot metadata], [compact-through u64], entry count u32, entries
 ///
 /// A checkpoint record (flag 8) holds a whole state and replaces whatever replay built before it.
+/// The term and vote are not in the log: they live in the `StableStore`. Flag 2 marks a hard state
+/// inside a record, as logs written before the stable store had; it is still read, so such a data
+/// directory keeps its term and vote (see `RaftNode.init`), and never written.
 ///
 /// Zeros end a segment: no record has a zero length (its payload holds at least the flags and the
 /// entry count), so a length of zero followed by nothing but zeros is the unwritten rest of a
@@ -39,19 +42,14 @@ package enum WALRecord {
         }
     }
 
+    /// Encodes `work` without its hard state (the `StableStore` holds that).
     package static func encode(_ work: PersistWork, checkpoint: Bool = false) throws(WriteError) -> [UInt8] {
         var payload = ByteWriter()
         var flags: UInt8 = checkpoint ? 8 : 0
         if work.snapshot != nil { flags |= 1 }
-        if work.hardState != nil { flags |= 2 }
         if work.compactThrough != nil { flags |= 4 }
         payload.u8(flags)
         if let snapshot = work.snapshot { encode(snapshot.metadata, into: &payload) }
-        if let hardState = work.hardState {
-            payload.u64(hardState.term)
-            payload.u8(hardState.votedFor == nil ? 0 : 1)
-            if let vote = hardState.votedFor { payload.string(vote.rawValue) }
-        }
         if let through = work.compactThrough { payload.u64(through) }
         payload.u32(UInt32(work.entries.count))
         for entry in work.entries { encode(entry, into: &payload) }
@@ -148,7 +146,7 @@ package enum WALRecord {
         guard flags & ~15 == 0 else { throw .invalid("unknown record flags \(flags)", at: flagsAt) }
         var work = PersistWork()
         if flags & 1 != 0 { work.snapshot = Snapshot(metadata: try decodeMetadata(&reader), data: []) }
-        if flags & 2 != 0 {
+        if flags & 2 != 0 {  // legacy: a hard state in the log
             let term = try reader.u64()
             let hasVote = try reader.u8()
             work.hardState = HardState(term: term, votedFor: hasVote == 0 ? nil : ServerID(try reader.string()))
