@@ -23,10 +23,11 @@ extension RaftNode {
         for entry in log.entries where entry.index > log.snapshotIndex {
             if case .command(let command) = entry.payload { _ = machine.apply(command, at: entry.index) }
         }
-        let snapshot = Snapshot(
-            metadata: SnapshotMetadata(index: log.lastIndex, term: log.lastTerm, configuration: configuration), data: machine.snapshot())
+        let metadata = SnapshotMetadata(index: log.lastIndex, term: log.lastTerm, configuration: configuration)
+        let snapshot: Snapshot
         do throws(WALError) {
-            try snapshots.save(snapshot)
+            let machine = machine
+            snapshot = try snapshots.save(metadata) { machine.snapshot(into: $0) }
             try wal.checkpoint(RecoveredState(
                 hardState: recovered.hardState, snapshot: Snapshot(metadata: snapshot.metadata, data: []), entries: []))
             if unlink(peersPath) != 0 { throw WALError.io(operation: "unlink", path: peersPath, errno: errno) }

@@ -24,12 +24,32 @@ extension RaftTransport {
 package protocol RaftStateMachine: Sendable {
     /// Applies a committed command and returns the answer for the client that proposed it.
     mutating func apply(_ command: [UInt8], at index: LogIndex) -> [UInt8]
-    /// The whole state, for a snapshot. Called on a copy of the machine, on a thread of its own,
-    /// while the node goes on applying to the original: copying a machine must freeze what its
-    /// snapshot will hold (a value type, as the protocol's other requirements assume).
-    func snapshot() -> [UInt8]
-    /// Replaces the whole state with a snapshot's.
-    mutating func restore(_ data: [UInt8]) throws(RaftNodeError)
+    /// Writes the whole state into `sink`, a piece (one record of the machine's own) at a time; the
+    /// node streams it into the snapshot file as it goes. Called on a copy of the machine, on a
+    /// thread of its own, while the node goes on applying to the original: copying a machine must
+    /// freeze what its snapshot will hold (a value type, as the protocol's other requirements assume).
+    func snapshot(into sink: SnapshotSink)
+    /// Replaces the whole state with a snapshot's, read back a piece at a time. A damaged snapshot
+    /// is an error (`.badSnapshot`), never a trap.
+    mutating func restore(from source: inout SnapshotSource) throws(RaftNodeError)
+}
+
+extension RaftStateMachine {
+    /// The snapshot's data as one array (for tests and tools; the node streams it to a file).
+    package func snapshotData() -> [UInt8] {
+        var data: [UInt8] = []
+        let sink = SnapshotSink { chunk throws(WALError) in data += chunk }
+        snapshot(into: sink)
+        try? sink.finish()
+        return data
+    }
+
+    /// Restores from a whole snapshot's data, which the machine must read to its last piece.
+    package mutating func restore(snapshotData data: [UInt8]) throws(RaftNodeError) {
+        var source = SnapshotSource(data)
+        try restore(from: &source)
+        guard source.isAtEnd else { throw .badSnapshot("the state machine left pieces of the snapshot unread") }
+    }
 }
 
 package enum RaftNodeError: Error, Hashable, Sendable {
@@ -184,7 +204,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
                     throw RaftNodeError.badSnapshot("the log refers to snapshot \(recovered.snapshot!.metadata.index), newest stored is \(stored.metadata.index)")
                 }
                 recovered.snapshot = stored
-                try machine.restore(stored.data)
+                try machine.restore(snapshotData: stored.data)
             } else if let expected = recovered.snapshot {
                 throw RaftNodeError.badSnapshot("the log refers to snapshot \(expected.metadata.index), none is stored")
             }
@@ -595,7 +615,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
             }
         }
         if let snapshot = output.snapshotToRestore {
-            try machine.restore(snapshot.data)
+            try machine.restore(snapshotData: snapshot.data)
             applied = snapshot.metadata.index
             lastSnapshot = snapshot.metadata.index
             for index in appliedWaiters.keys.sorted() where index <= applied {
@@ -636,10 +656,11 @@ package actor RaftNode<Machine: RaftStateMachine> {
             lastSnapshot = applied
             snapshotting = true
             snapshotQueue.async { [eventLoop, snapshotStore] in
-                let snapshot = Snapshot(metadata: metadata, data: frozen.snapshot())
+                // The machine streams its state into the file as it encodes it.
+                var snapshot = Snapshot(metadata: metadata, data: [])
                 var failure: WALError?
-                do throws(WALError) { try snapshotStore.save(snapshot) } catch { failure = error }
-                eventLoop.execute { [failure] in self.assumeIsolated { $0.snapshotStored(snapshot, failure: failure) } }
+                do throws(WALError) { snapshot = try snapshotStore.save(metadata) { frozen.snapshot(into: $0) } } catch { failure = error }
+                eventLoop.execute { [snapshot, failure] in self.assumeIsolated { $0.snapshotStored(snapshot, failure: failure) } }
             }
         }
         return followUps

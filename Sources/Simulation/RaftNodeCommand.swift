@@ -51,24 +51,23 @@ package struct StringKVMachine: RaftStateMachine {
         return [1]
     }
 
-    package func snapshot() -> [UInt8] {
-        var writer = ByteWriter()
-        writer.u32(UInt32(count))
+    /// One piece per key, in key order.
+    package func snapshot(into sink: SnapshotSink) {
         for key in shards.flatMap(\.keys).sorted() {
-            writer.string(key)
-            writer.string(value(for: key)!)
+            sink.write { piece in
+                piece.string(key)
+                piece.string(value(for: key)!)
+            }
         }
-        return writer.bytes
     }
 
-    package mutating func restore(_ data: [UInt8]) throws(RaftNodeError) {
-        var reader = ByteReader(data)
+    package mutating func restore(from source: inout SnapshotSource) throws(RaftNodeError) {
         var restored = [[String: String]](repeating: [:], count: Self.shardCount)
         do throws(DecodeError) {
-            let count = try reader.u32()
-            for _ in 0..<count {
-                let key = try reader.string()
-                restored[Self.shard(of: key)][key] = try reader.string()
+            while var piece = try source.next() {
+                let key = try piece.string()
+                restored[Self.shard(of: key)][key] = try piece.string()
+                guard piece.isAtEnd else { throw .invalid("trailing bytes in a key's piece", at: piece.offset) }
             }
         } catch {
             throw .badSnapshot("\(error)")

@@ -18,18 +18,16 @@ struct RecordingMachine: RaftStateMachine {
         return [UInt8(truncatingIfNeeded: commands.count)]
     }
 
-    func snapshot() -> [UInt8] {
-        commands.flatMap { [UInt8(truncatingIfNeeded: $0.count)] + $0 }
+    func snapshot(into sink: SnapshotSink) {
+        for command in commands { sink.write { $0.raw(command) } }
     }
 
-    mutating func restore(_ data: [UInt8]) throws(RaftNodeError) {
+    mutating func restore(from source: inout SnapshotSource) throws(RaftNodeError) {
         var restored: [[UInt8]] = []
-        var offset = 0
-        while offset < data.count {
-            let count = Int(data[offset])
-            guard offset + 1 + count <= data.count else { throw .badSnapshot("truncated") }
-            restored.append(Array(data[(offset + 1)..<(offset + 1 + count)]))
-            offset += 1 + count
+        do throws(DecodeError) {
+            while let piece = try source.next() { restored.append(Array(piece.bytes[piece.offset..<(piece.offset + piece.remaining)])) }
+        } catch {
+            throw .badSnapshot("\(error)")
         }
         commands = restored
     }

@@ -70,4 +70,53 @@ import Testing
         #expect(truncate(directory + "/" + other, 50) == 0)
         #expect(throws: WALError.self) { _ = try store.latest() }
     }
+
+    /// A machine's pieces go into the file as they are written, crossing many chunk boundaries;
+    /// the file loads back to the same data, which reads back piece by piece.
+    @Test func streamedSnapshotReadsBackPieceByPiece() throws {
+        defer { cleanUp() }
+        let store = try SnapshotStore(directory: directory)
+        let pieces: [[UInt8]] = (0..<3000).map { index in (0..<(index * 7 % 2000)).map { UInt8(truncatingIfNeeded: $0 &+ index) } }
+        let metadata = Self.snapshot(42, term: 5, bytes: 0).metadata
+        var chunks = 0
+        let saved = try store.save(metadata) { sink in
+            for piece in pieces { sink.write { $0.raw(piece) } }
+            chunks += 1
+        }
+        #expect(chunks == 1)
+        #expect(saved.data.count > 2 * SnapshotSink.chunkBytes)
+        let loaded = try #require(try store.latest())
+        #expect(loaded == saved)
+        var source = SnapshotSource(loaded.data)
+        var read: [[UInt8]] = []
+        while let piece = try source.next() { read.append(Array(piece.bytes[piece.offset..<(piece.offset + piece.remaining)])) }
+        #expect(read == pieces)
+        #expect(source.isAtEnd)
+        // Cut anywhere, the data is an error or fewer pieces, never a trap.
+        for cut in stride(from: 0, to: min(loaded.data.count, 20_000), by: 997) {
+            var damaged = SnapshotSource(Array(loaded.data.prefix(cut)))
+            var count = 0
+            while count <= pieces.count, let _ = try? damaged.next() { count += 1 }
+            #expect(count <= pieces.count)
+        }
+    }
+
+    /// Files of the first format (data length before the data) still load.
+    @Test func versionOneFilesStillLoad() throws {
+        defer { cleanUp() }
+        let store = try SnapshotStore(directory: directory)
+        let snapshot = Self.snapshot(9, term: 2, bytes: 500)
+        var writer = ByteWriter()
+        writer.raw(Array("RSNP".utf8))
+        writer.u8(1)
+        WALRecord.encode(snapshot.metadata, into: &writer)
+        writer.u64(UInt64(snapshot.data.count))
+        writer.raw(snapshot.data)
+        writer.u32(CRC32C.checksum(writer.bytes))
+        let path = directory + "/" + SnapshotStore.fileName(index: 9, term: 2)
+        let fd = open(path, O_WRONLY | O_CREAT, 0o644)
+        #expect(writer.bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == writer.bytes.count)
+        close(fd)
+        #expect(try store.latest() == snapshot)
+    }
 }

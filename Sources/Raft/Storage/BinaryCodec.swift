@@ -27,6 +27,9 @@ package struct ByteWriter: Sendable {
         for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
     }
 
+    /// Bytes as they are, no length.
+    package mutating func raw(_ value: [UInt8]) { bytes.append(contentsOf: value) }
+
     /// Length-prefixed (u32) bytes.
     package mutating func blob(_ value: [UInt8]) {
         u32(UInt32(value.count))

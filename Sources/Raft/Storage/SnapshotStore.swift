@@ -6,7 +6,10 @@ import Darwin
 
 /// Snapshots on disk, one file each (`snapshot-<index>-<term>.snap`, hex, zero-padded):
 ///
-///     magic "RSNP", version u8, metadata (index, term, configuration), data length u64, data, CRC-32C u32
+///     magic "RSNP", version u8 (2), metadata (index, term, configuration), data, data length u64, CRC-32C u32
+///
+/// The data is what the state machine wrote into a `SnapshotSink`, streamed into the file as it is
+/// encoded; the checksum covers everything before it.
 ///
 /// Saving writes a temporary file, fsyncs it, renames it into place and fsyncs the directory, so a
 /// crash leaves either the old set or the new one, never half a snapshot under a final name. Only
@@ -18,10 +21,11 @@ package struct SnapshotStore: Sendable {
     /// A snapshot file larger than this is refused as corrupt rather than read into memory.
     package static let maxSnapshotBytes: UInt64 = 4 * 1024 * 1024 * 1024
     static let magic: [UInt8] = Array("RSNP".utf8)
-    /// A snapshot file is written in writes of this size, with an `fdatasync` every `syncEveryBytes`.
-    static let chunkBytes = 1 << 20
+    /// A snapshot file is flushed with an `fdatasync` every `syncEveryBytes` while it is written.
     static let syncEveryBytes = 4 << 20
-    static let version: UInt8 = 1
+    /// Version 2 puts the data's length after the data (a streamed snapshot's length is known only
+    /// at its end); version 1, before it, is still read.
+    static let version: UInt8 = 2
 
     package init(directory: String, retain: Int = 2) throws(WALError) {
         self.directory = directory
@@ -33,53 +37,84 @@ package struct SnapshotStore: Sendable {
         }
     }
 
+    /// Saves a snapshot whose data is in hand (one received from a leader).
     package func save(_ snapshot: Snapshot) throws(WALError) {
-        var writer = ByteWriter()
-        for byte in Self.magic { writer.u8(byte) }
-        writer.u8(Self.version)
-        WALRecord.encode(snapshot.metadata, into: &writer)
-        writer.u64(UInt64(snapshot.data.count))
-        var bytes = writer.bytes + snapshot.data
-        let crc = CRC32C.checksum(bytes)
-        for shift in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8(truncatingIfNeeded: crc >> UInt32(shift))) }
+        _ = try save(snapshot.metadata, keepingData: false) { deliver throws(WALError) in
+            for start in stride(from: 0, to: snapshot.data.count, by: SnapshotSink.chunkBytes) {
+                try deliver(Array(snapshot.data[start..<min(start + SnapshotSink.chunkBytes, snapshot.data.count)]))
+            }
+        }
+    }
 
-        let name = Self.fileName(snapshot.metadata)
+    /// Saves the snapshot a state machine streams into a `SnapshotSink`: the file is written as
+    /// the machine encodes, a chunk at a time. Returns the snapshot, with its data when
+    /// `keepingData` (the node's core keeps the newest one to send to lagging followers).
+    package func save(
+        _ metadata: SnapshotMetadata, keepingData: Bool = true, machine write: (SnapshotSink) -> Void
+    ) throws(WALError) -> Snapshot {
+        try save(metadata, keepingData: keepingData) { deliver throws(WALError) in
+            try withoutActuallyEscaping(deliver) { (deliver) throws(WALError) in
+                let sink = SnapshotSink(deliver: deliver)
+                write(sink)
+                try sink.finish()
+            }
+        }
+    }
+
+    /// The file: the header, the data as `produce` hands it over (through `deliver`), then the
+    /// data's length and the checksum of everything before it, computed as the bytes go by.
+    private func save(
+        _ metadata: SnapshotMetadata, keepingData: Bool,
+        produce: (_ deliver: ([UInt8]) throws(WALError) -> Void) throws(WALError) -> Void
+    ) throws(WALError) -> Snapshot {
+        var header = ByteWriter()
+        header.raw(Self.magic)
+        header.u8(Self.version)
+        WALRecord.encode(metadata, into: &header)
+
+        let name = Self.fileName(metadata)
         let temporary = directory + "/.tmp-" + name
         let fd = systemOpen(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .io(operation: "open", path: temporary, errno: errno) }
-        // Written and flushed a few MiB at a time: the log's syncs share the disk with this file,
-        // and one flush of a whole large snapshot would hold every one of them up at once.
-        var offset = 0
-        var unsynced = 0
-        while offset < bytes.count {
-            let chunk = min(Self.chunkBytes, bytes.count - offset)
-            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, chunk) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                let code = errno
-                close(fd)
-                throw .io(operation: "write", path: temporary, errno: code)
-            }
-            offset += written
-            unsynced += written
-            if unsynced >= Self.syncEveryBytes {
-                unsynced = 0
-                #if canImport(Glibc)
-                let synced = fdatasync(fd)
-                #else
-                let synced = fsync(fd)
-                #endif
-                if synced != 0 {
-                    let code = errno
-                    close(fd)
-                    throw .io(operation: "fdatasync", path: temporary, errno: code)
+        var data: [UInt8] = []
+        do throws(WALError) {
+            var offset = 0
+            var unsynced = 0
+            var crc: UInt32 = 0
+            // Written and flushed a few MiB at a time: the log's syncs share the disk with this
+            // file, and one flush of a whole large snapshot would hold every one of them up at once.
+            func append(_ bytes: [UInt8]) throws(WALError) {
+                crc = CRC32C.checksum(bytes, continuing: crc)
+                try writeAll(bytes, at: offset, to: fd, path: temporary)
+                offset += bytes.count
+                unsynced += bytes.count
+                if unsynced >= Self.syncEveryBytes {
+                    unsynced = 0
+                    #if canImport(Glibc)
+                    let synced = fdatasync(fd)
+                    #else
+                    let synced = fsync(fd)
+                    #endif
+                    if synced != 0 { throw .io(operation: "fdatasync", path: temporary, errno: errno) }
                 }
             }
-        }
-        if fsync(fd) != 0 {
-            let code = errno
+            try append(header.bytes)
+            let dataStart = offset
+            try produce { chunk throws(WALError) in
+                if keepingData { data += chunk }
+                try append(chunk)
+            }
+            var length = ByteWriter()
+            length.u64(UInt64(offset - dataStart))
+            try append(length.bytes)
+            var trailer = ByteWriter()
+            trailer.u32(crc)
+            try writeAll(trailer.bytes, at: offset, to: fd, path: temporary)
+            if fsync(fd) != 0 { throw .io(operation: "fsync", path: temporary, errno: errno) }
+        } catch {
             close(fd)
-            throw .io(operation: "fsync", path: temporary, errno: code)
+            unlink(temporary)
+            throw error
         }
         close(fd)
         if rename(temporary, directory + "/" + name) != 0 { throw .io(operation: "rename", path: temporary, errno: errno) }
@@ -88,6 +123,7 @@ package struct SnapshotStore: Sendable {
         for old in all.dropLast(retain) {
             unlink(directory + "/" + Self.fileName(index: old.index, term: old.term))
         }
+        return Snapshot(metadata: metadata, data: data)
     }
 
     /// Snapshots on disk as (index, term), oldest first.
@@ -116,11 +152,22 @@ package struct SnapshotStore: Sendable {
         var reader = ByteReader(bytes, from: 4, to: bytes.count - 4)
         do throws(DecodeError) {
             let version = try reader.u8()
-            guard version == Self.version else { throw .invalid("unknown snapshot version \(version)", at: 4) }
             let metadata = try WALRecord.decodeMetadata(&reader)
-            let length = try reader.u64()
-            guard length == UInt64(reader.remaining) else { throw .invalid("data length \(length) does not match file", at: reader.offset) }
-            let data = Array(bytes[reader.offset..<(bytes.count - 4)])
+            let data: [UInt8]
+            switch version {
+            case 1:
+                let length = try reader.u64()
+                guard length == UInt64(reader.remaining) else { throw .invalid("data length \(length) does not match file", at: reader.offset) }
+                data = Array(bytes[reader.offset..<(bytes.count - 4)])
+            case 2:
+                guard reader.remaining >= 8 else { throw .truncated(at: reader.offset) }
+                var lengthReader = ByteReader(bytes, from: bytes.count - 12, to: bytes.count - 4)
+                let length = try lengthReader.u64()
+                guard length == UInt64(reader.remaining - 8) else { throw .invalid("data length \(length) does not match file", at: bytes.count - 12) }
+                data = Array(bytes[reader.offset..<(bytes.count - 12)])
+            default:
+                throw .invalid("unknown snapshot version \(version)", at: 4)
+            }
             guard metadata.index == position.index, metadata.term == position.term else {
                 throw .invalid("metadata \(metadata.index)@\(metadata.term) does not match the file name", at: 5)
             }

@@ -30,11 +30,11 @@ struct ConsulStateMachine: RaftStateMachine {
         return result.encoded()
     }
 
-    func snapshot() -> [UInt8] { store.snapshotBytes() }
+    func snapshot(into sink: SnapshotSink) { store.writeSnapshot(into: sink) }
 
-    mutating func restore(_ data: [UInt8]) throws(RaftNodeError) {
+    mutating func restore(from source: inout SnapshotSource) throws(RaftNodeError) {
         do {
-            store = try StateStore(snapshot: data, datacenter: store.datacenter)
+            store = try StateStore(snapshot: &source, datacenter: store.datacenter)
         } catch {
             throw .badSnapshot("state store snapshot: \(error)")
         }
@@ -43,43 +43,51 @@ struct ConsulStateMachine: RaftStateMachine {
 }
 
 extension StateStore {
-    private static let snapshotVersion: UInt8 = 1
+    private static let snapshotVersion: UInt8 = 2
 
-    /// Every table, written in key order, with the table indexes.
-    func snapshotBytes() -> [UInt8] {
-        var writer = ByteWriter()
-        writer.u8(Self.snapshotVersion)
-        writer.u64(lastIndex)
-        writer.u32(UInt32(tableIndexes.count))
-        for index in tableIndexes { writer.u64(index) }
-        writer.u32(UInt32(nodes.count))
-        nodes.forEach { _, node in node.encode(into: &writer); return true }
-        writer.u32(UInt32(services.count))
-        services.forEach { _, service in service.encode(into: &writer); return true }
-        writer.u32(UInt32(checks.count))
-        checks.forEach { _, check in check.encode(into: &writer); return true }
-        writer.u32(UInt32(kv.count))
-        kv.forEach { _, entry in entry.encode(into: &writer); return true }
-        writer.u32(UInt32(sessions.count))
-        sessions.forEach { _, session in session.encode(into: &writer); return true }
-        return writer.bytes
+    /// A header piece (version, applied index, table indexes, row counts), then every row of every
+    /// table as a piece of its own, tables in a fixed order and rows in key order.
+    func writeSnapshot(into sink: SnapshotSink) {
+        sink.write { header in
+            header.u8(Self.snapshotVersion)
+            header.u64(lastIndex)
+            header.u32(UInt32(tableIndexes.count))
+            for index in tableIndexes { header.u64(index) }
+            for count in [nodes.count, services.count, checks.count, kv.count, sessions.count] { header.u32(UInt32(count)) }
+        }
+        nodes.forEach { _, node in sink.write { node.encode(into: &$0) }; return true }
+        services.forEach { _, service in sink.write { service.encode(into: &$0) }; return true }
+        checks.forEach { _, check in sink.write { check.encode(into: &$0) }; return true }
+        kv.forEach { _, entry in sink.write { entry.encode(into: &$0) }; return true }
+        sessions.forEach { _, session in sink.write { session.encode(into: &$0) }; return true }
     }
 
-    init(snapshot bytes: [UInt8], datacenter: String) throws(DecodeError) {
+    init(snapshot source: inout SnapshotSource, datacenter: String) throws(DecodeError) {
         self.init(datacenter: datacenter)
-        var reader = ByteReader(bytes)
-        guard try reader.u8() == Self.snapshotVersion else { throw .invalid("unknown snapshot version", at: 0) }
-        let last = try reader.u64()
-        let tableCount = Int(try reader.u32())
+        var header = try source.expect()
+        guard try header.u8() == Self.snapshotVersion else { throw .invalid("unknown snapshot version", at: 0) }
+        let last = try header.u64()
+        let tableCount = Int(try header.u32())
         guard tableCount == StateTable.allCases.count else { throw .invalid("snapshot has \(tableCount) tables", at: 9) }
         var indexes: [UInt64] = []
-        for _ in 0..<tableCount { indexes.append(try reader.u64()) }
-        for _ in 0..<(try reader.u32()) { restoreNode(try CatalogNode.decode(from: &reader)) }
-        for _ in 0..<(try reader.u32()) { restoreService(try CatalogService.decode(from: &reader)) }
-        for _ in 0..<(try reader.u32()) { restoreCheck(try HealthCheck.decode(from: &reader)) }
-        for _ in 0..<(try reader.u32()) { restoreKV(try KVEntry.decode(from: &reader)) }
-        for _ in 0..<(try reader.u32()) { restoreSession(try Session.decode(from: &reader)) }
-        guard reader.isAtEnd else { throw .invalid("trailing bytes after snapshot", at: reader.offset) }
+        for _ in 0..<tableCount { indexes.append(try header.u64()) }
+        var counts: [UInt32] = []
+        for _ in 0..<5 { counts.append(try header.u32()) }
+        guard header.isAtEnd else { throw .invalid("trailing bytes in the snapshot header", at: header.offset) }
+        /// Each row is one whole piece.
+        func rows<Row>(_ count: UInt32, _ decode: (inout ByteReader) throws(DecodeError) -> Row, into restore: (Row) -> Void) throws(DecodeError) {
+            for _ in 0..<count {
+                var piece = try source.expect()
+                restore(try decode(&piece))
+                guard piece.isAtEnd else { throw .invalid("trailing bytes in a snapshot row", at: piece.offset) }
+            }
+        }
+        try rows(counts[0], CatalogNode.decode(from:)) { restoreNode($0) }
+        try rows(counts[1], CatalogService.decode(from:)) { restoreService($0) }
+        try rows(counts[2], HealthCheck.decode(from:)) { restoreCheck($0) }
+        try rows(counts[3], KVEntry.decode(from:)) { restoreKV($0) }
+        try rows(counts[4], Session.decode(from:)) { restoreSession($0) }
+        guard source.isAtEnd else { throw .invalid("rows left over after the snapshot's tables", at: 0) }
         restoreIndexes(indexes, last: last)
     }
 }
