@@ -45,7 +45,7 @@ final class Agent: Sendable {
         var temporaryDirectory: String?
         let dataPath: String
         if config.dev {
-            let path = NSTemporaryDirectory() + "consul-dev-" + UUID().uuidString.lowercased()
+            let path = devDataParent() + "consul-dev-" + UUID().uuidString.lowercased()
             temporaryDirectory = path
             dataPath = path
         } else if let configured = config.dataDir {
@@ -59,6 +59,19 @@ final class Agent: Sendable {
             if let temporaryDirectory { try? FileManager.default.removeItem(atPath: temporaryDirectory) }
             throw error
         }
+    }
+
+    /// Where a -dev agent keeps its throwaway data: in memory (a tmpfs, `/dev/shm` on Linux) where
+    /// there is one, as Consul's -dev keeps its Raft state in memory; else the temporary directory.
+    private static func devDataParent() -> String {
+        // Only a real memory filesystem counts, not a directory of that name on disk.
+        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
+        let shmIsTmpfs = mounts.split(separator: "\n").contains { line in
+            let fields = line.split(separator: " ")
+            return fields.count > 2 && fields[1] == "/dev/shm" && fields[2] == "tmpfs"
+        }
+        if shmIsTmpfs, access("/dev/shm", W_OK) == 0 { return "/dev/shm/" }
+        return NSTemporaryDirectory()
     }
 
     private static func start(
