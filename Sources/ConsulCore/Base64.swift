@@ -10,23 +10,33 @@ package enum Base64 {
 
     package static func encode(_ bytes: [UInt8]) -> String {
         var output: [UInt8] = []
-        output.reserveCapacity((bytes.count + 2) / 3 * 4)
-        var index = 0
-        while index + 3 <= bytes.count {
-            let chunk = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
-            for shift in stride(from: 18, through: 0, by: -6) { output.append(alphabet[Int(chunk >> UInt32(shift) & 0x3F)]) }
-            index += 3
-        }
-        let remaining = bytes.count - index
-        if remaining > 0 {
-            var chunk = UInt32(bytes[index]) << 16
-            if remaining == 2 { chunk |= UInt32(bytes[index + 1]) << 8 }
-            output.append(alphabet[Int(chunk >> 18 & 0x3F)])
-            output.append(alphabet[Int(chunk >> 12 & 0x3F)])
-            output.append(remaining == 2 ? alphabet[Int(chunk >> 6 & 0x3F)] : UInt8(ascii: "="))
-            output.append(UInt8(ascii: "="))
-        }
+        encode(bytes, appendingTo: &output)
         return String(decoding: output, as: UTF8.self)
+    }
+
+    /// Appends the encoding of `bytes` to `output` (a JSON writer's buffer: no string in between).
+    package static func encode(_ bytes: [UInt8], appendingTo output: inout [UInt8]) {
+        output.reserveCapacity(output.count + (bytes.count + 2) / 3 * 4)
+        alphabet.withUnsafeBufferPointer { alphabet in
+            var index = 0
+            while index + 3 <= bytes.count {
+                let chunk = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
+                output.append(alphabet[Int(chunk >> 18 & 0x3F)])
+                output.append(alphabet[Int(chunk >> 12 & 0x3F)])
+                output.append(alphabet[Int(chunk >> 6 & 0x3F)])
+                output.append(alphabet[Int(chunk & 0x3F)])
+                index += 3
+            }
+            let remaining = bytes.count - index
+            if remaining > 0 {
+                var chunk = UInt32(bytes[index]) << 16
+                if remaining == 2 { chunk |= UInt32(bytes[index + 1]) << 8 }
+                output.append(alphabet[Int(chunk >> 18 & 0x3F)])
+                output.append(alphabet[Int(chunk >> 12 & 0x3F)])
+                output.append(remaining == 2 ? alphabet[Int(chunk >> 6 & 0x3F)] : UInt8(ascii: "="))
+                output.append(UInt8(ascii: "="))
+            }
+        }
     }
 
     package static func decode(_ text: Substring) -> [UInt8]? {

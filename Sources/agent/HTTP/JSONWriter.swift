@@ -1,3 +1,5 @@
+import ConsulCore
+
 /// Writes compact JSON straight into bytes, in the field order the caller gives (Consul's order),
 /// without Foundation. Hot endpoints (KV, catalog, health) build their answers with this;
 /// `JSONPretty` re-indents for `?pretty`.
@@ -89,22 +91,47 @@ struct JSONWriter {
         }
     }
 
+    /// Bytes as a base64 string (KV values), encoded straight into the output.
+    mutating func base64(_ value: [UInt8]) {
+        separate()
+        bytes.append(UInt8(ascii: "\""))
+        Base64.encode(value, appendingTo: &bytes)
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    private static let hex = Array("0123456789abcdef".utf8)
+
+    /// Whether `byte` must be escaped in a JSON string (as Go's encoding/json does, which also
+    /// escapes <, > and & for safe embedding in HTML; Consul's output does the same).
+    private static func needsEscape(_ byte: UInt8) -> Bool {
+        byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "<")
+            || byte == UInt8(ascii: ">") || byte == UInt8(ascii: "&")
+    }
+
     private mutating func appendQuoted(_ value: String) {
         bytes.append(UInt8(ascii: "\""))
-        let hex = Array("0123456789abcdef".utf8)
-        for byte in value.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"): bytes.append(contentsOf: [UInt8(ascii: "\\"), byte])
-            case 0x0A: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
-            case 0x0D: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
-            case 0x09: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
-            // Go escapes <, > and & for safe embedding in HTML, and so Consul's output does.
-            case 0x00..<0x20, UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "&"):
-                bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
-            default: bytes.append(byte)
-            }
+        // Most strings (names, keys, IDs) need no escaping: copied in one go.
+        let copied = value.utf8.withContiguousStorageIfAvailable { buffer -> Bool in
+            guard !buffer.contains(where: Self.needsEscape) else { return false }
+            bytes.append(contentsOf: buffer)
+            return true
+        }
+        if copied != true {
+            for byte in value.utf8 { appendEscaped(byte) }
         }
         bytes.append(UInt8(ascii: "\""))
+    }
+
+    private mutating func appendEscaped(_ byte: UInt8) {
+        switch byte {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"): bytes.append(contentsOf: [UInt8(ascii: "\\"), byte])
+        case 0x0A: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+        case 0x0D: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+        case 0x09: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+        case _ where Self.needsEscape(byte):
+            bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), Self.hex[Int(byte >> 4)], Self.hex[Int(byte & 0xF)]])
+        default: bytes.append(byte)
+        }
     }
 }
 

@@ -106,7 +106,7 @@ struct KVEndpoint {
             w.field("LockIndex") { $0.int(entry.lockIndex) }
             w.field("Key") { $0.string(entry.key) }
             w.field("Flags") { $0.int(entry.flags) }
-            w.field("Value") { entry.value.isEmpty ? $0.null() : $0.string(Base64.encode(entry.value)) }
+            w.field("Value") { entry.value.isEmpty ? $0.null() : $0.base64(entry.value) }
             if let session = entry.session { w.field("Session") { $0.string(session) } }
             w.field("CreateIndex") { $0.int(entry.indexes.createIndex) }
             w.field("ModifyIndex") { $0.int(entry.indexes.modifyIndex) }
