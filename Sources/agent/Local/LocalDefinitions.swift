@@ -215,8 +215,10 @@ struct DefinitionParser {
         check.id = try fields.string("id") ?? checkID ?? ""
         check.name = try fields.string("name") ?? ""
         if !inService {
-            if check.name.isEmpty { throw DefinitionError("Missing check name") }
+            // A node check needs a name or an ID; each defaults to the other.
+            if check.name.isEmpty && check.id.isEmpty { throw DefinitionError("Missing check name") }
             if check.id.isEmpty { check.id = check.name }
+            if check.name.isEmpty { check.name = check.id }
         }
         check.serviceID = try fields.string("serviceid") ?? ""
         check.notes = try fields.string("notes") ?? ""
