@@ -217,7 +217,7 @@ final class Agent: Sendable {
             id: runtime.nodeID, name: runtime.nodeName, address: address,
             taggedAddresses: ["lan": address, "lan_ipv4": address, "wan": address, "wan_ipv4": address],
             meta: runtime.config.nodeMeta.merging(["consul-network-segment": ""]) { given, _ in given })
-        let sync = CatalogSync(
+        var sync = CatalogSync(
             local: runtime.local, node: node, clock: runtime.clock, logger: logger,
             send: { request in
                 do {
@@ -228,6 +228,7 @@ final class Agent: Sendable {
             },
             clusterSize: { [weak lan = runtime.lan] in lan?.members.count ?? 1 },
             token: runtime.config.acl.agentToken ?? runtime.config.acl.defaultToken)
+        sync.checkUpdateInterval = runtime.config.checkUpdateInterval
         runtime.local.start(probes: CheckProbes(group: group, limiter: ProbeLimiter()), sync: sync, logger: logger)
     }
 

@@ -230,3 +230,14 @@ struct LocalStateTests {
         #expect(state.checks["service:web"]?.record.status == .critical)
     }
 }
+
+struct CheckUpdateIntervalConfigTests {
+    @Test func checkUpdateIntervalIsReadFromConfig() throws {
+        let dir = try TemporaryDirectory()
+        try dir.write("a.hcl", "check_update_interval = \"30s\"\n")
+        let result = loadConfig { $0.dataDir = dir.path; $0.configPaths = [dir.path + "/a.hcl"] }
+        guard case .success(let loaded) = result else { Issue.record("\(result)"); return }
+        #expect(loaded.config.checkUpdateInterval == .seconds(30))
+        #expect(!loaded.config.ignoredKeys.contains("check_update_interval"))
+    }
+}
