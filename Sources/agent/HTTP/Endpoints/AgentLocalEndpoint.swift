@@ -9,8 +9,7 @@ struct AgentLocalEndpoint {
 
     /// Nil: not a route of this endpoint.
     func route(_ request: APIRequest, tail: Substring) throws(APIError) -> APIRoute? {
-        let (verb, argument) = APIRouter.split(tail)
-        let id = String(argument)
+        let (verb, _) = APIRouter.split(tail)
         let local = agent.local
         switch (verb, tail) {
         case ("services", _):
@@ -55,7 +54,6 @@ struct AgentLocalEndpoint {
         case ("check", _) where tail.hasPrefix("check/"):
             return try checkRoute(request, tail: tail.dropFirst("check/".count))
         default:
-            _ = id
             return nil
         }
     }
