@@ -140,10 +140,21 @@ final class Agent: Sendable {
         let runtime = AgentRuntime(
             config: config, nodeName: nodeName, nodeID: nodeID, advertiseAddress: address, watch: watch,
             raft: raft, lan: lan, servers: directory, lockDelays: lockDelays, clock: clock)
+        // Service and check definitions from the config files become the agent's local state.
+        do throws(DefinitionError) {
+            let definitions = try ConfigDefinitions.typed(config)
+            try runtime.local.update { state, now throws(DefinitionError) in
+                try state.replaceConfigDefinitions(services: definitions.services, checks: definitions.checks, now: now)
+            }
+        } catch {
+            await started.stop()
+            throw StartFailure(description: "Error starting agent: \(error.message)")
+        }
         // Requests this agent does not answer itself go to the leader (servers) or a server (clients).
         let rpcPool = RPCClientPool(group: group)
         started.rpcPool = rpcPool
         let dispatcher = APIDispatcher(agent: runtime, seed: randomSeed(), relay: RPCRelay(runtime: runtime, pool: rpcPool))
+        startLocalAgent(runtime, dispatcher: dispatcher, group: group, logger: logger)
         if let raftTransport {
             // The server port: Raft, and requests other agents forward here, answered by this
             // agent's own request path.
@@ -211,6 +222,29 @@ final class Agent: Sendable {
         return Agent(runtime: runtime, logger: logger, parts: started, raftTransport: raftTransport, background: background, temporaryDirectory: temporaryDirectory)
     }
 
+    /// Starts the check runners and anti-entropy. Catalog writes go through the agent's own
+    /// request path, like any client's `/v1/catalog/register`.
+    private static func startLocalAgent(_ runtime: AgentRuntime, dispatcher: APIDispatcher, group: MultiThreadedEventLoopGroup, logger: AgentLogger) {
+        let address = runtime.advertiseAddress
+        let node = LocalNodeInfo(
+            id: runtime.nodeID, name: runtime.nodeName, address: address,
+            taggedAddresses: ["lan": address, "lan_ipv4": address, "wan": address, "wan_ipv4": address],
+            meta: runtime.config.nodeMeta.merging(["consul-network-segment": ""]) { given, _ in given })
+        var sync = CatalogSync(
+            local: runtime.local, node: node, clock: runtime.clock, logger: logger,
+            send: { request in
+                do {
+                    return try await dispatcher.handle(request, on: group.next()).get()
+                } catch {
+                    return APIError.internalError("\(error)").response
+                }
+            },
+            clusterSize: { [weak lan = runtime.lan] in lan?.members.count ?? 1 },
+            token: runtime.config.acl.agentToken ?? runtime.config.acl.defaultToken)
+        sync.checkUpdateInterval = runtime.config.checkUpdateInterval
+        runtime.local.start(probes: CheckProbes(group: group, limiter: ProbeLimiter()), sync: sync, logger: logger)
+    }
+
     /// The listeners and the event loops, for orderly shutdown.
     struct StartedParts: Sendable {
         let group: MultiThreadedEventLoopGroup
@@ -242,6 +276,7 @@ final class Agent: Sendable {
             await runtime.lan?.leave()
         }
         background.cancel()
+        runtime.local.stop()
         await runtime.raft?.stop()
         await raftTransport?.shutdown()
         await parts.stop()

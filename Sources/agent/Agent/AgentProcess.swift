@@ -4,7 +4,11 @@ import Synchronization
 
 /// Runs an agent in this process until a signal ends it, printing Consul's banner and log lines.
 enum AgentProcess {
-    static func run(_ loaded: LoadedAgentConfig, io: CommandIO) -> Int32 {
+    /// `reload`: loads the configuration again (SIGHUP, `consul reload`); nil: the agent cannot reload.
+    static func run(
+        _ loaded: LoadedAgentConfig, io: CommandIO,
+        reload: (@Sendable () throws(AgentConfigError) -> LoadedAgentConfig)? = nil
+    ) -> Int32 {
         let config = loaded.config
         let logger = AgentLogger(level: AgentLogger.Level(config.logLevel) ?? .info, json: config.logJSON, write: io.out)
         let result = Mutex<Result<Agent, Agent.StartFailure>?>(nil)
@@ -30,6 +34,9 @@ enum AgentProcess {
         }
         io.out(banner(agent.runtime, warnings: loaded.warnings))
 
+        if let reload {
+            agent.runtime.onReload { await Self.reload(agent, load: reload) }
+        }
         let stop = DispatchSemaphore(value: 0)
         let signalName = Mutex<String?>(nil)
         var sources: [any DispatchSourceSignal] = []
@@ -39,7 +46,13 @@ enum AgentProcess {
             source.setEventHandler {
                 io.line("==> Caught signal: \(name)")
                 if number == SIGHUP {
-                    io.line("==> Reload of service and check definitions arrives with the checks issue; configuration unchanged")
+                    Task {
+                        if case let problem?? = await agent.runtime.requestReload() {
+                            io.errorLine("==> Failed to reload configs: \(problem)")
+                        } else {
+                            io.line("==> Reloaded service and check definitions")
+                        }
+                    }
                     return
                 }
                 let first = signalName.withLock { current -> Bool in
@@ -80,6 +93,27 @@ enum AgentProcess {
         io.line("==> Consul agent stopped")
         _ = sources
         return 0
+    }
+
+    /// Consul's reload, limited to what this agent can change while running: the service and
+    /// check definitions of the config files (other settings keep their start-up values). A
+    /// configuration that does not load leaves everything as it was.
+    static func reload(_ agent: Agent, load: @Sendable () throws(AgentConfigError) -> LoadedAgentConfig) async -> String? {
+        agent.logger.info("agent", "Reloading configuration...")
+        do {
+            let loaded = try load()
+            let definitions = try ConfigDefinitions.typed(loaded.config)
+            try agent.runtime.local.update { state, now throws(DefinitionError) in
+                try state.replaceConfigDefinitions(services: definitions.services, checks: definitions.checks, now: now)
+            }
+            return nil
+        } catch let error as AgentConfigError {
+            agent.logger.error("agent", "Failed to reload configs", ["error": error.description])
+            return error.description
+        } catch {
+            agent.logger.error("agent", "Failed to reload configs", ["error": "\(error)"])
+            return "\(error)"
+        }
     }
 
     static func banner(_ runtime: AgentRuntime, warnings: [String]) -> String {

@@ -23,6 +23,8 @@ final class AgentRuntime: Sendable {
     let servers: ServerDirectory
     /// The LAN gossip pool (absent only in unit tests that build a runtime without sockets).
     let lan: LANPool?
+    /// This agent's own services and checks (`/v1/agent/services|checks`), synced to the catalog.
+    let local: LocalAgent
 
     /// What the agent last learned of Raft leadership; refreshed by `AgentLifecycle`.
     struct ClusterView: Sendable, Equatable {
@@ -44,6 +46,18 @@ final class AgentRuntime: Sendable {
     private let leaveHandler = Mutex<(@Sendable () -> Void)?>(nil)
 
     func onLeave(_ handler: @escaping @Sendable () -> Void) { leaveHandler.withLock { $0 = handler } }
+
+    /// Set by the process running the agent: how `/v1/agent/reload` re-reads the config files.
+    /// Answers nil on success, else the problem (the old definitions then stay).
+    private let reloadHandler = Mutex<(@Sendable () async -> String?)?>(nil)
+
+    func onReload(_ handler: @escaping @Sendable () async -> String?) { reloadHandler.withLock { $0 = handler } }
+
+    /// Re-reads service and check definitions; nil when the process offers no reload.
+    func requestReload() async -> String?? {
+        guard let handler = reloadHandler.withLock({ $0 }) else { return nil }
+        return .some(await handler())
+    }
 
     /// Asks the process to leave the cluster and shut down (after the current answer is sent).
     func requestLeave() -> Bool {
@@ -70,6 +84,10 @@ final class AgentRuntime: Sendable {
         self.clock = clock
         self.sessionTimers = SessionTimers(clock: clock)
         self.cluster = Mutex(ClusterView())
+        self.local = LocalAgent(
+            nodeName: nodeName,
+            scriptPolicy: LocalState.ScriptPolicy(enableScriptChecks: config.enableScriptChecks, enableLocalScriptChecks: config.enableLocalScriptChecks),
+            clock: clock)
     }
 
     var datacenter: String { config.datacenter }

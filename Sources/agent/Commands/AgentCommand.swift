@@ -33,6 +33,10 @@ enum AgentCommand {
         for warning in loaded.warnings {
             io.errorLine("==> WARNING: \(warning)")
         }
-        return AgentProcess.run(loaded, io: io)
+        // `consul reload` and SIGHUP read the same files and flags again.
+        let reloadFlags = flags
+        return AgentProcess.run(loaded, io: io) { () throws(AgentConfigError) -> LoadedAgentConfig in
+            try AgentConfigLoader(flags: reloadFlags).load()
+        }
     }
 }

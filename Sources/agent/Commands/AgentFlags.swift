@@ -1,6 +1,6 @@
 /// Everything `consul agent` accepts on its command line, typed but not yet validated against the
 /// config files (that merge happens when the agent starts). Names follow Consul's flags exactly.
-struct AgentFlags: Equatable {
+struct AgentFlags: Equatable, Sendable {
     // Role and bootstrapping
     var server = false
     var bootstrap = false

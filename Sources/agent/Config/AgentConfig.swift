@@ -77,6 +77,8 @@ struct AgentConfig: Equatable, Sendable {
     /// issue types them.
     var services: [ConfigValue] = []
     var checks: [ConfigValue] = []
+    /// How often a check whose output alone changes is written to the catalog (Consul's default).
+    var checkUpdateInterval: Duration = .seconds(300)
 
     /// Consul config keys that were given and are valid, but that this agent does not act on yet.
     /// Reported so an operator is not misled into thinking they had an effect.

@@ -119,6 +119,7 @@ enum AgentConfigBuilder {
         // The loader has moved every single `service`/`check` into the lists, in file order.
         c.services = r.definitions("service") + r.definitions("services")
         c.checks = r.definitions("check") + r.definitions("checks")
+        r.duration("check_update_interval").map { c.checkUpdateInterval = $0 }
 
         if let object = tree.objectValue {
             c.ignoredKeys = object.keys.filter { ConfigSchema.agent.fields[$0]?.isUntyped == true && !definitionKeys.contains($0) }

@@ -56,6 +56,7 @@ struct AgentConfigLoader {
 
         for source in sources {
             problems += ConfigSchema.check(source.value, source: source.name)
+            problems += ConfigDefinitions.problems(in: source.value, source: source.name)
         }
         guard problems.isEmpty else { throw AgentConfigError(problems: problems) }
 
@@ -70,8 +71,9 @@ struct AgentConfigLoader {
         }
 
         let validation = AgentConfigValidator(requireDataDir: requireDataDir).validate(config)
-        guard validation.errors.isEmpty else {
-            throw AgentConfigError(problems: validation.errors.map { .invalid($0) })
+        let definitionProblems = ConfigDefinitions.scriptProblems(config)
+        guard validation.errors.isEmpty, definitionProblems.isEmpty else {
+            throw AgentConfigError(problems: validation.errors.map { .invalid($0) } + definitionProblems)
         }
         return LoadedAgentConfig(config: config, warnings: warnings + validation.warnings)
     }

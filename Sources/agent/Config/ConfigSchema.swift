@@ -215,7 +215,7 @@ enum ConfigSchema {
         "advertise_addr_ipv6": .untyped, "advertise_addr_wan_ipv4": .untyped, "advertise_addr_wan_ipv6": .untyped,
         "advertise_reconnect_timeout": .untyped, "audit": .untyped, "auto_config": .untyped,
         "auto_encrypt": .untyped, "auto_reload_config": .untyped,
-        "check_output_max_size": .untyped, "check_update_interval": .untyped, "cloud": .untyped,
+        "check_output_max_size": .untyped, "check_update_interval": .duration, "cloud": .untyped,
         "config_entries": .untyped, "connect": .untyped, "default_query_time": .untyped,
         "disable_anonymous_signature": .untyped, "disable_coordinates": .untyped, "disable_host_node_id": .untyped,
         "disable_http_unprintable_char_filter": .untyped, "disable_remote_exec": .untyped,

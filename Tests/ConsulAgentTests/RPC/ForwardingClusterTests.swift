@@ -115,7 +115,9 @@ import Testing
             let peers = try await Self.http("GET", hostC, "/v1/status/peers").body
             #expect(Set(peers.dropFirst().dropLast().split(separator: ",").map(String.init)) == ["\"\(hostA):\(Self.serverPort)\"", "\"\(addressB)\""])
             // An agent's own services are its own: B is not asked for A's (the leader's) answer.
-            #expect(try await Self.http("GET", hostA, "/v1/agent/services").body.contains("\"consul\""))
+            // (As in Consul, a server's `consul` service is the catalog's, not the agent's.)
+            #expect(try await Self.http("PUT", hostA, "/v1/agent/service/register", body: #"{"Name": "only-a"}"#).status == 200)
+            #expect(try await Self.http("GET", hostA, "/v1/agent/services").body.contains("\"only-a\""))
             #expect(try await Self.http("GET", hostB, "/v1/agent/services").body == "{}")
             let catalog = try await Self.http("GET", hostC, "/v1/catalog/nodes")
             #expect(catalog.body.contains("\"Node\":\"fwd-a\""))

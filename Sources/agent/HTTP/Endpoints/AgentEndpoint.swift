@@ -18,28 +18,6 @@ struct AgentEndpoint {
                     for member in members { Self.writeMember(member, into: &array) }
                 }
             })
-        case "services":
-            try APIRouter.requireMethod(request, "GET")
-            let node = agent.nodeName
-            return .readHere(.filteredList, tables: [.services]) { store throws(APIError) in
-                .json { writer in
-                    writer.object { w in
-                        for service in store.services(onNode: node) {
-                            w.field(dynamic: service.id) { CatalogJSON.service(service, into: &$0, withIndexes: false) }
-                        }
-                    }
-                }
-            }
-        case "checks":
-            try APIRouter.requireMethod(request, "GET")
-            let node = agent.nodeName
-            return .readHere(.filteredList, tables: [.checks]) { store throws(APIError) in
-                .json { writer in
-                    writer.object { w in
-                        for check in store.checks(onNode: node) { w.field(dynamic: check.id) { CatalogJSON.check(check, into: &$0) } }
-                    }
-                }
-            }
         case "leave":
             try APIRouter.requireMethod(request, "PUT")
             let agent = self.agent
@@ -82,6 +60,8 @@ struct AgentEndpoint {
                 return APIResponse()
             }
         default:
+            // Services, checks, maintenance and reload: the agent's local state.
+            if let route = try AgentLocalEndpoint(agent: agent).route(request, tail: tail) { return route }
             throw .notImplemented("/v1/agent/\(tail) is not implemented in this build yet")
         }
     }
@@ -105,7 +85,6 @@ struct AgentEndpoint {
     private func writeSelf(into writer: inout JSONWriter) {
         let config = agent.config
         let view = agent.clusterView
-        let store = agent.watch.current
         writer.object { w in
             w.field("Config") { c in
                 c.object { o in
@@ -143,11 +122,12 @@ struct AgentEndpoint {
             }
             w.field("Stats") { s in
                 s.object { o in
-                    // No check runners exist yet, so monitors and TTL checks are truly zero.
                     o.field("agent") {
+                        let local = agent.local.snapshot
+                        let kinds = local.checks.values.compactMap { $0.definition?.kind.typeName }
                         $0.stringMap([
-                            "check_monitors": "0", "check_ttls": "0", "checks": String(store.checks(onNode: agent.nodeName).count),
-                            "services": String(store.services(onNode: agent.nodeName).count),
+                            "check_monitors": String(kinds.filter { $0 == "script" }.count), "check_ttls": String(kinds.filter { $0 == "ttl" }.count),
+                            "checks": String(local.checks.count), "services": String(local.services.count),
                         ])
                     }
                     if agent.raft != nil { o.field("raft") { $0.stringMap(view.raftStats) } }

@@ -152,7 +152,8 @@ struct CatalogEndpoint {
             checks.append(HealthCheck(
                 node: name, id: id, name: checkName.isEmpty ? id : checkName, status: status, notes: try definition.string("Notes") ?? "",
                 output: try definition.string("Output") ?? "", serviceID: serviceID, serviceName: "", serviceTags: [],
-                type: try definition.string("Type") ?? "", interval: "", timeout: "", indexes: zero))
+                type: try definition.string("Type") ?? "", interval: try definition.string("Interval") ?? "",
+                timeout: try definition.string("Timeout") ?? "", indexes: zero))
         }
         return StateCommand.Registration(node: node, service: service, checks: checks)
     }

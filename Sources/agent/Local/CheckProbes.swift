@@ -1,0 +1,346 @@
+import ConsulCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// What one run of a probe saw.
+struct ProbeResult: Equatable, Sendable {
+    var status: HealthStatus
+    var output: String
+}
+
+/// The probes behind HTTP, TCP, UDP and script checks: thin shells over sockets and processes.
+/// They never run on an event loop thread's time: sockets are NIO's (non-blocking), scripts are
+/// waited for through their termination handler. How a result maps to a status is
+/// `CheckStatusRules`' business.
+struct CheckProbes: Sendable {
+    let group: any EventLoopGroup
+    let limiter: ProbeLimiter
+
+    func run(_ kind: CheckDefinition.Kind, timeout: Duration) async -> ProbeResult {
+        await limiter.acquire()
+        defer { Task { await limiter.release() } }
+        switch kind {
+        case .http(let probe): return await http(probe, timeout: timeout)
+        case .tcp(let address): return await tcp(address, timeout: timeout)
+        case .udp(let address): return await udp(address, timeout: timeout)
+        case .script(let args): return await ScriptProbe.run(args, timeout: timeout)
+        case .ttl: return ProbeResult(status: .critical, output: "TTL checks are not probed")
+        }
+    }
+
+    // MARK: HTTP
+
+    func http(_ probe: CheckDefinition.HTTPProbe, timeout: Duration) async -> ProbeResult {
+        let failure = { (reason: String) in ProbeResult(status: .critical, output: CheckStatusRules.truncated(reason)) }
+        guard let url = CheckURL(probe.url) else { return failure("invalid check URL \"\(probe.url)\"") }
+        guard !url.secure else {
+            // No TLS client library is linked into the agent yet (see README).
+            return failure("\(probe.method) \"\(probe.url)\": https checks are not supported by this build yet")
+        }
+        let goVerb = probe.method.prefix(1) + probe.method.dropFirst().lowercased()
+        let promise = group.next().makePromise(of: HTTPCheckResponse.self)
+        do {
+            let channel = try await ClientBootstrap(group: group)
+                .connectTimeout(.nanoseconds(timeout.nioNanoseconds))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                        try channel.pipeline.syncOperations.addHandler(HTTPCheckCollector(promise: promise))
+                    }
+                }
+                .connect(host: url.host, port: url.port).get()
+            var headers = HTTPHeaders()
+            headers.add(name: "Host", value: url.hostHeader)
+            headers.add(name: "User-Agent", value: "Consul Health Check")
+            headers.add(name: "Accept", value: "text/plain, text/*, */*")
+            for (name, values) in probe.headers {
+                if name.lowercased() == "host" || name.lowercased() == "user-agent" || name.lowercased() == "accept" { headers.remove(name: name) }
+                for value in values { headers.add(name: name, value: value) }
+            }
+            headers.add(name: "Content-Length", value: String(probe.body.utf8.count))
+            headers.add(name: "Connection", value: "close")
+            channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: probe.method), uri: url.target, headers: headers)), promise: nil)
+            if !probe.body.isEmpty { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: probe.body))), promise: nil) }
+            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+            let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(timeout.nioNanoseconds)) {
+                promise.fail(CheckProbeError("\(goVerb) \"\(probe.url)\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"))
+                channel.close(promise: nil)
+            }
+            defer { deadline.cancel() }
+            let response = try await promise.futureResult.get()
+            let output = "HTTP \(probe.method) \(probe.url): \(response.code) \(response.reason) Output: \(CheckStatusRules.truncated(response.body))"
+            return ProbeResult(status: CheckStatusRules.status(httpCode: response.code), output: CheckStatusRules.truncated(output))
+        } catch let error as CheckProbeError {
+            return failure(error.message)
+        } catch {
+            promise.fail(error)
+            return failure("\(goVerb) \"\(probe.url)\": \(Self.dialError(error, host: url.host, port: url.port, network: "tcp"))")
+        }
+    }
+
+    // MARK: TCP
+
+    func tcp(_ address: String, timeout: Duration) async -> ProbeResult {
+        guard let (host, port) = Self.hostPort(address) else {
+            return ProbeResult(status: .critical, output: "invalid TCP address \"\(address)\"; use host:port")
+        }
+        do {
+            let channel = try await ClientBootstrap(group: group)
+                .connectTimeout(.nanoseconds(timeout.nioNanoseconds))
+                .connect(host: host, port: port).get()
+            try? await channel.close()
+            return ProbeResult(status: .passing, output: "TCP connect \(address): Success")
+        } catch {
+            return ProbeResult(status: .critical, output: Self.dialError(error, host: host, port: port, network: "tcp"))
+        }
+    }
+
+    // MARK: UDP
+
+    /// Consul's UDP check: send a datagram; an ICMP "port unreachable" (seen as ECONNREFUSED on a
+    /// connected socket) is critical, an answer or silence until the timeout is passing.
+    func udp(_ address: String, timeout: Duration) async -> ProbeResult {
+        guard let (host, port) = Self.hostPort(address) else {
+            return ProbeResult(status: .critical, output: "invalid UDP address \"\(address)\"; use host:port")
+        }
+        let promise = group.next().makePromise(of: ProbeResult.self)
+        do {
+            let channel = try await DatagramBootstrap(group: group)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(UDPCheckHandler(promise: promise, address: address))
+                    }
+                }
+                .connect(host: host, port: port).get()
+            let payload = AddressedEnvelope(remoteAddress: channel.remoteAddress!, data: ByteBuffer(string: "consul udp check"))
+            try await channel.writeAndFlush(payload)
+            let quiet = channel.eventLoop.scheduleTask(in: .nanoseconds(min(timeout, .seconds(2)).nioNanoseconds)) {
+                promise.succeed(ProbeResult(status: .passing, output: "UDP connect \(address): Success"))
+            }
+            let result = try await promise.futureResult.get()
+            quiet.cancel()
+            try? await channel.close()
+            return result
+        } catch {
+            promise.succeed(ProbeResult(status: .critical, output: ""))
+            return ProbeResult(status: .critical, output: Self.dialError(error, host: host, port: port, network: "udp"))
+        }
+    }
+
+    // MARK: helpers
+
+    static func hostPort(_ address: String) -> (String, Int)? {
+        var text = Substring(address)
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            let host = text[text.index(after: text.startIndex)..<close]
+            text = text[text.index(after: close)...]
+            guard text.hasPrefix(":"), let port = Int(text.dropFirst()), (1...65535).contains(port) else { return nil }
+            return (String(host), port)
+        }
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else { return nil }
+        let host = String(text[..<colon])
+        return host.isEmpty ? nil : (host, port)
+    }
+
+    /// Go's wording for failed dials, which operators grep for.
+    static func dialError(_ error: any Error, host: String, port: Int, network: String) -> String {
+        let text = "\(error)"
+        if text.contains("refused") { return "dial \(network) \(host):\(port): connect: connection refused" }
+        if text.lowercased().contains("timeout") || text.contains("timed out") { return "dial \(network) \(host):\(port): i/o timeout" }
+        return "dial \(network) \(host):\(port): \(text)"
+    }
+}
+
+struct CheckProbeError: Error {
+    var message: String
+    init(_ message: String) { self.message = message }
+}
+
+/// Bounds how many probes run at once, so a thousand checks cannot open a thousand sockets or
+/// processes in the same instant.
+actor ProbeLimiter {
+    static let maxConcurrentProbes = 32
+    private var running = 0
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func acquire() async {
+        if running < Self.maxConcurrentProbes {
+            running += 1
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func release() {
+        if waiting.isEmpty {
+            running -= 1
+        } else {
+            waiting.removeFirst().resume()
+        }
+    }
+}
+
+/// An `http://host:port/path?query` URL, split for a request.
+struct CheckURL: Equatable {
+    var secure: Bool
+    var host: String
+    var port: Int
+    var target: String
+    var hostHeader: String
+
+    init?(_ text: String) {
+        var rest: Substring
+        if text.hasPrefix("http://") {
+            secure = false
+            rest = text.dropFirst(7)
+        } else if text.hasPrefix("https://") {
+            secure = true
+            rest = text.dropFirst(8)
+        } else {
+            return nil
+        }
+        let slash = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
+        let authority = rest[..<slash]
+        let path = rest[slash...]
+        target = path.isEmpty ? "/" : (path.hasPrefix("?") ? "/" + path : String(path))
+        hostHeader = String(authority)
+        let defaultPort = secure ? 443 : 80
+        if let (host, port) = CheckProbes.hostPort(String(authority)) {
+            self.host = host
+            self.port = port
+        } else if !authority.isEmpty, !authority.contains(":") || authority.hasPrefix("[") {
+            host = authority.hasPrefix("[") ? String(authority.dropFirst().dropLast()) : String(authority)
+            port = defaultPort
+        } else {
+            return nil
+        }
+        rest = ""
+    }
+}
+
+struct HTTPCheckResponse: Sendable {
+    var code: Int
+    var reason: String
+    var body: [UInt8]
+}
+
+/// Collects the status line and at most `outputMaxBytes` of the body; a longer body is cut off and
+/// the connection closed (nothing past the limit would be shown anyway).
+private final class HTTPCheckCollector: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+
+    private let promise: EventLoopPromise<HTTPCheckResponse>
+    private var response: HTTPCheckResponse?
+
+    init(promise: EventLoopPromise<HTTPCheckResponse>) { self.promise = promise }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            response = HTTPCheckResponse(code: Int(head.status.code), reason: head.status.reasonPhrase, body: [])
+        case .body(var buffer):
+            guard var current = response else { return }
+            let room = CheckStatusRules.outputMaxBytes + 4 - current.body.count
+            if room > 0 { current.body += buffer.readBytes(length: min(room, buffer.readableBytes)) ?? [] }
+            response = current
+            if room <= 0 {
+                promise.succeed(current)
+                context.close(promise: nil)
+            }
+        case .end:
+            if let response { promise.succeed(response) }
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let response { promise.succeed(response) } else { promise.fail(CheckProbeError("EOF")) }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise.fail(error)
+        context.close(promise: nil)
+    }
+}
+
+private final class UDPCheckHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+
+    private let promise: EventLoopPromise<ProbeResult>
+    private let address: String
+
+    init(promise: EventLoopPromise<ProbeResult>, address: String) {
+        self.promise = promise
+        self.address = address
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        promise.succeed(ProbeResult(status: .passing, output: "UDP connect \(address): Success"))
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let (host, port) = CheckProbes.hostPort(address) ?? (address, 0)
+        promise.succeed(ProbeResult(status: .critical, output: CheckProbes.dialError(error, host: host, port: port, network: "udp")))
+    }
+}
+
+/// Script (`args`) checks: the program runs without a shell, with stdout and stderr captured into
+/// a temporary file (a pipe could fill up and stall the child), and is killed at the timeout.
+enum ScriptProbe {
+    static func run(_ args: [String], timeout: Duration) async -> ProbeResult {
+        guard let program = args.first else { return ProbeResult(status: .critical, output: "no program to run") }
+        let outputPath = NSTemporaryDirectory() + "consul-check-" + UUID().uuidString
+        guard FileManager.default.createFile(atPath: outputPath, contents: nil), let sink = FileHandle(forWritingAtPath: outputPath) else {
+            return ProbeResult(status: .critical, output: "cannot create a file for the check's output in \(NSTemporaryDirectory())")
+        }
+        defer {
+            try? sink.close()
+            try? FileManager.default.removeItem(atPath: outputPath)
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: program.contains("/") ? program : Self.lookUp(program) ?? program)
+        process.arguments = Array(args.dropFirst())
+        process.standardOutput = sink
+        process.standardError = sink
+        process.standardInput = FileHandle.nullDevice
+        let exited = AsyncStream<Void>.makeStream()
+        process.terminationHandler = { _ in exited.continuation.finish() }
+        do {
+            try process.run()
+        } catch {
+            return ProbeResult(status: .critical, output: "Failed to invoke: \(program): \(error.localizedDescription)")
+        }
+        let pid = process.processIdentifier
+        let killer = Task {
+            try await Task.sleep(for: timeout)
+            kill(pid, SIGKILL)
+        }
+        for await _ in exited.stream {}
+        killer.cancel()
+        let timedOut = process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL
+        let captured = (try? FileHandle(forReadingFrom: URL(fileURLWithPath: outputPath)).read(upToCount: CheckStatusRules.outputMaxBytes + 4)) ?? nil
+        let output = CheckStatusRules.truncated(captured ?? Data())
+        if timedOut { return ProbeResult(status: .critical, output: "Timed out (\(GoDuration.format(timeout))) running check") }
+        let code: Int32 = process.terminationReason == .exit ? process.terminationStatus : 2
+        return ProbeResult(status: CheckStatusRules.status(exitCode: code), output: output)
+    }
+
+    /// `PATH` lookup, as Go's exec.Command does for a bare program name.
+    static func lookUp(_ program: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        for directory in path.split(separator: ":") {
+            let candidate = "\(directory)/\(program)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+}
+
+extension Duration {
+    var nioNanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

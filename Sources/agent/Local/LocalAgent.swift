@@ -1,0 +1,151 @@
+import ConsulCore
+import Synchronization
+
+/// The shell around `LocalState`: one lock for the state, one task per probed check, a ticker for
+/// TTL expiry and reaping, and the anti-entropy loop (`CatalogSync`). Endpoints change the state
+/// through `update`, which restarts the runners that changed and wakes the sync loop, so a local
+/// change reaches the catalog at once.
+final class LocalAgent: Sendable {
+    /// How often TTL deadlines and `deregister_critical_service_after` are looked at.
+    static let tickInterval: Duration = .milliseconds(500)
+
+    private let state: Mutex<LocalState>
+    private let clock: any MonotonicClock
+    private let runners = Mutex<[String: Runner]>([:])
+    private let shell = Mutex<Shell?>(nil)
+    private let wake: AsyncStream<Void>.Continuation
+    private let wakes: Mutex<AsyncStream<Void>?>
+
+    private struct Runner {
+        var definition: CheckDefinition
+        var task: Task<Void, Never>
+    }
+
+    /// What exists only once the agent runs: probes, logs and the background tasks.
+    private struct Shell {
+        var probes: CheckProbes
+        var logger: AgentLogger
+        var tasks: [Task<Void, Never>]
+    }
+
+    init(nodeName: String, scriptPolicy: LocalState.ScriptPolicy, clock: any MonotonicClock) {
+        self.state = Mutex(LocalState(nodeName: nodeName, scriptPolicy: scriptPolicy))
+        self.clock = clock
+        // Only "something changed" matters, not how often: one pending wake-up is enough.
+        let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        self.wake = continuation
+        self.wakes = Mutex(stream)
+    }
+
+    var snapshot: LocalState { state.withLock { $0 } }
+
+    /// Changes the state; then probes follow the new definitions and the catalog is synced.
+    func update<T, E: Error>(_ body: (inout LocalState, Timestamp) throws(E) -> T) throws(E) -> T {
+        let now = clock.now()
+        let result = try state.withLock { (state: inout LocalState) throws(E) -> T in try body(&state, now) }
+        reconcileRunners()
+        wake.yield()
+        return result
+    }
+
+    /// Starts probes, the ticker and the sync loop. `sync` carries writes to the catalog.
+    func start(probes: CheckProbes, sync: CatalogSync, logger: AgentLogger) {
+        guard let stream = wakes.withLock({ current -> AsyncStream<Void>? in defer { current = nil }; return current }) else { return }
+        let ticker = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: Self.tickInterval)
+                self?.tick()
+            }
+        }
+        let syncLoop = Task { await sync.run(wakes: stream) }
+        shell.withLock { $0 = Shell(probes: probes, logger: logger, tasks: [ticker, syncLoop]) }
+        reconcileRunners()
+        wake.yield()
+    }
+
+    func stop() {
+        let tasks = shell.withLock { $0?.tasks ?? [] }
+        for task in tasks { task.cancel() }
+        wake.finish()
+        let running = runners.withLock { current -> [Runner] in defer { current = [:] }; return Array(current.values) }
+        for runner in running { runner.task.cancel() }
+    }
+
+    /// Wakes the sync loop without a local change (its own periodic tick).
+    func poke() { wake.yield() }
+
+    private func tick() {
+        let now = clock.now()
+        let logger = shell.withLock { $0?.logger }
+        let (expired, reaped) = state.withLock { state -> ([String], [String]) in
+            let before = state.checks.filter { $0.value.ttlDeadline != nil }.map(\.key)
+            state.expireTTLs(now: now)
+            let expired = before.filter { state.checks[$0]?.ttlDeadline == nil }
+            let doomed = state.servicesToReap(now: now)
+            for id in doomed { state.removeService(id) }
+            return (expired, doomed)
+        }
+        for id in expired.sorted() { logger?.warn("agent.checks", "Check missed TTL, is now critical", ["check": id]) }
+        for id in reaped { logger?.info("agent", "Removed service: critical for longer than deregister_critical_service_after", ["service": id]) }
+        if !expired.isEmpty || !reaped.isEmpty {
+            reconcileRunners()
+            wake.yield()
+        }
+    }
+
+    /// One task per probed check (HTTP, TCP, UDP, script); TTL checks need none. A check whose
+    /// definition changed gets a fresh runner (and thresholds).
+    private func reconcileRunners() {
+        guard let (probes, logger) = shell.withLock({ $0.map { ($0.probes, $0.logger) } }) else { return }
+        let wanted = state.withLock { state in
+            state.checks.values.compactMap { check -> CheckDefinition? in
+                guard let definition = check.definition else { return nil }
+                if case .ttl = definition.kind { return nil }
+                return definition
+            }
+        }
+        let wantedByID = Dictionary(wanted.map { ($0.id, $0) }) { first, _ in first }
+        runners.withLock { runners in
+            for (id, runner) in runners where wantedByID[id] != runner.definition {
+                runner.task.cancel()
+                runners[id] = nil
+            }
+            for definition in wanted.sorted(by: { $0.id < $1.id }) where runners[definition.id] == nil {
+                runners[definition.id] = Runner(definition: definition, task: Task { [weak self] in
+                    await self?.runProbe(definition, probes: probes, logger: logger)
+                })
+            }
+        }
+    }
+
+    private func runProbe(_ definition: CheckDefinition, probes: CheckProbes, logger: AgentLogger) async {
+        let interval = definition.interval ?? .seconds(10)
+        // Consul spreads the first run of each check over its interval, so checks defined together
+        // do not all fire at once.
+        let stagger = Duration.nanoseconds(Int64.random(in: 0..<max(1, interval.nioNanoseconds)))
+        try? await Task.sleep(for: stagger)
+        while !Task.isCancelled {
+            let result = await probes.run(definition.kind, timeout: definition.effectiveTimeout)
+            if Task.isCancelled { return }
+            let now = clock.now()
+            let change = state.withLock { state -> (HealthStatus, HealthStatus)? in
+                // A runner left over from a replaced definition must not write.
+                guard state.checks[definition.id]?.definition == definition, let before = state.checks[definition.id]?.record.status else { return nil }
+                guard state.recordProbe(definition.id, status: result.status, output: result.output, now: now) else { return nil }
+                return (before, state.checks[definition.id]!.record.status)
+            }
+            if let (before, after) = change {
+                if before != after {
+                    let fields: KeyValuePairs<String, String> = ["check": definition.id]
+                    switch after {
+                    case .passing: logger.info("agent.checks", "Check is now passing", fields)
+                    case .warning: logger.warn("agent.checks", "Check is now warning", fields)
+                    case .critical, .maintenance: logger.warn("agent.checks", "Check is now critical", fields)
+                    }
+                }
+                wake.yield()
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+}
