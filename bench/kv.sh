@@ -44,7 +44,8 @@ WORK=$(mktemp -d -p "$PWD/.build" bench-kv.XXXXXX)
 chmod 755 "$WORK"  # nginx's workers (user nobody) read the static file from here
 PIDS=()
 stop_all() {
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    # Children first: nginx's workers outlive a killed master and would hold our output open.
+    for pid in "${PIDS[@]}"; do pkill -9 -P "$pid" 2>/dev/null || true; kill -9 "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     PIDS=()
 }

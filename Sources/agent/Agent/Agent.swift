@@ -118,7 +118,14 @@ final class Agent: Sendable {
                     id: me, directory: dataDir.raftDirectory, machine: machine, transport: transport, clock: clock,
                     random: SeededRandom(seed: Self.randomSeed()), options: options, bootstrap: bootstrap,
                     // A -dev agent's data is thrown away: no preallocated segments to make at start.
-                    wal: WALOptions(preallocate: !config.dev))
+                    wal: WALOptions(preallocate: !config.dev),
+                    // One of the agent's loops: peers' messages read there go straight into the node.
+                    eventLoop: group.next())
+                if let node = raft {
+                    // Messages from peers, in arrival order per connection, into the node on its
+                    // loop (no task or actor hop per message).
+                    transport.onReceive { node.deliver($0) }
+                }
                 for note in raft?.recoveryNotes ?? [] { logger.warn("raft", "log recovery: \(note)") }
             } catch {
                 await started.stop()
@@ -203,20 +210,11 @@ final class Agent: Sendable {
             await Self.raftPeers(of: server, pool: rpcPool, group: group)
         }
         let retryJoin = RetryJoin(lan: lan, config: config, logger: logger)
-        let peerInbound: (RaftNode<ConsulStateMachine>, RaftTCPTransport)? = raft.flatMap { node in raftTransport.map { (node, $0) } }
         let background = Task {
             await withTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { await duties.run() }
                 tasks.addTask { await lan.run() }
                 tasks.addTask { await retryJoin.run() }
-                if let (raft, raftTransport) = peerInbound {
-                    // Messages from peers, in arrival order per connection, into the node.
-                    tasks.addTask {
-                        for await batch in raftTransport.inbound {
-                            for message in batch { await raft.receive(message) }
-                        }
-                    }
-                }
             }
         }
         return Agent(runtime: runtime, logger: logger, parts: started, raftTransport: raftTransport, background: background, temporaryDirectory: temporaryDirectory)
