@@ -23,6 +23,8 @@ final class AgentRuntime: Sendable {
     let servers: ServerDirectory
     /// The LAN gossip pool (absent only in unit tests that build a runtime without sockets).
     let lan: LANPool?
+    /// TLS on the server port and HTTPS, for `consul info` (absent in unit tests without sockets).
+    let tls: AgentTLS?
 
     /// What the agent last learned of Raft leadership; refreshed by `AgentLifecycle`.
     struct ClusterView: Sendable, Equatable {
@@ -55,8 +57,9 @@ final class AgentRuntime: Sendable {
     init(
         config: AgentConfig, nodeName: String, nodeID: String, advertiseAddress: String, watch: StateWatch,
         raft: RaftNode<ConsulStateMachine>?, lan: LANPool? = nil, servers: ServerDirectory = ServerDirectory(), acl: ACLGate = ACLGate(),
-        lockDelays: LockDelays = LockDelays(), clock: any MonotonicClock
+        lockDelays: LockDelays = LockDelays(), clock: any MonotonicClock, tls: AgentTLS? = nil
     ) {
+        self.tls = tls
         self.lockDelays = lockDelays
         self.lan = lan
         self.servers = servers

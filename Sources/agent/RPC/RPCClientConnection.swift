@@ -2,8 +2,8 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// One outbound agent-RPC connection of an `RPCClientPool`: it connects once, writes the `0x00`
-/// byte, then carries any number of calls at once, each with an id, a promise and a timeout. It
+/// One outbound agent-RPC connection of an `RPCClientPool`: it connects once (inside TLS when the
+/// pool dials TLS), writes the `0x00` byte, then carries any number of calls at once, each with an id, a promise and a timeout. It
 /// never reconnects: when it fails or closes, its waiting calls fail and the pool forgets it, so
 /// the next call opens a fresh connection.
 final class RPCClientConnection: Sendable {
@@ -81,6 +81,7 @@ final class RPCClientConnection: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try self.pool.tls?.secureOutgoing(channel, peer: self.address)
                     try channel.pipeline.syncOperations.addHandlers(
                         ByteToMessageHandler(RPCFrameDecoder(accepts: RPCCodec.kindResponse, limits: limits.codec, counters: self.pool.counters)),
                         RPCClientHandler(connection: self))
