@@ -183,7 +183,7 @@ final class TLSHandshakeObserver: ChannelInboundHandler {
     ) -> String {
         if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
             let names = peerCertificate.map(TLSMaterial.dnsNames(of:)) ?? []
-            return "certificate is valid for \(names.joined(separator: ", ")), not \(expectedName ?? "the expected name") (verify_server_hostname)"
+            return "certificate is valid for \(names.joined(separator: ", ")), not \(expectedName ?? "the expected name")"
         }
         let text = String(describing: error)
         if text.contains("CERTIFICATE_VERIFY_FAILED") {
@@ -193,7 +193,7 @@ final class TLSHandshakeObserver: ChannelInboundHandler {
             return "the peer presented no certificate (verify_incoming requires one)"
         }
         if text.contains("CERTIFICATE_REQUIRED") {
-            return "the server requires a client certificate (verify_incoming) and this agent sent none"
+            return "the server requires a client certificate (verify_incoming) and none was sent"
         }
         if text.contains("ALERT_UNKNOWN_CA") { return "the peer does not trust our certificate: unknown certificate authority" }
         if text.contains("ALERT_CERTIFICATE_EXPIRED") { return "the peer refused our certificate: it has expired" }
