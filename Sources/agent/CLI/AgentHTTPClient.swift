@@ -45,6 +45,7 @@ struct AgentHTTPClient: Sendable {
     private(set) var tls: NIOSSLContext?
     private(set) var tlsServerName: String?
     private var tlsMaterial: TLSMaterial?
+    private var tlsVerify = true
 
     var scheme: String { tls == nil ? "http" : "https" }
 
@@ -97,10 +98,15 @@ struct AgentHTTPClient: Sendable {
             configuration.certificateChain = material.certificateChain.map { .certificate($0) }
             configuration.privateKey = .privateKey(key)
         }
+        // An IP address is never sent as SNI; NIOSSL then checks the certificate's IP names.
+        tlsServerName = options.serverName ?? (AgentConfigValidator.isIP(host) ? nil : host)
+        tlsVerify = options.verify
         if !options.verify {
             configuration.certificateVerification = .none
-        } else if material.hasAuthorities {
-            configuration.trustRoots = .certificates(material.authorities)
+        } else {
+            if material.hasAuthorities { configuration.trustRoots = .certificates(material.authorities) }
+            // With a name, `TLSHandshakeObserver` checks it (DNS names only); without, NIOSSL the IP.
+            configuration.certificateVerification = tlsServerName == nil ? .fullVerification : .noHostnameVerification
         }
         do {
             tls = try NIOSSLContext(configuration: configuration)
@@ -108,8 +114,6 @@ struct AgentHTTPClient: Sendable {
             throw Failure(description: "Error setting up TLS with -client-cert \(options.clientCert ?? "-") and -client-key \(options.clientKey ?? "-"): \(error)")
         }
         tlsMaterial = material
-        // An IP address is never sent as SNI; NIOSSL then checks the certificate's IP names.
-        tlsServerName = options.serverName ?? (AgentConfigValidator.isIP(host) ? nil : host)
     }
 
     func send(_ method: HTTPMethod, _ target: String, body: [UInt8] = []) throws(Failure) -> Response {
@@ -118,13 +122,18 @@ struct AgentHTTPClient: Sendable {
         let host = self.host
         let tls = self.tls
         let serverName = self.tlsServerName
+        let checkName = tlsVerify && serverName != nil
         do {
             let channel = try ClientBootstrap(group: group)
                 .connectTimeout(.seconds(10))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         if let tls {
-                            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverName))
+                            // A name (-tls-server-name, or the host) is checked against the certificate's DNS
+                            // names only, as Go's client does; an IP address against its IP names (NIOSSL).
+                            try channel.pipeline.syncOperations.addHandlers(
+                                NIOSSLClientHandler(context: tls, serverHostname: serverName),
+                                TLSHandshakeObserver(events: nil, material: nil, peer: host, outgoing: true, requiredName: checkName ? serverName : nil))
                         }
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
                         try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise))

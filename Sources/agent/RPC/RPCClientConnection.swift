@@ -81,7 +81,7 @@ final class RPCClientConnection: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try self.pool.tls?.secureOutgoing(channel, peer: self.address)
+                    try self.pool.tls?.secureOutgoing(channel, peer: host)
                     try channel.pipeline.syncOperations.addHandlers(
                         ByteToMessageHandler(RPCFrameDecoder(accepts: RPCCodec.kindResponse, limits: limits.codec, counters: self.pool.counters)),
                         RPCClientHandler(connection: self))
@@ -159,6 +159,14 @@ final class RPCClientConnection: Sendable {
         scheduleIdleCloseIfQuiet()
     }
 
+    /// The TLS handshake failed: nothing reached the server's RPC layer (writes wait for the
+    /// handshake), so every call is unsent and may go to another server.
+    fileprivate func tlsFailed(_ channel: any Channel, _ error: any Error) {
+        guard case .ready(let current) = loopState.value.phase, current === channel else { return }
+        let reason = TLSHandshakeObserver.reason(for: error, peerCertificate: nil, material: nil, expectedName: nil, outgoing: true)
+        fail(.unreachable(address: address, reason: "TLS handshake failed: \(reason)"))
+    }
+
     fileprivate func disconnected(_ channel: any Channel) {
         guard case .ready(let current) = loopState.value.phase, current === channel else { return }
         fail(nil)
@@ -230,6 +238,7 @@ private final class RPCClientHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if TLSHandshakeObserver.isTLSError(error) { connection.tlsFailed(context.channel, error) }
         context.close(promise: nil)
     }
 }

@@ -116,8 +116,9 @@ final class InternalRPCTLS: Sendable {
             serverContext = nil
         }
         if verifyOutgoing {
+            // The chain is checked by NIOSSL, the name by `TLSHandshakeObserver` (DNS names only).
             let configuration = try AgentTLS.prefixing(stanza, material.clientConfiguration(
-                verify: true, verifyHostname: verifyServerHostname, minimumVersion: settings.minimumVersion))
+                verify: true, verifyHostname: false, minimumVersion: settings.minimumVersion))
             clientContext = try AgentTLS.makeContext(configuration, stanza: stanza, files: settings.files)
         } else {
             clientContext = nil
@@ -126,14 +127,16 @@ final class InternalRPCTLS: Sendable {
 
     /// Client side of a new outgoing server-port connection, before it connects: when dialing
     /// TLS, the RPCTLS byte goes out first, then the handshake; the caller's own first byte (RPC
-    /// or Raft) and frames then travel inside TLS. Call on the channel's event loop.
+    /// or Raft) and frames then travel inside TLS. `peer` is the host, so agent RPC and Raft to one
+    /// server share one "logged once" entry. Call on the channel's event loop.
     func secureOutgoing(_ channel: any Channel, peer: String) throws {
         guard let clientContext else { return }
+        // The name is sent (SNI) but checked by the observer: see `TLSHandshakeObserver`.
         let handler = try NIOSSLClientHandler(context: clientContext, serverHostname: verifyServerHostname ? serverName : nil)
         try channel.pipeline.syncOperations.addHandlers(
             RPCTLSPreamble(),
             handler,
-            TLSHandshakeObserver(tls: self, peer: peer, outgoing: true, expectedName: verifyServerHostname ? serverName : nil))
+            TLSHandshakeObserver(events: events, material: material, peer: peer, outgoing: true, requiredName: verifyServerHostname ? serverName : nil))
     }
 
     /// Server side, after the RPCTLS byte was read by `demultiplexer`: the TLS handler, its
@@ -142,7 +145,7 @@ final class InternalRPCTLS: Sendable {
         guard let serverContext else { throw TLSRefusal.notConfigured }
         let peer = context.channel.remoteAddress?.ipAddress ?? "unknown"
         try context.pipeline.syncOperations.addHandlers(
-            [NIOSSLServerHandler(context: serverContext), TLSHandshakeObserver(tls: self, peer: peer, outgoing: false, expectedName: nil), inner],
+            [NIOSSLServerHandler(context: serverContext), TLSHandshakeObserver(events: events, material: material, peer: peer, outgoing: false, requiredName: nil), inner],
             position: .after(demultiplexer))
     }
 

@@ -111,29 +111,40 @@ final class RPCTLSPreamble: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// Sits behind a TLS handler: turns a handshake failure into one log line with a reason an
-/// operator understands (unknown CA, wrong name, expired, no certificate) and closes the
-/// connection; gives up a handshake that does not finish in time.
-final class TLSHandshakeObserver: ChannelInboundHandler {
+/// Sits behind a TLS handler and holds back everything written until the handshake is done and,
+/// when `requiredName` is set, the peer's certificate names it among its DNS names. NIOSSL's own
+/// hostname check also accepts a certificate whose IP address matches the socket's, and every
+/// certificate `consul tls` makes names 127.0.0.1, so a client certificate would pass it as a
+/// server on loopback; `verify_server_hostname` is checked here instead, by name only, before a
+/// single frame (Raft entries, forwarded requests) leaves.
+///
+/// Also turns a failed handshake into one log line with a reason an operator understands
+/// (unknown CA, wrong name, expired, no certificate), closes the connection, and gives up a
+/// handshake that does not finish in time.
+final class TLSHandshakeObserver: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
+    typealias OutboundIn = NIOAny
+    typealias OutboundOut = NIOAny
 
-    private let tls: InternalRPCTLS?
-    private let events: TLSEvents
+    private let events: TLSEvents?
     private let material: TLSMaterial?
     private let peer: String
     private let outgoing: Bool
-    private let expectedName: String?
+    private let requiredName: String?
     private var timeout: Scheduled<Void>?
-    private var done = false
+    private var failed = false
+    /// Writes waiting for the handshake (and the name check); nil once they may pass.
+    private var held: [(data: NIOAny, promise: EventLoopPromise<Void>?)]? = []
+    private var flushHeld = false
 
-    init(tls: InternalRPCTLS, peer: String, outgoing: Bool, expectedName: String?) {
-        self.tls = tls
-        self.events = tls.events
-        self.material = tls.material
+    /// `events` nil (the CLI): failures are only passed on as errors, not logged.
+    init(events: TLSEvents?, material: TLSMaterial?, peer: String, outgoing: Bool, requiredName: String?) {
+        self.events = events
+        self.material = material
         self.peer = peer
         self.outgoing = outgoing
-        self.expectedName = expectedName
+        self.requiredName = requiredName
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -145,34 +156,68 @@ final class TLSHandshakeObserver: ChannelInboundHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         timeout?.cancel()
+        failHeld(ChannelError.ioOnClosedChannel)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         timeout?.cancel()
+        failHeld(ChannelError.ioOnClosedChannel)
         context.fireChannelInactive()
     }
 
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard held != nil else { return context.write(data, promise: promise) }
+        held?.append((data, promise))
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        guard held != nil else { return context.flush() }
+        flushHeld = true
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case .handshakeCompleted = event as? TLSUserEvent {
-            timeout?.cancel()
-            events.handshakeSucceeded(peer: peer, outgoing: outgoing)
+        guard case .handshakeCompleted = event as? TLSUserEvent else { return context.fireUserInboundEventTriggered(event) }
+        timeout?.cancel()
+        if let requiredName {
+            let certificate = try? context.pipeline.syncOperations.handler(type: NIOSSLHandler.self).peerCertificate
+            let names = certificate.map(TLSMaterial.dnsNames(of:)) ?? []
+            guard names.contains(where: { $0.lowercased() == requiredName.lowercased() }) else {
+                // Reported, passed on and the connection closed as any TLS failure is.
+                errorCaught(context: context, error: TLSNameMismatch(required: requiredName, names: names))
+                return
+            }
         }
+        events?.handshakeSucceeded(peer: peer, outgoing: outgoing)
         context.fireUserInboundEventTriggered(event)
+        // Now the held writes may go, in order.
+        let waiting = held ?? []
+        held = nil
+        for write in waiting { context.write(write.data, promise: write.promise) }
+        if flushHeld || !waiting.isEmpty { context.flush() }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if !done, Self.isTLSError(error) {
-            done = true
+        guard !failed, Self.isTLSError(error) else { return context.fireErrorCaught(error) }
+        failed = true
+        failHeld(error)
+        if let events {
             let certificate = try? context.pipeline.syncOperations.handler(type: NIOSSLHandler.self).peerCertificate
             events.handshakeFailed(peer: peer, outgoing: outgoing, reason: Self.reason(
-                for: error, peerCertificate: certificate, material: material, expectedName: expectedName, outgoing: outgoing))
-            context.close(promise: nil)
+                for: error, peerCertificate: certificate, material: material, expectedName: requiredName, outgoing: outgoing))
         }
+        // The handlers behind learn why before they see the connection close.
         context.fireErrorCaught(error)
+        context.close(promise: nil)
+    }
+
+    private func failHeld(_ error: any Error) {
+        let waiting = held ?? []
+        held = []
+        for write in waiting { write.promise?.fail(error) }
     }
 
     static func isTLSError(_ error: any Error) -> Bool {
-        error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError
+        error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError || error is TLSNameMismatch
     }
 
     /// The words for a failed handshake. BoringSSL names alerts and checks in capitals
@@ -181,6 +226,9 @@ final class TLSHandshakeObserver: ChannelInboundHandler {
     static func reason(
         for error: any Error, peerCertificate: NIOSSLCertificate?, material: TLSMaterial?, expectedName: String?, outgoing: Bool
     ) -> String {
+        if let mismatch = error as? TLSNameMismatch {
+            return "certificate is valid for \(mismatch.names.joined(separator: ", ")), not \(mismatch.required)"
+        }
         if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
             let names = peerCertificate.map(TLSMaterial.dnsNames(of:)) ?? []
             return "certificate is valid for \(names.joined(separator: ", ")), not \(expectedName ?? "the expected name")"
@@ -208,4 +256,10 @@ final class TLSHandshakeObserver: ChannelInboundHandler {
         }
         return text
     }
+}
+
+/// The peer's certificate does not carry the DNS name that had to be there.
+struct TLSNameMismatch: Error, Sendable {
+    var required: String
+    var names: [String]
 }
