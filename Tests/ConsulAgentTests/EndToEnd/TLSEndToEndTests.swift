@@ -296,6 +296,22 @@ final class TestPKI: @unchecked Sendable {
         #expect(curlCode == 0 && curlOut == "secret", "curl: \(curlCode) \(curlOut)")
         let (refusedCode, _) = try AgentProcessHarness.run(curl, ["-s", "--max-time", "20", "--cacert", pki.ca, "https://\(host):8501/v1/kv/https/key?raw"])
         #expect(refusedCode != 0, "curl without a client certificate was answered")
+        // verify_server_hostname goes by DNS name only: this server's certificate also names the
+        // address dialed (127.0.0.133), which must not stand in for server.dc2.consul.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let events = TLSEvents(logger: LoopbackRPCServer.quietLogger)
+        func pool(serverName: String) throws -> RPCClientPool {
+            let settings = AgentConfig.TLSSettings(caFile: pki.ca, certFile: pki.cliCert, keyFile: pki.cliKey, verifyOutgoing: true, verifyServerHostname: true)
+            return RPCClientPool(group: group, tls: try InternalRPCTLS(settings: settings, serverName: serverName, events: events))
+        }
+        let request = RPCEndToEndTests.request("GET", "/v1/status/leader")
+        let otherDC = try pool(serverName: "server.dc2.consul")
+        #expect(throws: RPCError.self) { _ = try otherDC.call(request, to: "\(host):8300", timeout: .seconds(10), on: group.next()).wait() }
+        #expect(events.counters["handshake_failures"] == "1")
+        let sameDC = try pool(serverName: "server.dc1.consul")
+        #expect(try sameDC.call(request, to: "\(host):8300", timeout: .seconds(10), on: group.next()).wait().status == 200)
+
         // Plain HTTP on 8500 is still there.
         #expect(cluster.get("srv", "/v1/kv/https/key?raw")?.body == "secret")
     }
