@@ -74,6 +74,7 @@ let package = Package(
             dependencies: [
                 "ConsulCrypto", "ConsulCore",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         .testTarget(
