@@ -10,8 +10,10 @@
 # The HTTP API stays plaintext in both runs, so only the server port differs. Prints req/s, p50
 # and p99 per run and TLS/plaintext ratios; the target is an overhead of at most 10%.
 #
-#   bash bench/tls.sh                      # 1 and 16 connections, 5 s per run
-#   RUN_SECONDS=10 CONNECTIONS="16" bash bench/tls.sh
+#   bash bench/tls.sh                      # 1 and 16 connections, 5 s per run, 2 rounds
+#   RUN_SECONDS=10 CONNECTIONS="16" ROUNDS=3 bash bench/tls.sh
+# Each round runs plaintext then TLS; the rounds show how much of a difference is noise (the
+# machine is shared) and whether running first or second matters.
 #
 # Installs wrk from Debian when missing (bench only). Only loopback addresses (127.0.0.31-34);
 # every process started here is stopped on exit.
@@ -20,6 +22,7 @@ cd "$(dirname "$0")/.."
 
 RUN_SECONDS=${RUN_SECONDS:-5}
 CONNECTIONS=${CONNECTIONS:-"1 16"}
+ROUNDS=${ROUNDS:-2}
 
 if ! command -v wrk >/dev/null; then
     apt-get update -qq >/dev/null 2>&1 </dev/null
@@ -120,15 +123,17 @@ run_datacenter() { # mode: plain | tls
     stop_all
 }
 
-run_datacenter plain
-run_datacenter tls
-
-echo "== TLS / plaintext (throughput: 1.00x = no cost; p99: above 1 = slower)"
 ratio() { awk -v a="$(field "$1" "$3")" -v b="$(field "$2" "$3")" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }'; }
-for where in leader client; do
-    for c in $CONNECTIONS; do
-        echo "$where c=$c: throughput $(ratio "tls $where c=$c" "plain $where c=$c" rps)," \
-            "p50 $(ratio "tls $where c=$c" "plain $where c=$c" p50_ms), p99 $(ratio "tls $where c=$c" "plain $where c=$c" p99_ms)" \
-            "($(field "tls $where c=$c" rps) vs $(field "plain $where c=$c" rps) req/s)"
+for round in $(seq 1 "$ROUNDS"); do
+    echo "#### round $round"
+    run_datacenter plain
+    run_datacenter tls
+    echo "== round $round: TLS / plaintext (throughput: 1.00x = no cost; p50/p99: above 1 = slower)"
+    for where in leader client; do
+        for c in $CONNECTIONS; do
+            echo "$where c=$c: throughput $(ratio "tls $where c=$c" "plain $where c=$c" rps)," \
+                "p50 $(ratio "tls $where c=$c" "plain $where c=$c" p50_ms), p99 $(ratio "tls $where c=$c" "plain $where c=$c" p99_ms)" \
+                "($(field "tls $where c=$c" rps) vs $(field "plain $where c=$c" rps) req/s)"
+        done
     done
 done
