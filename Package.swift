@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         // Sockets for the agent's HTTP API and DNS, and for the Raft and gossip transports.
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        // TLS on the server port (8300, agent RPC and Raft), the HTTPS API and the CLI's https:// client.
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // Pure building blocks shared by every core: seeded randomness, time, limits. No I/O.
@@ -30,13 +32,15 @@ let package = Package(
         ),
 
         // Gossip keys, keyring and the memberlist AES-GCM envelope, all through OpenSSL EVP;
-        // the CA and certificates `consul tls` creates.
+        // the CA and certificates `consul tls` creates; the TLS material (certificates, keys, CAs) agents load.
         .target(
             name: "ConsulCrypto",
             dependencies: [
                 "ConsulCore", "COpenSSL",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
+                // Loading TLS certificates and keys into NIOSSL configurations.
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             path: "Sources/Crypto"
         ),
@@ -49,6 +53,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             path: "Sources/agent"
         ),
@@ -68,9 +74,19 @@ let package = Package(
             dependencies: [
                 "ConsulCrypto", "ConsulCore",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
-        .testTarget(name: "ConsulAgentTests", dependencies: ["ConsulAgent", "ConsulCore", "Raft", "Gossip"]),
+        .testTarget(
+            name: "ConsulAgentTests",
+            dependencies: [
+                "ConsulAgent", "ConsulCore", "ConsulCrypto", "Raft", "Gossip",
+                // The TLS end-to-end tests speak RPCTLS on the server port themselves.
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
 
         // Gossip: memberlist/serf wire codec, SWIM core and serf layer (pure), NIO shell.
         .target(

@@ -88,6 +88,15 @@ final class Agent: Sendable {
         }
         let nodeName = config.nodeName ?? ProcessInfo.processInfo.hostName
 
+        // Certificates are read now, before any socket opens: a bad file stops the start, named.
+        let tls: AgentTLS
+        do {
+            tls = try AgentTLS.make(config, events: TLSEvents(logger: logger))
+        } catch {
+            throw StartFailure(description: "Failed to configure TLS: \(error.description)")
+        }
+        for line in tls.summary { logger.info("agent.tls", line) }
+
         let clock = SystemMonotonicClock()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(System.coreCount, 4)))
         // Everything started so far, stopped in reverse order if a later step fails.
@@ -102,7 +111,9 @@ final class Agent: Sendable {
         if config.server {
             let me = ServerID(nodeID)
             let rpcAddress = "\(address):\(config.ports.server)"
-            let transport = RaftTCPTransport(localID: me, group: group)
+            // Raft dials its peers like agent RPC does: RPCTLS when verify_outgoing is on.
+            let security: any RaftChannelSecurity = tls.rpc.map { TLSRaftChannels(tls: $0) } ?? PlaintextRaftChannels()
+            let transport = RaftTCPTransport(localID: me, group: group, security: security)
             raftTransport = transport
             // A lone bootstrapping server (or -dev) writes the first configuration itself; with
             // -bootstrap-expect the configuration comes from the servers gossip finds.
@@ -146,7 +157,7 @@ final class Agent: Sendable {
 
         let runtime = AgentRuntime(
             config: config, nodeName: nodeName, nodeID: nodeID, advertiseAddress: address, watch: watch,
-            raft: raft, lan: lan, servers: directory, lockDelays: lockDelays, clock: clock)
+            raft: raft, lan: lan, servers: directory, lockDelays: lockDelays, clock: clock, tls: tls)
         // Service and check definitions from the config files become the agent's local state.
         do throws(DefinitionError) {
             let definitions = try ConfigDefinitions.typed(config)
@@ -158,7 +169,7 @@ final class Agent: Sendable {
             throw StartFailure(description: "Error starting agent: \(error.message)")
         }
         // Requests this agent does not answer itself go to the leader (servers) or a server (clients).
-        let rpcPool = RPCClientPool(group: group)
+        let rpcPool = RPCClientPool(group: group, tls: tls.rpc)
         started.rpcPool = rpcPool
         let dispatcher = APIDispatcher(agent: runtime, seed: randomSeed(), relay: RPCRelay(runtime: runtime, pool: rpcPool))
         startLocalAgent(runtime, dispatcher: dispatcher, group: group, logger: logger)
@@ -169,7 +180,7 @@ final class Agent: Sendable {
             do {
                 started.serverPort = try await ServerPortListener.start(
                     host: config.bindAddressNeedsResolution ? "0.0.0.0" : config.bindAddr, port: config.ports.server, raft: raftTransport,
-                    rpc: rpcServer, group: group, logger: logger)
+                    rpc: rpcServer, tls: tls.rpc, group: group, logger: logger)
             } catch {
                 await started.stop()
                 throw StartFailure(description: "Error starting the server port listener on \(address):\(config.ports.server): \(error)")
@@ -182,6 +193,16 @@ final class Agent: Sendable {
                 } catch {
                     await started.stop()
                     throw StartFailure(description: "Error starting HTTP listener on \(host):\(config.ports.http): \(error)")
+                }
+            }
+        }
+        if config.ports.https > 0, let context = tls.https {
+            for host in config.clientAddrs {
+                do {
+                    started.http.append(try await HTTPServer.start(host: host, port: config.ports.https, dispatcher: dispatcher, group: group, tls: context))
+                } catch {
+                    await started.stop()
+                    throw StartFailure(description: "Error starting HTTPS listener on \(host):\(config.ports.https): \(error)")
                 }
             }
         }

@@ -25,6 +25,8 @@ final class AgentRuntime: Sendable {
     let lan: LANPool?
     /// This agent's own services and checks (`/v1/agent/services|checks`), synced to the catalog.
     let local: LocalAgent
+    /// TLS on the server port and HTTPS, for `consul info` (absent in unit tests without sockets).
+    let tls: AgentTLS?
 
     /// What the agent last learned of Raft leadership; refreshed by `AgentLifecycle`.
     struct ClusterView: Sendable, Equatable {
@@ -69,8 +71,9 @@ final class AgentRuntime: Sendable {
     init(
         config: AgentConfig, nodeName: String, nodeID: String, advertiseAddress: String, watch: StateWatch,
         raft: RaftNode<ConsulStateMachine>?, lan: LANPool? = nil, servers: ServerDirectory = ServerDirectory(), acl: ACLGate = ACLGate(),
-        lockDelays: LockDelays = LockDelays(), clock: any MonotonicClock
+        lockDelays: LockDelays = LockDelays(), clock: any MonotonicClock, tls: AgentTLS? = nil
     ) {
+        self.tls = tls
         self.lockDelays = lockDelays
         self.lan = lan
         self.servers = servers

@@ -1,9 +1,13 @@
+import ConsulCrypto
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// How CLI commands talk to their agent: one HTTP/1.1 request per call over a fresh connection,
-/// blocking the calling (non-event-loop) thread. TLS (`https://`) arrives with the TLS issue.
+/// blocking the calling (non-event-loop) thread; HTTPS when the address says `https://` (or
+/// `CONSUL_HTTP_SSL=true`), checked against `-ca-file`/`-ca-path` (else the system's CAs), with a
+/// client certificate when the agent's `verify_incoming` asks for one.
 struct AgentHTTPClient: Sendable {
     struct Response: Sendable {
         var status: Int
@@ -21,19 +25,42 @@ struct AgentHTTPClient: Sendable {
     /// Responses larger than this are refused (a CLI never needs more).
     static let maxResponseBytes = 64 << 20
 
+    /// HTTPS settings: the CLI's `-ca-file`, `-client-cert`, … and their environment variables.
+    struct TLSOptions: Sendable, Equatable {
+        var caFile: String?
+        var caPath: String?
+        var clientCert: String?
+        var clientKey: String?
+        /// `-tls-server-name`: the name to ask for (SNI) and to check the certificate against.
+        var serverName: String?
+        /// `CONSUL_HTTP_SSL_VERIFY=false`: no certificate check at all.
+        var verify = true
+    }
+
     var host: String
     var port: Int
     var token: String?
     var timeout: Duration = .seconds(660)
+    /// Set for HTTPS.
+    private(set) var tls: NIOSSLContext?
+    private(set) var tlsServerName: String?
+    private var tlsMaterial: TLSMaterial?
+    private var tlsVerify = true
+
+    var scheme: String { tls == nil ? "http" : "https" }
 
     /// Reads `-http-addr` / `CONSUL_HTTP_ADDR` the way Consul does: `host:port`, `http://host:port`,
-    /// or `unix://` (not supported here).
-    init(address: String, token: String?) throws(Failure) {
+    /// `https://host:port`, or `unix://` (not supported here). `defaultHTTPS`: `CONSUL_HTTP_SSL`
+    /// for an address without a scheme.
+    init(address: String, token: String?, defaultHTTPS: Bool = false, tlsOptions: TLSOptions = TLSOptions()) throws(Failure) {
         var rest = Substring(address)
+        var https = defaultHTTPS
         if rest.hasPrefix("http://") {
             rest = rest.dropFirst(7)
+            https = false
         } else if rest.hasPrefix("https://") {
-            throw Failure(description: "HTTPS to the agent is not supported by this build yet (\(address))")
+            rest = rest.dropFirst(8)
+            https = true
         } else if rest.hasPrefix("unix://") {
             throw Failure(description: "unix sockets are not supported by this build (\(address))")
         }
@@ -51,17 +78,63 @@ struct AgentHTTPClient: Sendable {
         }
         guard !host.isEmpty, (1...65535).contains(port) else { throw Failure(description: "invalid HTTP address \"\(address)\"") }
         self.token = token
+        if https { try configureTLS(tlsOptions) }
+    }
+
+    /// Reads the CA and client certificate files once, before any connection.
+    private mutating func configureTLS(_ options: TLSOptions) throws(Failure) {
+        if (options.clientCert == nil) != (options.clientKey == nil) {
+            throw Failure(description: "-client-cert and -client-key must be given together")
+        }
+        let material: TLSMaterial
+        do throws(TLSMaterialError) {
+            material = try TLSMaterial.load(TLSFiles(
+                caFile: options.caFile, caPath: options.caPath, certFile: options.clientCert, keyFile: options.clientKey))
+        } catch {
+            throw Failure(description: "Error loading TLS files: \(error.description)")
+        }
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        if material.hasCertificate, let key = material.privateKey {
+            configuration.certificateChain = material.certificateChain.map { .certificate($0) }
+            configuration.privateKey = .privateKey(key)
+        }
+        // An IP address is never sent as SNI; NIOSSL then checks the certificate's IP names.
+        tlsServerName = options.serverName ?? (AgentConfigValidator.isIP(host) ? nil : host)
+        tlsVerify = options.verify
+        if !options.verify {
+            configuration.certificateVerification = .none
+        } else {
+            if material.hasAuthorities { configuration.trustRoots = .certificates(material.authorities) }
+            // With a name, `TLSHandshakeObserver` checks it (DNS names only); without, NIOSSL the IP.
+            configuration.certificateVerification = tlsServerName == nil ? .fullVerification : .noHostnameVerification
+        }
+        do {
+            tls = try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw Failure(description: "Error setting up TLS with -client-cert \(options.clientCert ?? "-") and -client-key \(options.clientKey ?? "-"): \(error)")
+        }
+        tlsMaterial = material
     }
 
     func send(_ method: HTTPMethod, _ target: String, body: [UInt8] = []) throws(Failure) -> Response {
         let group = MultiThreadedEventLoopGroup.singleton
         let promise = group.next().makePromise(of: Response.self)
         let host = self.host
+        let tls = self.tls
+        let serverName = self.tlsServerName
+        let checkName = tlsVerify && serverName != nil
         do {
             let channel = try ClientBootstrap(group: group)
                 .connectTimeout(.seconds(10))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls {
+                            // A name (-tls-server-name, or the host) is checked against the certificate's DNS
+                            // names only, as Go's client does; an IP address against its IP names (NIOSSL).
+                            try channel.pipeline.syncOperations.addHandlers(
+                                NIOSSLClientHandler(context: tls, serverHostname: serverName),
+                                TLSHandshakeObserver(events: nil, material: nil, peer: host, outgoing: true, requiredName: checkName ? serverName : nil))
+                        }
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
                         try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise))
                     }
@@ -87,6 +160,12 @@ struct AgentHTTPClient: Sendable {
             return try promise.futureResult.wait()
         } catch let failure as Failure {
             throw failure
+        } catch let failure as TLSFailure {
+            // Go's client words it "x509: …"; ours says the same things in its own words.
+            let reason = TLSHandshakeObserver.reason(
+                for: failure.error, peerCertificate: failure.peerCertificate, material: tlsMaterial,
+                expectedName: tlsServerName ?? host, outgoing: true)
+            throw Failure(description: "Get \"\(scheme)://\(host):\(port)\(target)\": tls: \(reason)")
         } catch {
             promise.fail(error)
             let text = "\(error)"
@@ -137,7 +216,20 @@ private final class ResponseCollector: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        promise.fail(error)
+        if TLSHandshakeObserver.isTLSError(error) {
+            // Kept with the error: what the agent presented is what explains a refused handshake.
+            let certificate = try? context.pipeline.syncOperations.handler(type: NIOSSLHandler.self).peerCertificate
+            promise.fail(TLSFailure(error: error, peerCertificate: certificate))
+        } else {
+            promise.fail(error)
+        }
         context.close(promise: nil)
     }
+}
+
+/// A TLS error on the CLI's connection with the certificate the agent presented, if any.
+private struct TLSFailure: Error, @unchecked Sendable {
+    // NIOSSLCertificate is Sendable; the error is whatever NIOSSL raised (all Sendable types).
+    var error: any Error
+    var peerCertificate: NIOSSLCertificate?
 }

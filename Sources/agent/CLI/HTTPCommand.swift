@@ -8,11 +8,21 @@ struct HTTPOptions {
     var tokenFile: String?
     var datacenter: String?
     var stale = false
+    var caFile: String?
+    var caPath: String?
+    var clientCert: String?
+    var clientKey: String?
+    var tlsServerName: String?
 
     static func register<O>(into flags: inout FlagSet<O>, _ path: WritableKeyPath<O, HTTPOptions>, withQueryFlags: Bool = true) {
         flags.string("http-addr", path.appending(path: \.httpAddr), usage: "The `address` and port of the Consul HTTP agent. The value can be an IP address or DNS address, but it must also include the port. This can also be specified via the CONSUL_HTTP_ADDR environment variable. The default value is http://127.0.0.1:8500.")
         flags.string("token", path.appending(path: \.token), usage: "ACL token to use in the request. This can also be specified via the CONSUL_HTTP_TOKEN environment variable.")
         flags.string("token-file", path.appending(path: \.tokenFile), usage: "File containing the ACL token to use in the request instead of one specified via the -token argument or CONSUL_HTTP_TOKEN environment variable.")
+        flags.string("ca-file", path.appending(path: \.caFile), usage: "Path to a CA file to use for TLS when communicating with Consul. This can also be specified via the CONSUL_CACERT environment variable.")
+        flags.string("ca-path", path.appending(path: \.caPath), usage: "Path to a directory of CA certificates to use for TLS when communicating with Consul. This can also be specified via the CONSUL_CAPATH environment variable.")
+        flags.string("client-cert", path.appending(path: \.clientCert), usage: "Path to a client cert file to use for TLS when 'verify_incoming' is enabled. This can also be specified via the CONSUL_CLIENT_CERT environment variable.")
+        flags.string("client-key", path.appending(path: \.clientKey), usage: "Path to a client key file to use for TLS when 'verify_incoming' is enabled. This can also be specified via the CONSUL_CLIENT_KEY environment variable.")
+        flags.string("tls-server-name", path.appending(path: \.tlsServerName), usage: "The server name to use as the SNI host when connecting via TLS. This can also be specified via the CONSUL_TLS_SERVER_NAME environment variable.")
         if withQueryFlags {
             flags.string("datacenter", path.appending(path: \.datacenter), usage: "Name of the datacenter to query. If unspecified, this will default to the datacenter of the queried agent.")
             flags.bool("stale", path.appending(path: \.stale), usage: "Permit any Consul server (non-leader) to respond to this request.")
@@ -27,7 +37,19 @@ struct HTTPOptions {
             token = content.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         token = token ?? environment["CONSUL_HTTP_TOKEN"]
-        return try AgentHTTPClient(address: httpAddr ?? environment["CONSUL_HTTP_ADDR"] ?? "127.0.0.1:8500", token: token)
+        let tls = AgentHTTPClient.TLSOptions(
+            caFile: caFile ?? environment["CONSUL_CACERT"].nonEmpty, caPath: caPath ?? environment["CONSUL_CAPATH"].nonEmpty,
+            clientCert: clientCert ?? environment["CONSUL_CLIENT_CERT"].nonEmpty, clientKey: clientKey ?? environment["CONSUL_CLIENT_KEY"].nonEmpty,
+            serverName: tlsServerName ?? environment["CONSUL_TLS_SERVER_NAME"].nonEmpty,
+            verify: environment["CONSUL_HTTP_SSL_VERIFY"].map { !Self.isFalse($0) } ?? true)
+        let defaultHTTPS = environment["CONSUL_HTTP_SSL"].map { !Self.isFalse($0) && !$0.isEmpty } ?? false
+        return try AgentHTTPClient(
+            address: httpAddr ?? environment["CONSUL_HTTP_ADDR"] ?? "127.0.0.1:8500", token: token, defaultHTTPS: defaultHTTPS, tlsOptions: tls)
+    }
+
+    /// Go's `strconv.ParseBool` false spellings, which Consul's environment variables use.
+    static func isFalse(_ text: String) -> Bool {
+        ["0", "f", "F", "false", "FALSE", "False"].contains(text)
     }
 
     /// `?dc=…&stale` for commands that read cluster data, appended to `path`.
@@ -109,6 +131,14 @@ struct CommandFailure: Error {
     init(_ message: String, exitCode: Int32 = 1) {
         self.message = message
         self.exitCode = exitCode
+    }
+}
+
+extension Optional where Wrapped == String {
+    /// An unset or empty environment variable counts as not given.
+    fileprivate var nonEmpty: String? {
+        guard let self, !self.isEmpty else { return nil }
+        return self
     }
 }
 

@@ -1,9 +1,11 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// The HTTP API listener: SwiftNIO's HTTP/1.1 pipeline (keep-alive, pipelining in order) with one
-/// handler that collects a request, hands it to the dispatcher and writes the answer.
+/// handler that collects a request, hands it to the dispatcher and writes the answer. The HTTPS
+/// listener is the same pipeline behind a TLS handler.
 final class HTTPServer: Sendable {
     /// Bodies above this are refused with 413 before they are buffered.
     static let maxBodyBytes = 8 << 20
@@ -16,7 +18,8 @@ final class HTTPServer: Sendable {
 
     var port: Int? { channel.localAddress?.port }
 
-    static func start(host: String, port: Int, dispatcher: APIDispatcher, group: any EventLoopGroup) async throws -> HTTPServer {
+    /// `tls`: serve HTTPS with this context (which decides whether client certificates are required).
+    static func start(host: String, port: Int, dispatcher: APIDispatcher, group: any EventLoopGroup, tls: NIOSSLContext? = nil) async throws -> HTTPServer {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -24,6 +27,11 @@ final class HTTPServer: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        // A failed handshake closes the connection (NIOSSL does); the observer only
+                        // keeps the error from reaching the HTTP handlers.
+                        try channel.pipeline.syncOperations.addHandlers(NIOSSLServerHandler(context: tls), HTTPSErrorSink())
+                    }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(HTTPAPIHandler(dispatcher: dispatcher))
                 }
@@ -34,6 +42,21 @@ final class HTTPServer: Sendable {
 
     func close() async {
         try? await channel.close()
+    }
+}
+
+/// Closes an HTTPS connection on a TLS error (a browser that refuses our certificate, a client
+/// without the required certificate); nothing is logged per connection.
+private final class HTTPSErrorSink: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if TLSHandshakeObserver.isTLSError(error) {
+            context.close(promise: nil)
+            return
+        }
+        context.fireErrorCaught(error)
     }
 }
 

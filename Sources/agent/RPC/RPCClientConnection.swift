@@ -2,8 +2,8 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// One outbound agent-RPC connection of an `RPCClientPool`: it connects once, writes the `0x00`
-/// byte, then carries any number of calls at once, each with an id, a promise and a timeout. It
+/// One outbound agent-RPC connection of an `RPCClientPool`: it connects once (inside TLS when the
+/// pool dials TLS), writes the `0x00` byte, then carries any number of calls at once, each with an id, a promise and a timeout. It
 /// never reconnects: when it fails or closes, its waiting calls fail and the pool forgets it, so
 /// the next call opens a fresh connection.
 final class RPCClientConnection: Sendable {
@@ -81,6 +81,7 @@ final class RPCClientConnection: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try self.pool.tls?.secureOutgoing(channel, peer: host)
                     try channel.pipeline.syncOperations.addHandlers(
                         ByteToMessageHandler(RPCFrameDecoder(accepts: RPCCodec.kindResponse, limits: limits.codec, counters: self.pool.counters)),
                         RPCClientHandler(connection: self))
@@ -158,6 +159,14 @@ final class RPCClientConnection: Sendable {
         scheduleIdleCloseIfQuiet()
     }
 
+    /// The TLS handshake failed: nothing reached the server's RPC layer (writes wait for the
+    /// handshake), so every call is unsent and may go to another server.
+    fileprivate func tlsFailed(_ channel: any Channel, _ error: any Error) {
+        guard case .ready(let current) = loopState.value.phase, current === channel else { return }
+        let reason = TLSHandshakeObserver.reason(for: error, peerCertificate: nil, material: nil, expectedName: nil, outgoing: true)
+        fail(.unreachable(address: address, reason: "TLS handshake failed: \(reason)"))
+    }
+
     fileprivate func disconnected(_ channel: any Channel) {
         guard case .ready(let current) = loopState.value.phase, current === channel else { return }
         fail(nil)
@@ -229,6 +238,7 @@ private final class RPCClientHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if TLSHandshakeObserver.isTLSError(error) { connection.tlsFailed(context.channel, error) }
         context.close(promise: nil)
     }
 }

@@ -63,6 +63,8 @@ final class RPCClientPool: Sendable {
     let group: any EventLoopGroup
     let limits: Limits
     let counters = RPCCounters()
+    /// With `verify_outgoing`, every connection is RPCTLS (see `InternalRPCTLS.secureOutgoing`).
+    let tls: InternalRPCTLS?
 
     private struct State {
         var connections: [String: [RPCClientConnection]] = [:]
@@ -72,9 +74,10 @@ final class RPCClientPool: Sendable {
 
     private let state = Mutex(State())
 
-    init(group: any EventLoopGroup, limits: Limits = Limits()) {
+    init(group: any EventLoopGroup, limits: Limits = Limits(), tls: InternalRPCTLS? = nil) {
         self.group = group
         self.limits = limits
+        self.tls = tls
     }
 
     /// Sends `request` to the agent at `address` ("host:port") and completes on `loop` with its

@@ -131,6 +131,7 @@ struct AgentEndpoint {
                         ])
                     }
                     if agent.raft != nil { o.field("raft") { $0.stringMap(view.raftStats) } }
+                    if let tls = agent.tls { o.field("tls") { $0.stringMap(tls.stats(httpsPort: config.ports.https)) } }
                     if let lan = agent.lan {
                         let members = lan.members
                         o.field("serf_lan") {
