@@ -50,7 +50,7 @@ package enum ConsulCLI {
         outOfScope("intention", "Interact with Connect service intentions"),
         Command(name: "join", synopsis: "Tell Consul agent to join cluster", run: ClusterCommands.join),
         Command(name: "keygen", synopsis: "Generates a new encryption key", run: KeygenCommand.run),
-        planned("keyring", "Manages gossip layer encryption keys"),
+        Command(name: "keyring", synopsis: "Manages gossip layer encryption keys", run: KeyringCommand.run),
         Command(name: "kv", synopsis: "Interact with the key-value store", run: KVCommand.run),
         Command(name: "leave", synopsis: "Gracefully leaves the Consul cluster and shuts down", run: ClusterCommands.leave),
         planned("lock", "Execute a command holding a lock"),
