@@ -43,7 +43,7 @@ package enum ConsulCLI {
         outOfScope("config", "Interact with Consul's Centralized Configurations"),
         outOfScope("connect", "Interact with Consul Connect"),
         planned("debug", "Records a debugging archive for operators"),
-        planned("event", "Fire a new event"),
+        Command(name: "event", synopsis: "Fire a new event", run: EventCommand.run),
         planned("exec", "Executes a command on Consul nodes"),
         Command(name: "force-leave", synopsis: "Forces a member of the cluster to enter the \"left\" state", run: ClusterCommands.forceLeave),
         Command(name: "info", synopsis: "Provides debugging information for operators.", run: ClusterCommands.info),

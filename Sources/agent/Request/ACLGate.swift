@@ -9,6 +9,8 @@ enum ACLResource: Equatable, Sendable {
     case `operator`
     /// Gossip encryption keys (`keyring = "read"|"write"` in Consul's rules).
     case keyring
+    /// User events by name (`event` / `event_prefix` rules).
+    case event(String)
     /// Listing endpoints: answered for everyone, results filtered per item by the gate.
     case filteredList
     case none

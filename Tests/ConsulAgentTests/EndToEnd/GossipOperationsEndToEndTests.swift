@@ -53,4 +53,51 @@ import Testing
         let badKey = try AgentProcessHarness.http("POST", host: "127.0.0.161", port: 8500, path: "/v1/operator/keyring", body: Array(#"{"Key": "nope"}"#.utf8))
         #expect(badKey.status == 400)
     }
+
+    @Test func eventsFiredOnOneAgentAreListedOnTheOther() throws {
+        let cluster = try LocalCluster()
+        try cluster.start("e1", host: "127.0.0.163", server: true, extra: ["-bootstrap"])
+        try cluster.start("e2", host: "127.0.0.164", server: false, extra: [
+            "-retry-join", "127.0.0.163", "-retry-interval", "200ms",
+            "-hcl", #"service { name = "web" id = "web1" tags = ["blue"] port = 80 }"#,
+        ])
+        let joined = AgentProcessHarness.eventually(30) {
+            ((try? AgentProcessHarness.cli(["members"] + cluster.addr("e1")).1) ?? "").components(separatedBy: "  alive  ").count == 3
+        }
+        #expect(joined, "not joined:\n\(cluster.logs)")
+        guard joined else { return }
+
+        let fired = try AgentProcessHarness.cli(["event", "-name", "deploy"] + cluster.addr("e1") + ["v2"])
+        #expect(fired.0 == 0)
+        let id = fired.1.replacingOccurrences(of: "Event ID: ", with: "").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(fired.1.hasPrefix("Event ID: ") && id.count == 36, "\(fired)")
+        // Filters are applied by each receiver: e2 runs web1 (tag blue) and is not e1.
+        #expect(try AgentProcessHarness.cli(["event", "-name", "blue", "-service", "web", "-tag", "blue"] + cluster.addr("e1")).0 == 0)
+        #expect(try AgentProcessHarness.cli(["event", "-name", "db", "-service", "db"] + cluster.addr("e1")).0 == 0)
+        #expect(try AgentProcessHarness.cli(["event", "-name", "e1only", "-node", "^e1$"] + cluster.addr("e1")).0 == 0)
+
+        var listed = ""
+        let arrived = AgentProcessHarness.eventually(15) {
+            listed = cluster.get("e2", "/v1/event/list")?.body ?? ""
+            return listed.contains(#""Name":"blue""#)
+        }
+        #expect(arrived, "e2 events: \(listed)")
+        #expect(listed.hasPrefix(#"[{"ID":"\#(id)","Name":"deploy","Payload":"djI=","NodeFilter":"","ServiceFilter":"","TagFilter":"","Version":1,"LTime":"#), "\(listed)")
+        #expect(!listed.contains(#""Name":"db""#) && !listed.contains("e1only"))
+        let e1 = cluster.get("e1", "/v1/event/list?name=e1only")?.body ?? ""
+        #expect(e1.contains("e1only") && !e1.contains("deploy"), "\(e1)")
+
+        // A blocking list on e2 returns when the next event arrives.
+        let head = try AgentProcessHarness.http("GET", host: "127.0.0.164", port: 8500, path: "/v1/event/list?name=later")
+        #expect(head.headers["x-consul-index"] == "1")
+        let waiter = Thread { _ = try? AgentProcessHarness.cli(["event", "-name", "later"] + cluster.addr("e1")) }
+        waiter.start()
+        let blocked = try AgentProcessHarness.http("GET", host: "127.0.0.164", port: 8500, path: "/v1/event/list?name=later&index=1&wait=20s")
+        #expect(blocked.body.contains(#""Name":"later""#), "\(blocked)")
+
+        let missing = try AgentProcessHarness.cli(["event"] + cluster.addr("e1"))
+        #expect(missing.0 == 1 && missing.2.hasPrefix("Event name must be specified"))
+        let badTag = try AgentProcessHarness.http("PUT", host: "127.0.0.164", port: 8500, path: "/v1/event/fire/x?tag=a")
+        #expect(badTag.status == 400 && badTag.body == "Cannot provide tag filter without service filter")
+    }
 }
