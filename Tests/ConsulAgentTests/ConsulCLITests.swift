@@ -76,11 +76,18 @@ import Testing
 
     /// Commands that do not exist yet say so and fail; they never pretend to succeed.
     @Test func missingCommandsFailHonestly() {
-        for name in ["event", "keyring", "snapshot"] {
+        for name in ["snapshot", "lock", "watch"] {
             let result = CapturedIO.run([name])
             #expect(result.code == 1)
             #expect(result.err.contains("not implemented in this build yet"))
         }
+        // Built, but refuse to run without an action or a name, as Consul's do.
+        let keyring = CapturedIO.run(["keyring"])
+        #expect(keyring.code == 1 && keyring.err.hasPrefix("Usage: consul keyring [options]"))
+        #expect(CapturedIO.run(["keyring", "-list", "-install", "x"]).err == "Only a single action is allowed\n")
+        let event = CapturedIO.run(["event"])
+        #expect(event.code == 1 && event.err.hasPrefix("Event name must be specified\n"))
+        #expect(CapturedIO.run(["event", "-name", "x", "-tag", "a"]).err == "Cannot provide tag filter without service filter.\n")
         let autopilot = CapturedIO.run(["operator", "autopilot", "set-config"])
         #expect(autopilot.code == 1)
         #expect(autopilot.err.contains("not implemented in this build yet"))

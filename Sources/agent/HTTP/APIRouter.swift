@@ -92,6 +92,8 @@ struct APIRouter: Sendable {
         case "agent": return try AgentEndpoint(agent: agent).route(request, tail: tail)
         case "operator": return try OperatorEndpoint(agent: agent).route(request, tail: tail)
         case "session": return try SessionEndpoint(agent: agent).route(request, tail: tail)
+        case "event": return try EventEndpoint(agent: agent).route(request, tail: tail)
+        case "txn" where tail.isEmpty: return try TxnEndpoint(agent: agent).route(request)
         case "connect", "config", "peering", "partition", "partitions", "namespace", "namespaces", "discovery-chain", "internal":
             throw .notFound("\(path): service mesh, config entries, peering, admin partitions and namespaces are not part of this edition")
         default:

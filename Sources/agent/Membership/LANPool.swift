@@ -13,6 +13,8 @@ final class LANPool: Sendable {
     let node: GossipNode
     /// Whether gossip is encrypted (a key from the keyring file or `encrypt`), for the banner and `consul info`.
     let encrypted: Bool
+    /// Recent Consul user events seen in the pool (`/v1/event/list`).
+    let events: UserEventLog
     private let directory: ServerDirectory
     private let datacenter: String
     private let changes: AsyncStream<Void>
@@ -21,11 +23,12 @@ final class LANPool: Sendable {
     private let generationCounter = Atomic<UInt64>(1)
 
     private init(
-        node: GossipNode, encrypted: Bool, directory: ServerDirectory, datacenter: String, changes: AsyncStream<Void>,
+        node: GossipNode, encrypted: Bool, events: UserEventLog, directory: ServerDirectory, datacenter: String, changes: AsyncStream<Void>,
         changed: AsyncStream<Void>.Continuation
     ) {
         self.node = node
         self.encrypted = encrypted
+        self.events = events
         self.directory = directory
         self.datacenter = datacenter
         self.changes = changes
@@ -79,11 +82,19 @@ final class LANPool: Sendable {
         let gossipLogger = RateLimitedLogger(
             minimumLevel: (AgentLogger.Level(config.logLevel) ?? .info).gossipLevel, clock: clock,
             sink: { level, text in logger.log(level.agentLevel, module, text) })
+        let events = UserEventLog(nodeName: identity.nodeName)
         let node = GossipNode(
             configuration: configuration, group: group, clock: clock, logger: gossipLogger,
             onEvent: { event in
                 // The gossip node logs the event itself ("serf: EventMemberJoin: n1 10.0.0.1").
-                if case .member = event { changed.yield() }
+                switch event {
+                case .member: changed.yield()
+                case .user(let delivery):
+                    if let kept = events.deliver(delivery) {
+                        logger.log(.debug, "agent", "new event: event_name=\(kept.name) event_id=\(kept.id)")
+                    }
+                default: break
+                }
             },
             onNameConflict: { conflict in
                 logger.error(module, "another node claims this node's name and the pool sided with it; gossip stopped (give this agent a unique -node name)", ["conflict": "\(conflict)"])
@@ -97,7 +108,7 @@ final class LANPool: Sendable {
             Task { await node.rejoinPrevious() }
         }
         let pool = LANPool(
-            node: node, encrypted: resolution.keyring != nil, directory: directory, datacenter: config.datacenter, changes: changes,
+            node: node, encrypted: resolution.keyring != nil, events: events, directory: directory, datacenter: config.datacenter, changes: changes,
             changed: changed)
         pool.refreshDirectory()
         return pool
@@ -108,6 +119,11 @@ final class LANPool: Sendable {
         for await _ in changes {
             refreshDirectory()
         }
+    }
+
+    /// Gossips a Consul user event to the pool (this agent records it too, as serf delivers its own).
+    func fire(_ event: UserEvent) throws(GossipNodeError) {
+        try node.userEvent(name: UserEvent.serfPrefix + event.name, payload: event.encoded)
     }
 
     /// Serf's graceful leave: the others record this agent as left, not failed.

@@ -7,6 +7,10 @@ enum ACLResource: Equatable, Sendable {
     case session(String)
     case agent(String)
     case `operator`
+    /// Gossip encryption keys (`keyring = "read"|"write"` in Consul's rules).
+    case keyring
+    /// User events by name (`event` / `event_prefix` rules).
+    case event(String)
     /// Listing endpoints: answered for everyone, results filtered per item by the gate.
     case filteredList
     case none

@@ -11,6 +11,8 @@ enum StateCommand: Equatable, Sendable {
     case kv(KVOperation)
     case createSession(Session)
     case destroySession(id: String)
+    /// `/v1/txn`: every operation applied in order on one version, kept only if none fails.
+    case txn([TxnOperation])
 
     struct Registration: Equatable, Sendable {
         var node: CatalogNode
@@ -45,6 +47,8 @@ enum StateCommandResult: Equatable, Sendable {
     /// The command was valid to propose but refused by the state (e.g. unknown session, node of a
     /// check that is not registered): a client error, answered as 500 with the message like Consul.
     case refused(String)
+    /// A transaction's answer: results when it was applied, else every failed operation.
+    case txn(TxnOutcome)
 }
 
 // MARK: - Binary encoding (the Raft log and snapshots carry these)
@@ -197,7 +201,7 @@ extension Session {
 
 extension StateCommand {
     private enum Tag: UInt8 {
-        case register = 1, deregister, kv, createSession, destroySession
+        case register = 1, deregister, kv, createSession, destroySession, txn
     }
 
     func encoded() -> [UInt8] {
@@ -233,6 +237,10 @@ extension StateCommand {
         case .destroySession(let id):
             writer.u8(Tag.destroySession.rawValue)
             writer.text(id)
+        case .txn(let operations):
+            writer.u8(Tag.txn.rawValue)
+            writer.u32(UInt32(operations.count))
+            for operation in operations { operation.encode(into: &writer) }
         }
         return writer.bytes
     }
@@ -271,6 +279,10 @@ extension StateCommand {
             command = .createSession(try Session.decode(from: &reader))
         case .destroySession:
             command = .destroySession(id: try reader.text())
+        case .txn:
+            var operations: [TxnOperation] = []
+            for _ in 0..<(try reader.count()) { operations.append(try TxnOperation.decode(from: &reader)) }
+            command = .txn(operations)
         }
         guard reader.isAtEnd else { throw .invalid("trailing bytes after command", at: reader.offset) }
         return command
@@ -283,6 +295,11 @@ extension StateCommandResult {
         case .done: return [0]
         case .applied(let value): return [1, value ? 1 : 0]
         case .refused(let message): return [2] + Array(message.utf8)
+        case .txn(let outcome):
+            var writer = ByteWriter()
+            writer.u8(3)
+            outcome.encode(into: &writer)
+            return writer.bytes
         }
     }
 
@@ -291,6 +308,14 @@ extension StateCommandResult {
         case 0: return .done
         case 1: return .applied(bytes.count > 1 && bytes[1] == 1)
         case 2: return .refused(String(decoding: bytes.dropFirst(), as: UTF8.self))
+        case 3:
+            var reader = ByteReader(bytes)
+            do {
+                _ = try reader.u8()
+                return .txn(try TxnOutcome.decode(from: &reader))
+            } catch {
+                return .refused("unreadable transaction result: \(error)")
+            }
         default: return .refused("unreadable result from the state machine")
         }
     }

@@ -13,6 +13,7 @@ extension StateStore {
             guard sessions[id] != nil else { return .done }
             invalidateSession(id, at: index)
             return .done
+        case .txn(let operations): return applyTxn(operations, at: index)
         }
     }
 

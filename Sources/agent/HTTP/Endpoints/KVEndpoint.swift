@@ -98,6 +98,7 @@ struct KVEndpoint {
         case .done: return .true
         case .applied(let applied): return .bool(applied)
         case .refused(let message): throw .internalError(message)
+        case .txn: throw .internalError("unexpected transaction result for a KV write")
         }
     }
 

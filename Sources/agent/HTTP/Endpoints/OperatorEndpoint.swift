@@ -10,6 +10,7 @@ struct OperatorEndpoint {
     func route(_ request: APIRequest, tail: Substring) throws(APIError) -> APIRoute {
         let agent = self.agent
         switch tail {
+        case "keyring": return try KeyringEndpoint(agent: agent).route(request)
         case "raft/configuration":
             try APIRouter.requireMethod(request, "GET")
             return .read(.operator, tables: []) { _ throws(APIError) in Self.raftConfiguration(agent) }
