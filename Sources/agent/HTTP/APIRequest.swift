@@ -46,6 +46,10 @@ struct APIRequest: Sendable {
     }
 
     static func percentDecode(_ text: Substring, plusIsSpace: Bool) -> String? {
+        // Most targets have nothing to decode (and a String's UTF-8 is valid already).
+        if !text.utf8.contains(where: { $0 == UInt8(ascii: "%") || (plusIsSpace && $0 == UInt8(ascii: "+")) }) {
+            return String(text)
+        }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(text.utf8.count)
         var iterator = text.utf8.makeIterator()
