@@ -195,18 +195,9 @@ final class LocalNetwork: RaftTransport {
             try wal.sync()
         }
         // Appended by hand: today's writer never puts a hard state into a record.
-        var payload = ByteWriter()
-        payload.u8(2)
-        payload.u64(3)
-        payload.u8(1)
-        payload.string("n1")
-        payload.u32(0)
-        var record = ByteWriter()
-        record.u32(UInt32(payload.bytes.count))
-        record.u32(CRC32C.checksum(payload.bytes))
+        let bytes = WALRecordTests.legacyHardStateRecord(term: 3, votedFor: "n1")
         let segment = root + "/n1/wal/wal-0000000000000001.log"
         let fd = open(segment, O_WRONLY | O_APPEND)
-        let bytes = record.bytes + payload.bytes
         #expect(bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count)
         close(fd)
         let network = LocalNetwork()

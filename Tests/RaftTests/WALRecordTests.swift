@@ -39,6 +39,20 @@ import Testing
         #expect(checkpoint.records == [WALRecord.Record(work: Self.withoutHardState(Self.works[0]), isCheckpoint: true)])
     }
 
+    /// A record as logs before the stable store wrote it: flag 2, a term and a vote, no entries.
+    static func legacyHardStateRecord(term: Term, votedFor: String) -> [UInt8] {
+        var payload = ByteWriter()
+        payload.u8(2)
+        payload.u64(term)
+        payload.u8(1)
+        payload.string(votedFor)
+        payload.u32(0)
+        var frame = ByteWriter()
+        frame.u32(UInt32(payload.bytes.count))
+        frame.u32(CRC32C.checksum(payload.bytes))
+        return frame.bytes + payload.bytes
+    }
+
     /// What `works` read back as.
     static let records = works.map(withoutHardState)
 
@@ -51,16 +65,7 @@ import Testing
     /// Logs written before the stable store carried the term and vote in their records (flag 2):
     /// they still read, so such a data directory keeps its vote.
     @Test func legacyHardStateInARecordStillReads() throws {
-        var payload = ByteWriter()
-        payload.u8(2)
-        payload.u64(7)
-        payload.u8(1)
-        payload.string("n2")
-        payload.u32(0)
-        var frame = ByteWriter()
-        frame.u32(UInt32(payload.bytes.count))
-        frame.u32(CRC32C.checksum(payload.bytes))
-        let scan = WALRecord.scan(frame.bytes + payload.bytes)
+        let scan = WALRecord.scan(Self.legacyHardStateRecord(term: 7, votedFor: "n2"))
         #expect(scan.tail == nil)
         #expect(scan.records.map(\.work) == [PersistWork(hardState: HardState(term: 7, votedFor: ServerID("n2")))])
     }

@@ -86,6 +86,12 @@ func readFileIfPresent(_ path: String, limit: UInt64) throws(WALError) -> [UInt8
 /// Replaces `path` with `bytes` so that a crash leaves either the old contents or the new, never a
 /// mix: write a temporary file beside it, fsync it, rename it over `path`, fsync the directory.
 func replaceFileAtomically(_ path: String, with bytes: [UInt8]) throws(WALError) {
+    try replaceFileAtomically(path) { fd, temporary throws(WALError) in try writeAll(bytes, at: 0, to: fd, path: temporary) }
+}
+
+/// The same, with the contents written by `write` into the temporary file (open for writing, at
+/// its start); the file is fsynced after it returns.
+func replaceFileAtomically(_ path: String, write: (_ fd: Int32, _ temporary: String) throws(WALError) -> Void) throws(WALError) {
     let slash = path.lastIndex(of: "/")
     let directory = slash.map { String(path[..<$0]) } ?? "."
     let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
@@ -93,7 +99,7 @@ func replaceFileAtomically(_ path: String, with bytes: [UInt8]) throws(WALError)
     let fd = systemOpen(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw .io(operation: "open", path: temporary, errno: errno) }
     do throws(WALError) {
-        try writeAll(bytes, at: 0, to: fd, path: temporary)
+        try write(fd, temporary)
         if fsync(fd) != 0 { throw .io(operation: "fsync", path: temporary, errno: errno) }
     } catch {
         close(fd)

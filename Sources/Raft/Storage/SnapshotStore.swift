@@ -72,12 +72,8 @@ package struct SnapshotStore: Sendable {
         header.u8(Self.version)
         WALRecord.encode(metadata, into: &header)
 
-        let name = Self.fileName(metadata)
-        let temporary = directory + "/.tmp-" + name
-        let fd = systemOpen(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw .io(operation: "open", path: temporary, errno: errno) }
         var data: [UInt8] = []
-        do throws(WALError) {
+        try replaceFileAtomically(directory + "/" + Self.fileName(metadata)) { fd, temporary throws(WALError) in
             var offset = 0
             var unsynced = 0
             var crc: UInt32 = 0
@@ -110,15 +106,7 @@ package struct SnapshotStore: Sendable {
             var trailer = ByteWriter()
             trailer.u32(crc)
             try writeAll(trailer.bytes, at: offset, to: fd, path: temporary)
-            if fsync(fd) != 0 { throw .io(operation: "fsync", path: temporary, errno: errno) }
-        } catch {
-            close(fd)
-            unlink(temporary)
-            throw error
         }
-        close(fd)
-        if rename(temporary, directory + "/" + name) != 0 { throw .io(operation: "rename", path: temporary, errno: errno) }
-        try syncDirectory(directory)
         let all = try list()
         for old in all.dropLast(retain) {
             unlink(directory + "/" + Self.fileName(index: old.index, term: old.term))

@@ -32,7 +32,7 @@ enum AgentProcess {
         case .success(let running):
             agent = running
         }
-        io.out(banner(agent.runtime, warnings: loaded.warnings))
+        io.out(banner(agent.runtime))
 
         if let reload {
             agent.runtime.onReload { await Self.reload(agent, load: reload) }
@@ -116,7 +116,9 @@ enum AgentProcess {
         }
     }
 
-    static func banner(_ runtime: AgentRuntime, warnings: [String]) -> String {
+    /// The `Key: value` block of Consul's start-up banner. (Configuration warnings were printed
+    /// once already, before the agent started, as Consul does.)
+    static func banner(_ runtime: AgentRuntime) -> String {
         let config = runtime.config
         let tls = config.tls.effectiveHTTPS
         let rpc = config.tls.effectiveInternalRPC
@@ -124,7 +126,6 @@ enum AgentProcess {
             String(repeating: " ", count: max(0, 22 - key.count)) + key + ": " + value + "\n"
         }
         var text = ""
-        for warning in warnings { text += "==> WARNING: \(warning)\n" }
         text += line("Version", "'\(ConsulVersion.humanVersion)'")
         text += line("Build Date", "'unknown'")
         text += line("Node ID", "'\(runtime.nodeID)'")
