@@ -14,7 +14,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     echo "==> installing ${need_apt[*]}"
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
+    $SUDO apt-get update -qq >/dev/null 2>&1 </dev/null
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null 2>&1 </dev/null
 fi
 command -v swift >/dev/null 2>&1 || { echo "swift is not on PATH (Swift 6.1 or newer is required)" >&2; exit 1; }
