@@ -91,6 +91,8 @@ def main() -> None:
     assert [(i["ServiceID"], i["ServicePort"], i["Address"]) for i in instances] == [("web-1", 8080, "10.1.2.3")], instances
     _, node = c.catalog.node("ext-1")
     assert node["Node"]["Address"] == "10.1.2.3" and "web-1" in node["Services"], node
+    _, filtered = c.catalog.nodes(filter_expr='Node == "ext-1" and Address matches "^10\\."')
+    assert [n["Node"] for n in filtered] == ["ext-1"], filtered
     datacenters = c.catalog.datacenters()
     assert datacenters == ["dc1"], datacenters
     print("catalog ok")
@@ -103,6 +105,8 @@ def main() -> None:
     assert [m["Name"] for m in members] == [node_name] and members[0]["Status"] == 1, members
     assert c.agent.service.register("api", service_id="api-1", port=9000, tags=["blue"], check=consul.check.Check.ttl("30s")) is True
     assert c.agent.services()["api-1"]["Port"] == 9000
+    assert list(c.agent.services(filter_expr='"blue" in Tags')) == ["api-1"]
+    assert c.agent.services(filter_expr="Port == 1") == {}
     assert c.agent.check.ttl_pass("service:api-1", notes="all good") is True
     checks = c.agent.checks()
     assert checks["service:api-1"]["Status"] == "passing" and checks["service:api-1"]["Output"] == "all good", checks

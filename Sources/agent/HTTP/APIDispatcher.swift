@@ -49,19 +49,32 @@ final class APIDispatcher: Sendable {
                 return relay.forward(request, isWrite: route.isWrite, options: options, on: loop)
             }
             _ = try agent.acl.authorize(token: options.token, route.resource, route.access)
+            let answer: EventLoopFuture<APIResponse>
             switch route.action {
             case .respond(let response):
-                return loop.makeSucceededFuture(response)
+                answer = loop.makeSucceededFuture(response)
             case .read(let tables, let render):
-                return read(tables: tables, render: render, options: options, on: loop)
+                answer = read(tables: tables, render: render, options: options, on: loop)
             case .write(let perform), .agentOperation(let perform):
-                return run(perform, on: loop)
+                answer = run(perform, on: loop)
             }
+            // `?filter=` on list answers is applied where the answer is rendered.
+            if let filter = try listFilter(request) {
+                return answer.map { ResponseFilter.apply(filter.expression, shape: filter.shape, to: $0) }
+            }
+            return answer
         } catch let error as APIError {
             return loop.makeSucceededFuture(error.response)
         } catch {
             return loop.makeSucceededFuture(APIError.internalError("\(error)").response)
         }
+    }
+
+    /// The request's `?filter=`, parsed (a syntax error is a 400), when its path answers a list
+    /// Consul filters; other paths ignore the parameter, as Consul's do.
+    private func listFilter(_ request: APIRequest) throws(APIError) -> (expression: FilterExpression, shape: ResponseFilter.Shape)? {
+        guard let text = request.query["filter"], !text.isEmpty, let shape = ResponseFilter.shape(of: request.path) else { return nil }
+        return (try FilterExpression(parsing: text), shape)
     }
 
     private func run(_ perform: @escaping @Sendable () async throws(APIError) -> APIResponse, on loop: any EventLoop) -> EventLoopFuture<APIResponse> {

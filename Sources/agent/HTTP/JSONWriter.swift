@@ -91,6 +91,22 @@ struct JSONWriter {
         }
     }
 
+    /// A parsed JSON value written back (members in their order, numbers as they were written).
+    mutating func value(_ value: ConfigValue) {
+        switch value {
+        case .object(let object):
+            self.object { w in for member in object.members { w.field(dynamic: member.key) { $0.value(member.value) } } }
+        case .array(let elements):
+            array { w in for element in elements { w.value(element) } }
+        case .string(let text): string(text)
+        case .number(let number):
+            separate()
+            bytes.append(contentsOf: number.text.utf8)
+        case .bool(let flag): bool(flag)
+        case .null: null()
+        }
+    }
+
     /// Bytes as a base64 string (KV values), encoded straight into the output.
     mutating func base64(_ value: [UInt8]) {
         separate()
