@@ -113,6 +113,8 @@ struct APIResponse: Sendable {
 /// Every way a request fails, mapped to Consul's status codes in one place (`response`).
 enum APIError: Error, Sendable, Equatable {
     case badRequest(String)
+    /// 401: a request that needs ACLs while they are off (`/v1/agent/token`).
+    case unauthorized(String)
     case forbidden(String)
     case notFound(String)
     case methodNotAllowed(String)
@@ -130,6 +132,7 @@ enum APIError: Error, Sendable, Equatable {
     var status: Int {
         switch self {
         case .badRequest: return 400
+        case .unauthorized: return 401
         case .forbidden: return 403
         case .notFound: return 404
         case .methodNotAllowed: return 405
@@ -142,7 +145,7 @@ enum APIError: Error, Sendable, Equatable {
 
     var message: String {
         switch self {
-        case .badRequest(let message), .forbidden(let message), .notFound(let message), .methodNotAllowed(let message),
+        case .badRequest(let message), .unauthorized(let message), .forbidden(let message), .notFound(let message), .methodNotAllowed(let message),
             .tooLarge(let message), .tooManyRequests(let message), .notImplemented(let message), .internalError(let message):
             return message
         case .noLeader: return "No cluster leader"

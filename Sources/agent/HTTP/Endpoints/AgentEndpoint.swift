@@ -59,6 +59,12 @@ struct AgentEndpoint {
                 }
                 return APIResponse()
             }
+        case _ where tail.hasPrefix("health/service/"):
+            return try AgentHealthEndpoint(agent: agent).route(request, tail: tail.dropFirst("health/service/".count))
+        case _ where tail.hasPrefix("token/"):
+            // Setting the agent's tokens needs the ACL system, which is off in this build.
+            try APIRouter.requireMethod(request, "PUT")
+            throw .unauthorized("ACL support disabled")
         default:
             // Services, checks, maintenance and reload: the agent's local state.
             if let route = try AgentLocalEndpoint(agent: agent).route(request, tail: tail) { return route }
