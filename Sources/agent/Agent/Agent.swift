@@ -263,7 +263,9 @@ final class Agent: Sendable {
             clusterSize: { [weak lan = runtime.lan] in lan?.members.count ?? 1 },
             token: runtime.config.acl.agentToken ?? runtime.config.acl.defaultToken)
         sync.checkUpdateInterval = runtime.config.checkUpdateInterval
-        runtime.local.start(probes: CheckProbes(group: group, limiter: ProbeLimiter()), sync: sync, logger: logger)
+        let checkAuthorities = runtime.config.enableAgentTLSForChecks ? runtime.tls?.rpc?.material.authorities ?? [] : []
+        let probes = CheckProbes(group: group, limiter: ProbeLimiter(), tls: CheckTLS(extraAuthorities: checkAuthorities))
+        runtime.local.start(probes: probes, sync: sync, logger: logger)
     }
 
     /// The listeners and the event loops, for orderly shutdown.

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// What one run of a probe saw.
 struct ProbeResult: Equatable, Sendable {
@@ -17,6 +18,8 @@ struct ProbeResult: Equatable, Sendable {
 struct CheckProbes: Sendable {
     let group: any EventLoopGroup
     let limiter: ProbeLimiter
+    /// Client TLS for `https://` checks.
+    var tls = CheckTLS()
 
     func run(_ kind: CheckDefinition.Kind, timeout: Duration) async -> ProbeResult {
         await limiter.acquire()
@@ -35,17 +38,18 @@ struct CheckProbes: Sendable {
     func http(_ probe: CheckDefinition.HTTPProbe, timeout: Duration) async -> ProbeResult {
         let failure = { (reason: String) in ProbeResult(status: .critical, output: CheckStatusRules.truncated(reason)) }
         guard let url = CheckURL(probe.url) else { return failure("invalid check URL \"\(probe.url)\"") }
-        guard !url.secure else {
-            // No TLS client library is linked into the agent yet (see README).
-            return failure("\(probe.method) \"\(probe.url)\": https checks are not supported by this build yet")
-        }
         let goVerb = probe.method.prefix(1) + probe.method.dropFirst().lowercased()
         let promise = group.next().makePromise(of: HTTPCheckResponse.self)
+        let tls = self.tls
         do {
             let channel = try await ClientBootstrap(group: group)
                 .connectTimeout(.nanoseconds(timeout.nioNanoseconds))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if url.secure {
+                            try tls.addHandlers(
+                                to: channel.pipeline.syncOperations, skipVerify: probe.tlsSkipVerify, serverName: probe.tlsServerName, host: url.host)
+                        }
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
                         try channel.pipeline.syncOperations.addHandler(HTTPCheckCollector(promise: promise))
                     }
@@ -73,9 +77,12 @@ struct CheckProbes: Sendable {
             let output = "HTTP \(probe.method) \(probe.url): \(response.code) \(response.reason) Output: \(CheckStatusRules.truncated(response.body))"
             return ProbeResult(status: CheckStatusRules.status(httpCode: response.code), output: CheckStatusRules.truncated(output))
         } catch let error as CheckProbeError {
-            return failure(error.message)
+            return failure(error.message.hasPrefix("tls: ") ? "\(goVerb) \"\(probe.url)\": \(error.message)" : error.message)
         } catch {
             promise.fail(error)
+            if error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError {
+                return failure("\(goVerb) \"\(probe.url)\": \(CheckTLS.describe(error))")
+            }
             return failure("\(goVerb) \"\(probe.url)\": \(Self.dialError(error, host: url.host, port: url.port, network: "tcp"))")
         }
     }

@@ -37,6 +37,7 @@ enum DefinitionJSON {
                     w.field("Header") { h in h.object { o in for (name, values) in probe.headers { o.field(dynamic: name) { $0.strings(values) } } } }
                 }
                 w.field("TLSSkipVerify") { $0.bool(probe.tlsSkipVerify) }
+                if !probe.tlsServerName.isEmpty { w.field("TLSServerName") { $0.string(probe.tlsServerName) } }
             case .tcp(let address): w.field("TCP") { $0.string(address) }
             case .udp(let address): w.field("UDP") { $0.string(address) }
             case .ttl(let ttl): w.field("TTL") { $0.string(GoDuration.format(ttl)) }

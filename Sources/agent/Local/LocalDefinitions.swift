@@ -33,9 +33,12 @@ struct CheckDefinition: Equatable, Sendable {
         var headers: [(String, [String])] = []
         var body = ""
         var tlsSkipVerify = false
+        /// `tls_server_name`: the name sent as SNI and checked against the certificate.
+        var tlsServerName = ""
 
         static func == (lhs: HTTPProbe, rhs: HTTPProbe) -> Bool {
             lhs.url == rhs.url && lhs.method == rhs.method && lhs.body == rhs.body && lhs.tlsSkipVerify == rhs.tlsSkipVerify
+                && lhs.tlsServerName == rhs.tlsServerName
                 && lhs.headers.map(\.0) == rhs.headers.map(\.0) && lhs.headers.map(\.1) == rhs.headers.map(\.1)
         }
     }
@@ -107,7 +110,7 @@ struct DefinitionParser {
         "kind", "taggedaddresses", "token", "connect", "proxy", "namespace", "partition", "locality", "socketpath",
     ]
     static let ignoredCheckKeys: Set<String> = [
-        "tlsservername", "outputmaxsize", "disableredirects", "type", "definition", "exposedpath", "namespace", "partition",
+        "outputmaxsize", "disableredirects", "type", "definition", "exposedpath", "namespace", "partition",
         "node", "servicename", "servicetags", "createindex", "modifyindex", "output",
     ]
     static let unsupportedCheckKinds: [(key: String, what: String)] = [
@@ -159,7 +162,7 @@ struct DefinitionParser {
     func check(_ value: ConfigValue, inService: Bool = false) throws(DefinitionError) -> CheckDefinition {
         let fields = try Fields(value, what: "check definition")
         let known: Set<String> = [
-            "id", "checkid", "name", "notes", "serviceid", "status", "http", "method", "header", "body", "tlsskipverify",
+            "id", "checkid", "name", "notes", "serviceid", "status", "http", "method", "header", "body", "tlsskipverify", "tlsservername",
             "tcp", "udp", "ttl", "args", "scriptargs", "script", "interval", "timeout", "successbeforepassing",
             "failuresbeforewarning", "failuresbeforecritical", "deregistercriticalserviceafter",
         ]
@@ -180,6 +183,7 @@ struct DefinitionParser {
             probe.headers = try fields.headers("header")
             probe.body = try fields.string("body") ?? ""
             probe.tlsSkipVerify = try fields.bool("tlsskipverify") ?? false
+            probe.tlsServerName = try fields.string("tlsservername") ?? ""
             guard http.hasPrefix("http://") || http.hasPrefix("https://") else {
                 throw DefinitionError("http: \"\(http)\" is not an http:// or https:// URL")
             }

@@ -1,0 +1,112 @@
+@testable import ConsulAgent
+import ConsulCore
+import ConsulCrypto
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Testing
+
+/// HTTP(S) probes against small servers made in the test: TLS verification, `tls_skip_verify`,
+/// `tls_server_name`, and which part of a long body the output keeps.
+@Suite(.serialized) struct CheckProbeTests {
+    /// Answers every request with `status` and `body`, then closes (HTTP/1.1, written by hand).
+    final class FixedResponder: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let status: String
+        let body: [UInt8]
+        private var seen: [UInt8] = []
+
+        init(status: String, body: [UInt8]) {
+            self.status = status
+            self.body = body
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var buffer = unwrapInboundIn(data)
+            seen += buffer.readBytes(length: buffer.readableBytes) ?? []
+            guard seen.count >= 4, String(decoding: seen, as: UTF8.self).contains("\r\n\r\n") else { return }
+            seen = []
+            var out = context.channel.allocator.buffer(capacity: body.count + 128)
+            out.writeString("HTTP/1.1 \(status)\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n")
+            out.writeBytes(body)
+            context.writeAndFlush(wrapOutboundOut(out)).whenComplete { _ in context.close(promise: nil) }
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
+    }
+
+    /// A listener on 127.0.0.145 (an ephemeral port), with TLS when `tls` is given.
+    static func serve(_ group: any EventLoopGroup, tls: NIOSSLContext?, status: String = "200 OK", body: [UInt8]) async throws -> any Channel {
+        try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
+                    try channel.pipeline.syncOperations.addHandler(FixedResponder(status: status, body: body))
+                }
+            }
+            .bind(host: "127.0.0.145", port: 0).get()
+    }
+
+    /// A CA and a server certificate for 127.0.0.145 and `web.example`, from our own `consul tls` code.
+    static func certificates() throws -> (ca: NIOSSLCertificate, server: NIOSSLContext) {
+        let ca = try AgentCertificates.makeCA(AgentCertificates.CAOptions())
+        var options = AgentCertificates.CertificateOptions(role: .server)
+        options.additionalDNSNames = ["web.example"]
+        options.additionalIPAddresses = ["127.0.0.145"]
+        let issued = try AgentCertificates.makeCertificate(options, caCertificatePEM: ca.certificatePEM, caKeyPEM: ca.privateKeyPEM)
+        let configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: [.certificate(try NIOSSLCertificate(bytes: Array(issued.certificatePEM.utf8), format: .pem))],
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(issued.privateKeyPEM.utf8), format: .pem)))
+        return (try NIOSSLCertificate(bytes: Array(ca.certificatePEM.utf8), format: .pem), try NIOSSLContext(configuration: configuration))
+    }
+
+    static func probe(_ url: String, skipVerify: Bool = false, serverName: String = "") -> CheckDefinition.HTTPProbe {
+        var probe = CheckDefinition.HTTPProbe(url: url)
+        probe.tlsSkipVerify = skipVerify
+        probe.tlsServerName = serverName
+        return probe
+    }
+
+    @Test func httpsChecksVerifyUnlessToldNotTo() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let (ca, serverContext) = try Self.certificates()
+        let server = try await Self.serve(group, tls: serverContext, body: Array("healthy".utf8))
+        let url = "https://127.0.0.145:\(server.localAddress!.port!)/health"
+
+        let untrusting = CheckProbes(group: group, limiter: ProbeLimiter())
+        let skipped = await untrusting.http(Self.probe(url, skipVerify: true), timeout: .seconds(5))
+        #expect(skipped == ProbeResult(status: .passing, output: "HTTP GET \(url): 200 OK Output: healthy"))
+        let refused = await untrusting.http(Self.probe(url), timeout: .seconds(5))
+        #expect(refused.status == .critical)
+        #expect(refused.output.hasPrefix("Get \"\(url)\": tls: failed to verify certificate"), "\(refused.output)")
+
+        // Trusting the CA (as `enable_agent_tls_for_checks` does with the agent's CA): the IP is
+        // checked against the certificate's IP addresses, a `tls_server_name` against its DNS names.
+        let trusting = CheckProbes(group: group, limiter: ProbeLimiter(), tls: CheckTLS(extraAuthorities: [ca]))
+        #expect(await trusting.http(Self.probe(url), timeout: .seconds(5)).status == .passing)
+        #expect(await trusting.http(Self.probe(url, serverName: "web.example"), timeout: .seconds(5)).status == .passing)
+        let wrongName = await trusting.http(Self.probe(url, serverName: "db.example"), timeout: .seconds(5))
+        #expect(wrongName.status == .critical, "\(wrongName.output)")
+        #expect(wrongName.output.contains("tls: "), "\(wrongName.output)")
+
+        // Plain HTTP to the TLS port fails cleanly rather than hanging.
+        let plain = await untrusting.http(Self.probe("http://127.0.0.145:\(server.localAddress!.port!)/"), timeout: .seconds(2))
+        #expect(plain.status == .critical)
+
+        try await server.close()
+        try await group.shutdownGracefully()
+    }
+
+    @Test func tlsServerNameIsReadFromDefinitions() throws {
+        let parser = DefinitionParser(strict: true)
+        let value = try JSONConfigParser.parseValue(
+            bytes: Array(#"{"name": "s", "http": "https://127.0.0.1/", "tls_server_name": "web.example", "tls_skip_verify": true, "interval": "5s"}"#.utf8),
+            file: "test")
+        let check = try parser.check(value)
+        guard case .http(let probe) = check.kind else { Issue.record("not an HTTP check"); return }
+        #expect(probe.tlsServerName == "web.example" && probe.tlsSkipVerify)
+        #expect(String(decoding: DefinitionJSON.service(ServiceDefinition(name: "s", checks: [check])), as: UTF8.self).contains(#""TLSServerName":"web.example""#))
+    }
+}
