@@ -74,8 +74,9 @@ struct CheckProbes: Sendable {
             }
             defer { deadline.cancel() }
             let response = try await promise.futureResult.get()
-            let output = "HTTP \(probe.method) \(probe.url): \(response.code) \(response.reason) Output: \(CheckStatusRules.truncated(response.body))"
-            return ProbeResult(status: CheckStatusRules.status(httpCode: response.code), output: CheckStatusRules.truncated(output))
+            // The body's tail is already at most 4 KiB; the prefix is not cut again, or the tail would lose its end.
+            let output = "HTTP \(probe.method) \(probe.url): \(response.code) \(response.reason) Output: \(CheckStatusRules.tail(response.body))"
+            return ProbeResult(status: CheckStatusRules.status(httpCode: response.code), output: output)
         } catch let error as CheckProbeError {
             return failure(error.message.hasPrefix("tls: ") ? "\(goVerb) \"\(probe.url)\": \(error.message)" : error.message)
         } catch {
@@ -233,8 +234,8 @@ struct HTTPCheckResponse: Sendable {
     var body: [UInt8]
 }
 
-/// Collects the status line and at most `outputMaxBytes` of the body; a longer body is cut off and
-/// the connection closed (nothing past the limit would be shown anyway).
+/// Collects the status line and the last `outputMaxBytes` of the body, as Consul's ring buffer
+/// does: the whole body is read (the probe's timeout bounds how long), only its tail is kept.
 private final class HTTPCheckCollector: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
 
@@ -247,15 +248,12 @@ private final class HTTPCheckCollector: ChannelInboundHandler {
         switch unwrapInboundIn(data) {
         case .head(let head):
             response = HTTPCheckResponse(code: Int(head.status.code), reason: head.status.reasonPhrase, body: [])
-        case .body(var buffer):
-            guard var current = response else { return }
-            let room = CheckStatusRules.outputMaxBytes + 4 - current.body.count
-            if room > 0 { current.body += buffer.readBytes(length: min(room, buffer.readableBytes)) ?? [] }
-            response = current
-            if room <= 0 {
-                promise.succeed(current)
-                context.close(promise: nil)
-            }
+        case .body(let buffer):
+            guard response != nil else { return }
+            response!.body += buffer.readableBytesView
+            // Compact only once twice the window has piled up, so each byte is moved at most once or twice.
+            let keep = CheckStatusRules.outputMaxBytes + 4
+            if response!.body.count > 2 * keep { response!.body.removeFirst(response!.body.count - keep) }
         case .end:
             if let response { promise.succeed(response) }
             context.close(promise: nil)
@@ -327,11 +325,19 @@ enum ScriptProbe {
         for await _ in exited.stream {}
         killer.cancel()
         let timedOut = process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL
-        let captured = (try? FileHandle(forReadingFrom: URL(fileURLWithPath: outputPath)).read(upToCount: CheckStatusRules.outputMaxBytes + 4)) ?? nil
-        let output = CheckStatusRules.truncated(captured ?? Data())
+        let output = CheckStatusRules.tail(Self.readTail(outputPath, count: CheckStatusRules.outputMaxBytes + 4))
         if timedOut { return ProbeResult(status: .critical, output: "Timed out (\(GoDuration.format(timeout))) running check") }
         let code: Int32 = process.terminationReason == .exit ? process.terminationStatus : 2
         return ProbeResult(status: CheckStatusRules.status(exitCode: code), output: output)
+    }
+
+    /// The last `count` bytes of a file (a script may have written megabytes; only the end is shown).
+    static func readTail(_ path: String, count: Int) -> [UInt8] {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return [] }
+        defer { try? handle.close() }
+        guard let size = try? handle.seekToEnd() else { return [] }
+        try? handle.seek(toOffset: size > UInt64(count) ? size - UInt64(count) : 0)
+        return (try? handle.readToEnd()).map { Array($0) } ?? []
     }
 
     /// `PATH` lookup, as Go's exec.Command does for a bare program name.

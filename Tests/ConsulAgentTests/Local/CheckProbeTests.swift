@@ -109,4 +109,22 @@ import Testing
         #expect(probe.tlsServerName == "web.example" && probe.tlsSkipVerify)
         #expect(String(decoding: DefinitionJSON.service(ServiceDefinition(name: "s", checks: [check])), as: UTF8.self).contains(#""TLSServerName":"web.example""#))
     }
+
+    @Test func longOutputKeepsItsLastFourKiB() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let body = Array(repeating: UInt8(ascii: "x"), count: 20_000) + Array("the end".utf8)
+        let server = try await Self.serve(group, tls: nil, status: "503 Service Unavailable", body: body)
+        let url = "http://127.0.0.145:\(server.localAddress!.port!)/"
+        let result = await CheckProbes(group: group, limiter: ProbeLimiter()).http(Self.probe(url), timeout: .seconds(5))
+        let prefix = "HTTP GET \(url): 503 Service Unavailable Output: "
+        #expect(result.status == .critical)
+        #expect(result.output.hasPrefix(prefix) && result.output.hasSuffix("xthe end"))
+        #expect(result.output.utf8.count == prefix.utf8.count + CheckStatusRules.outputMaxBytes)
+        try await server.close()
+        try await group.shutdownGracefully()
+
+        let script = await ScriptProbe.run(["/bin/sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo line$i; i=$((i+1)); done; echo last; exit 1"], timeout: .seconds(20))
+        #expect(script.status == .warning)
+        #expect(script.output.hasSuffix("line1999\nlast\n") && script.output.utf8.count == CheckStatusRules.outputMaxBytes)
+    }
 }

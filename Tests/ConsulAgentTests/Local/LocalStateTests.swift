@@ -107,6 +107,10 @@ struct CheckStatusRulesTests {
         let cut = CheckStatusRules.truncated(long)
         #expect(cut.utf8.count == 4095)
         #expect(CheckStatusRules.truncated("short") == "short")
+        // Probe output keeps the end instead, as Consul's ring buffer does.
+        let tail = CheckStatusRules.tail(Array(("aé" + String(repeating: "b", count: 4092) + "end").utf8))
+        #expect(tail.utf8.count == 4095 && tail.hasSuffix("bend") && !tail.contains("\u{FFFD}"))
+        #expect(CheckStatusRules.tail(Array("short".utf8)) == "short")
     }
 
     @Test func thresholdsDampFlapsButTakeTheFirstResult() {
