@@ -30,6 +30,7 @@ struct CheckProbes: Sendable {
         case .udp(let address): return await udp(address, timeout: timeout)
         case .script(let args): return await ScriptProbe.run(args, timeout: timeout)
         case .ttl: return ProbeResult(status: .critical, output: "TTL checks are not probed")
+        case .alias: return ProbeResult(status: .critical, output: "alias checks are not probed")
         }
     }
 

@@ -13,6 +13,8 @@ struct CheckDefinition: Equatable, Sendable {
         case ttl(Duration)
         /// `args`: a program and its arguments, run without a shell.
         case script([String])
+        /// `alias_node` / `alias_service`: mirrors another node's or service's health.
+        case alias(AliasCheck.Target)
 
         /// The `Type` Consul shows for the check.
         var typeName: String {
@@ -22,6 +24,7 @@ struct CheckDefinition: Equatable, Sendable {
             case .udp: return "udp"
             case .ttl: return "ttl"
             case .script: return "script"
+            case .alias: return "alias"
             }
         }
     }
@@ -115,7 +118,6 @@ struct DefinitionParser {
     ]
     static let unsupportedCheckKinds: [(key: String, what: String)] = [
         ("grpc", "gRPC"), ("h2ping", "H2PING"), ("dockercontainerid", "Docker"), ("osservice", "OS service"),
-        ("aliasservice", "alias"), ("aliasnode", "alias"),
     ]
 
     static func normalize(_ key: String) -> String {
@@ -164,7 +166,7 @@ struct DefinitionParser {
         let known: Set<String> = [
             "id", "checkid", "name", "notes", "serviceid", "status", "http", "method", "header", "body", "tlsskipverify", "tlsservername",
             "tcp", "udp", "ttl", "args", "scriptargs", "script", "interval", "timeout", "successbeforepassing",
-            "failuresbeforewarning", "failuresbeforecritical", "deregistercriticalserviceafter",
+            "failuresbeforewarning", "failuresbeforecritical", "deregistercriticalserviceafter", "aliasnode", "aliasservice",
         ]
         let unsupported = Set(Self.unsupportedCheckKinds.map(\.key))
         try fields.refuseUnknown(known.union(Self.ignoredCheckKeys).union(unsupported), strict: strict, what: "check")
@@ -197,18 +199,23 @@ struct DefinitionParser {
         let ttl = try fields.duration("ttl")
         let interval = try fields.duration("interval")
         if let ttl, ttl > .zero { kinds.append(.ttl(ttl)) }
+        let aliasNode = try fields.string("aliasnode") ?? ""
+        let aliasService = try fields.string("aliasservice") ?? ""
+        if !aliasNode.isEmpty || !aliasService.isEmpty { kinds.append(.alias(AliasCheck.Target(node: aliasNode, serviceID: aliasService))) }
 
         // Consul's CheckType.Validate, in its order and words.
         if let interval, interval > .zero, let ttl, ttl > .zero {
             throw DefinitionError("Interval and TTL cannot both be specified")
         }
         guard kinds.count <= 1 else {
-            throw DefinitionError("only one of args, http, tcp, udp or ttl may be given in one check")
+            throw DefinitionError("only one of args, http, tcp, udp, ttl or alias_node/alias_service may be given in one check")
         }
         guard let kind = kinds.first else {
             throw DefinitionError("TTL must be > 0 for TTL checks")
         }
-        if case .ttl = kind {} else {
+        switch kind {
+        case .ttl, .alias: break
+        default:
             guard let interval, interval > .zero else {
                 throw DefinitionError("Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or GRPC checks")
             }

@@ -182,6 +182,30 @@ struct LocalState: Sendable {
         set(id, status: status, output: CheckStatusRules.truncated(output), now: now)
     }
 
+    /// Whether an alias check mirrors something on this node (followed through the local state)
+    /// rather than another node (followed by blocking queries to the catalog).
+    func isLocalAlias(_ target: AliasCheck.Target) -> Bool { target.node.isEmpty || target.node == nodeName }
+
+    /// Re-judges every alias check that points at this node from the local state. The shell calls
+    /// it after each change, so an alias follows its target at once. True when something changed.
+    @discardableResult
+    mutating func refreshLocalAliases(now: Timestamp) -> Bool {
+        var changed = false
+        // Alias checks are left out of what they look at: two aliases of the same node would
+        // otherwise hold each other critical forever.
+        let inputs = sortedChecks.filter { check in
+            if case .alias? = check.definition?.kind { return false }
+            return true
+        }.map(\.record)
+        for id in checks.keys.sorted() {
+            guard case .alias(var target)? = checks[id]?.definition?.kind, isLocalAlias(target) else { continue }
+            target.node = nodeName
+            let verdict = AliasCheck.evaluate(target, checks: inputs) { services[target.serviceID] != nil }
+            if set(id, status: verdict.status, output: verdict.output, now: now) { changed = true }
+        }
+        return changed
+    }
+
     /// TTL checks whose application did not report in time turn critical.
     mutating func expireTTLs(now: Timestamp) {
         for id in checks.keys.sorted() {
