@@ -292,44 +292,92 @@ private final class UDPCheckHandler: ChannelInboundHandler {
     }
 }
 
-/// Script (`args`) checks: the program runs without a shell, with stdout and stderr captured into
-/// a temporary file (a pipe could fill up and stall the child), and is killed at the timeout.
+/// Script (`args`) checks: the program runs without a shell, in a process group of its own, with
+/// stdout and stderr captured into a temporary file (a pipe could fill up and stall the child).
+/// At the timeout the whole group is killed, as Consul does, so a shell script's children (a
+/// `curl` that hangs) do not outlive the check.
 enum ScriptProbe {
+    /// How often a running script is looked at: starts fast for quick scripts, backs off to this.
+    static let maxPollInterval: Duration = .milliseconds(100)
+
     static func run(_ args: [String], timeout: Duration) async -> ProbeResult {
         guard let program = args.first else { return ProbeResult(status: .critical, output: "no program to run") }
         let outputPath = NSTemporaryDirectory() + "consul-check-" + UUID().uuidString
-        guard FileManager.default.createFile(atPath: outputPath, contents: nil), let sink = FileHandle(forWritingAtPath: outputPath) else {
+        let outputFD = open(outputPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard outputFD >= 0 else {
             return ProbeResult(status: .critical, output: "cannot create a file for the check's output in \(NSTemporaryDirectory())")
         }
-        defer {
-            try? sink.close()
-            try? FileManager.default.removeItem(atPath: outputPath)
+        defer { unlink(outputPath) }
+        let path = program.contains("/") ? program : Self.lookUp(program) ?? program
+        let spawned = spawn(path: path, args: args, outputFD: outputFD)
+        close(outputFD)
+        let pid: pid_t
+        switch spawned {
+        case .success(let child): pid = child
+        case .failure(let error): return ProbeResult(status: .critical, output: "Failed to invoke: \(program): \(String(cString: strerror(error.code)))")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: program.contains("/") ? program : Self.lookUp(program) ?? program)
-        process.arguments = Array(args.dropFirst())
-        process.standardOutput = sink
-        process.standardError = sink
-        process.standardInput = FileHandle.nullDevice
-        let exited = AsyncStream<Void>.makeStream()
-        process.terminationHandler = { _ in exited.continuation.finish() }
-        do {
-            try process.run()
-        } catch {
-            return ProbeResult(status: .critical, output: "Failed to invoke: \(program): \(error.localizedDescription)")
+
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        var pause: Duration = .milliseconds(5)
+        var status: Int32 = 0
+        var timedOut = false
+        while true {
+            let reaped = waitpid(pid, &status, WNOHANG)
+            if reaped == pid { break }
+            if reaped < 0 && errno != EINTR {
+                // Someone else reaped it (should not happen): say so rather than guess an exit code.
+                kill(-pid, SIGKILL)
+                return ProbeResult(status: .critical, output: "lost track of the check's process: \(String(cString: strerror(errno)))")
+            }
+            if !timedOut && (clock.now >= deadline || Task.isCancelled) {
+                // The whole group: the script and whatever it started.
+                kill(-pid, SIGKILL)
+                timedOut = true
+            }
+            try? await Task.sleep(for: min(pause, max(.milliseconds(1), deadline - clock.now), timedOut ? .milliseconds(5) : pause))
+            pause = min(pause * 2, maxPollInterval)
         }
-        let pid = process.processIdentifier
-        let killer = Task {
-            try await Task.sleep(for: timeout)
-            kill(pid, SIGKILL)
+        if timedOut {
+            kill(-pid, SIGKILL)
+            return ProbeResult(status: .critical, output: "Timed out (\(GoDuration.format(timeout))) running check")
         }
-        for await _ in exited.stream {}
-        killer.cancel()
-        let timedOut = process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL
         let output = CheckStatusRules.tail(Self.readTail(outputPath, count: CheckStatusRules.outputMaxBytes + 4))
-        if timedOut { return ProbeResult(status: .critical, output: "Timed out (\(GoDuration.format(timeout))) running check") }
-        let code: Int32 = process.terminationReason == .exit ? process.terminationStatus : 2
+        // Exited normally: its code; killed by a signal: critical (Go reports -1).
+        let code: Int32 = status & 0x7f == 0 ? (status >> 8) & 0xff : 2
         return ProbeResult(status: CheckStatusRules.status(exitCode: code), output: output)
+    }
+
+    /// posix_spawn with stdin from /dev/null, stdout and stderr to `outputFD`, a new process group,
+    /// and default signal handling (the agent ignores SIGPIPE; its checks must not inherit that).
+    static func spawn(path: String, args: [String], outputFD: Int32) -> Result<pid_t, Errno> {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, outputFD, 1)
+        posix_spawn_file_actions_adddup2(&actions, outputFD, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigmask(&attributes, &mask)
+        let argv = args.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+        return result == 0 ? .success(pid) : .failure(Errno(result))
+    }
+
+    struct Errno: Error {
+        var code: Int32
+        init(_ code: Int32) { self.code = code }
     }
 
     /// The last `count` bytes of a file (a script may have written megabytes; only the end is shown).

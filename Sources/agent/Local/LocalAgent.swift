@@ -15,6 +15,8 @@ final class LocalAgent: Sendable {
     private let shell = Mutex<Shell?>(nil)
     private let wake: AsyncStream<Void>.Continuation
     private let wakes: Mutex<AsyncStream<Void>?>
+    /// Where API registrations are persisted; nil until the agent attaches its data dir.
+    private let store = Mutex<DefinitionStore?>(nil)
 
     private struct Runner {
         var definition: CheckDefinition
@@ -57,8 +59,21 @@ final class LocalAgent: Sendable {
             return result
         }
         reconcileRunners()
+        persist()
         wake.yield()
         return result
+    }
+
+    /// From now on API registrations are written to `store` (after restoring what it held).
+    func attachStore(_ store: DefinitionStore) {
+        self.store.withLock { $0 = store }
+        persist()
+    }
+
+    /// Hands the current API registrations to the store's writer (which skips what is unchanged).
+    private func persist() {
+        guard let store = store.withLock({ $0 }) else { return }
+        store.submit(state.withLock { $0.persistable })
     }
 
     /// Starts probes, the ticker and the sync loop. `sync` carries writes to the catalog.
@@ -101,6 +116,7 @@ final class LocalAgent: Sendable {
         }
         for id in expired.sorted() { logger?.warn("agent.checks", "Check missed TTL, is now critical", ["check": id]) }
         for id in reaped { logger?.info("agent", "Removed service: critical for longer than deregister_critical_service_after", ["service": id]) }
+        if !reaped.isEmpty { persist() }
         if !expired.isEmpty || !reaped.isEmpty {
             reconcileRunners()
             wake.yield()

@@ -215,12 +215,17 @@ struct LocalState: Sendable {
         }
     }
 
-    /// Services whose check has been critical longer than its `deregister_critical_service_after`.
+    /// Consul reaps no service sooner than this, whatever `deregister_critical_service_after` says
+    /// (a flapping check must not take its service away within seconds).
+    static let minimumDeregisterAfter: Duration = .seconds(60)
+
+    /// Services whose check has been critical longer than its `deregister_critical_service_after`
+    /// (raised to Consul's one-minute minimum).
     func servicesToReap(now: Timestamp) -> [String] {
         var doomed = Set<String>()
         for check in checks.values {
             guard let after = check.definition?.deregisterCriticalServiceAfter, let since = check.criticalSince,
-                  !check.record.serviceID.isEmpty, now.duration(since: since) >= after
+                  !check.record.serviceID.isEmpty, now.duration(since: since) >= max(after, Self.minimumDeregisterAfter)
             else { continue }
             doomed.insert(check.record.serviceID)
         }
@@ -280,6 +285,23 @@ struct LocalState: Sendable {
             indexes: RaftIndexes(createIndex: 0, modifyIndex: 0))
         checks[id] = Check(definition: nil, record: record, source: .api, thresholds: CheckThresholds(), ttlDeadline: nil, criticalSince: nil)
         version += 1
+    }
+
+    // MARK: - Persistence
+
+    /// What the data dir keeps: API registrations (config files are their own record), services
+    /// without their checks, which are kept one by one like any other check.
+    var persistable: DefinitionStore.Contents {
+        var contents = DefinitionStore.Contents()
+        for (id, service) in services where service.source == .api {
+            var definition = service.definition
+            definition.checks = []
+            contents.services[id] = definition
+        }
+        for (id, check) in checks where check.source == .api {
+            if let definition = check.definition { contents.checks[id] = definition }
+        }
+        return contents
     }
 
     // MARK: - Reload

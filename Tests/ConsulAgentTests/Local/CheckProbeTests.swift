@@ -1,6 +1,7 @@
 @testable import ConsulAgent
 import ConsulCore
 import ConsulCrypto
+import Foundation
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -126,5 +127,62 @@ import Testing
         let script = await ScriptProbe.run(["/bin/sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo line$i; i=$((i+1)); done; echo last; exit 1"], timeout: .seconds(20))
         #expect(script.status == .warning)
         #expect(script.output.hasSuffix("line1999\nlast\n") && script.output.utf8.count == CheckStatusRules.outputMaxBytes)
+    }
+
+    /// At the timeout the script's whole process group goes, children included.
+    @Test func scriptTimeoutKillsTheProcessGroup() async throws {
+        let directory = NSTemporaryDirectory() + "consul-script-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let pidFile = directory + "/child"
+        let result = await ScriptProbe.run(["/bin/sh", "-c", "sleep 60 & echo $! > \(pidFile); wait"], timeout: .seconds(1))
+        #expect(result == ProbeResult(status: .critical, output: "Timed out (1s) running check"))
+        let text = try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let child = try #require(pid_t(text))
+        // The orphaned `sleep` is reaped by init once killed; give that a bounded moment.
+        var gone = false
+        for _ in 0..<100 where !gone {
+            gone = kill(child, 0) != 0
+            if !gone { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(gone, "the script's child \(child) outlived the timeout")
+        if !gone { kill(child, SIGKILL) }
+
+        let quick = await ScriptProbe.run(["true"], timeout: .seconds(5))
+        #expect(quick == ProbeResult(status: .passing, output: ""))
+        let missing = await ScriptProbe.run(["/nonexistent/check"], timeout: .seconds(5))
+        #expect(missing.status == .critical && missing.output.hasPrefix("Failed to invoke: /nonexistent/check"))
+    }
+
+    /// API registrations on disk as Consul lays them out, read back, and removed when they go.
+    @Test func definitionStoreWritesReadsAndRemoves() throws {
+        let directory = NSTemporaryDirectory() + "consul-defs-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = DefinitionStore(dataDir: directory, logger: nil)
+        #expect(store.load() == DefinitionStore.Contents())
+
+        var service = ServiceDefinition(name: "web", tags: ["v1"], address: "10.0.0.1", port: 80, meta: ["a": "b"])
+        service.id = "web1"
+        service.weights = ServiceWeights(passing: 3, warning: 1)
+        var http = CheckDefinition(id: "service:web1", name: "http", serviceID: "web1", kind: .http(Self.probe("https://10.0.0.1/", skipVerify: true, serverName: "web")), interval: .seconds(10))
+        http.deregisterCriticalServiceAfter = .seconds(90)
+        let alias = CheckDefinition(id: "alias", name: "alias", kind: .alias(.init(node: "n2", serviceID: "db")))
+        let contents = DefinitionStore.Contents(services: ["web1": service], checks: ["service:web1": http, "alias": alias])
+        store.submit(contents)
+        store.flush()
+        #expect(FileManager.default.fileExists(atPath: directory + "/services/" + DefinitionStore.fileName("web1")))
+        #expect(DefinitionStore.fileName("web1") == "e694aa37abf20c91a442da4841aeccdf")
+        #expect(FileManager.default.fileExists(atPath: directory + "/checks/" + DefinitionStore.fileName("alias")))
+        #expect(DefinitionStore(dataDir: directory, logger: nil).load() == contents)
+
+        // A torn or foreign file is skipped, not fatal.
+        try Array("{not json".utf8).withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: directory + "/checks/junk")) }
+        #expect(DefinitionStore(dataDir: directory, logger: nil).load() == contents)
+        try FileManager.default.removeItem(atPath: directory + "/checks/junk")
+
+        store.submit(DefinitionStore.Contents(services: [:], checks: ["alias": alias]))
+        store.flush()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory + "/services").isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory + "/checks") == [DefinitionStore.fileName("alias")])
     }
 }

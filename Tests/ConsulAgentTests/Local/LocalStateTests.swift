@@ -189,6 +189,14 @@ struct LocalStateTests {
         #expect(state.servicesToReap(now: Self.t0 + .seconds(60)) == ["web"])
         try state.updateTTL("service:web", status: .passing, output: "", now: Self.t0 + .seconds(30))
         #expect(state.servicesToReap(now: Self.t0 + .seconds(90)).isEmpty)
+
+        // Shorter values are raised to Consul's one-minute minimum.
+        var quick = LocalState(nodeName: "n1")
+        var hasty = Self.ttl
+        hasty.deregisterCriticalServiceAfter = .seconds(5)
+        try quick.addService(Self.web(checks: [hasty]), source: .api, now: Self.t0)
+        #expect(quick.servicesToReap(now: Self.t0 + .seconds(30)).isEmpty)
+        #expect(quick.servicesToReap(now: Self.t0 + .seconds(60)) == ["web"])
     }
 
     @Test func maintenanceChecks() throws {
