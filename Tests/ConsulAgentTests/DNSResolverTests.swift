@@ -261,6 +261,20 @@ import Testing
 
     // MARK: Other name forms
 
+    /// Audit gap: IPv6 service addresses answer AAAA, and SRV points at their 32-digit `.addr.` name
+    /// with the AAAA in ADDITIONAL; an IPv6 node's service gets the node's AAAA.
+    @Test func ipv6ServicesAnswerAAAAAndAddrTargets() throws {
+        var catalog = Self.catalog
+        let n7 = DNSTestCatalog.node("n7", "10.0.0.7")
+        catalog.add(n7, services: [DNSTestCatalog.instance("v6api", on: n7, address: "2001:db8::7", port: 7000)])
+        let v6 = [UInt8]([0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 11) + [7])
+        #expect(try Self.ask("v6api.service.consul", .aaaa, catalog: catalog).answers.map(\.data) == [.aaaa(v6)])
+        let srv = try Self.ask("v6api.service.consul", .srv, catalog: catalog)
+        #expect(srv.answers.map(\.data) == [.srv(priority: 1, weight: 1, port: 7000, target: "20010db8000000000000000000000007.addr.dc1.consul")])
+        #expect(srv.extra.map(\.data) == [.aaaa(v6)])
+        #expect(try Self.ask("six.service.consul", .aaaa).answers.map(\.data) == [.aaaa([0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 11) + [6])])
+    }
+
     @Test func addrNamesDecodeTheAddress() throws {
         #expect(try Self.ask("7f000001.addr.dc1.consul", .a).answers.map(\.data) == [.a("127.0.0.1")])
         #expect(try Self.ask("7F000001.addr.consul", .any).answers.map(\.data) == [.a("127.0.0.1")])

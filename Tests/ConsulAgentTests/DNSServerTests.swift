@@ -11,9 +11,10 @@ import Testing
 @Suite(.serialized) struct DNSServerTests {
     static func startServer(
         settings: DNSResolverSettings = DNSResolverSettings(), recursors: [String] = [], recursorTimeout: Duration = .seconds(2),
-        catalog: DNSTestCatalog = DNSResolverTests.catalog, group: any EventLoopGroup
+        catalog: DNSTestCatalog = DNSResolverTests.catalog, hosts: [String] = ["127.0.0.1"], group: any EventLoopGroup
     ) async throws -> DNSServer {
         var configuration = DNSServerConfiguration(settings: settings)
+        configuration.hosts = hosts
         configuration.port = 0
         configuration.recursors = recursors
         configuration.recursorTimeout = recursorTimeout
@@ -53,12 +54,12 @@ import Testing
         func records(_ section: String) -> [[String]] { sections[section] ?? [] }
     }
 
-    static func dig(_ arguments: [String], port: Int) throws -> DigResult {
+    static func dig(_ arguments: [String], port: Int, server: String = "127.0.0.1") throws -> DigResult {
         try ensureDig()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         // One try, two seconds: a lost answer fails the test instead of hanging it.
-        process.arguments = ["dig", "@127.0.0.1", "-p", String(port), "+tries=1", "+time=2", "+nocookie"] + arguments
+        process.arguments = ["dig", "@" + server, "-p", String(port), "+tries=1", "+time=2", "+nocookie"] + arguments
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
@@ -126,6 +127,22 @@ import Testing
             let node = try Self.dig(["n1.node.consul"], port: server.localPort)
             #expect(node.records("ANSWER").map { $0.last } == ["10.0.0.1"])
             #expect(server.counters.snapshot.queries >= 4)
+        }
+    }
+
+    /// Consul answers DNS on every `client_addr` address, UDP and TCP, on one port.
+    @Test func answersOnEveryClientAddress() async throws {
+        try await Self.withGroup(threads: 2) { group in
+            let hosts = ["127.0.0.147", "127.0.0.148"]
+            let server = try await Self.startServer(hosts: hosts, group: group)
+            for host in hosts {
+                for transport in ["+notcp", "+tcp"] {
+                    let answer = try Self.dig(["n1.node.consul", "A", transport], port: server.localPort, server: host)
+                    #expect(answer.status == "NOERROR" && answer.records("ANSWER").map { $0.last } == ["10.0.0.1"], "\(host) \(transport): \(answer.raw)")
+                }
+            }
+            let config = try #require(try loadConfig(commandLine: ["-dev", "-client", "127.0.0.147 127.0.0.148"]).get().config)
+            #expect(DNSServerConfiguration(config: config).hosts == hosts)
         }
     }
 

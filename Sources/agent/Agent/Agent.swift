@@ -170,6 +170,7 @@ final class Agent: Sendable {
             await started.stop()
             throw StartFailure(description: "Error starting agent: \(error.message)")
         }
+        restorePersistedDefinitions(runtime, dataPath: dataPath, logger: logger)
         // Requests this agent does not answer itself go to the leader (servers) or a server (clients).
         let rpcPool = RPCClientPool(group: group, tls: tls.rpc)
         started.rpcPool = rpcPool
@@ -243,6 +244,31 @@ final class Agent: Sendable {
         return Agent(runtime: runtime, logger: logger, parts: started, raftTransport: raftTransport, background: background, temporaryDirectory: temporaryDirectory)
     }
 
+    /// Services and checks registered over the API in an earlier run (`services/`, `checks/` in the
+    /// data dir), as Consul restores them: after the config files, which win on a clash.
+    private static func restorePersistedDefinitions(_ runtime: AgentRuntime, dataPath: String, logger: AgentLogger) {
+        let store = DefinitionStore(dataDir: dataPath, logger: logger)
+        let persisted = store.load()
+        runtime.local.update { state, now in
+            for (id, service) in persisted.services.sorted(by: { $0.key < $1.key }) where state.services[id] == nil {
+                do throws(DefinitionError) {
+                    try state.addService(service, source: .api, now: now)
+                    logger.info("agent", "Restored service definition", ["service": id])
+                } catch {
+                    logger.warn("agent", "Failed to restore service definition", ["service": id, "error": error.message])
+                }
+            }
+            for (id, check) in persisted.checks.sorted(by: { $0.key < $1.key }) where state.checks[id] == nil {
+                do throws(DefinitionError) {
+                    try state.addCheck(check, source: .api, now: now)
+                } catch {
+                    logger.warn("agent", "Failed to restore check definition", ["check": id, "error": error.message])
+                }
+            }
+        }
+        runtime.local.attachStore(store)
+    }
+
     /// Starts the check runners and anti-entropy. Catalog writes go through the agent's own
     /// request path, like any client's `/v1/catalog/register`.
     private static func startLocalAgent(_ runtime: AgentRuntime, dispatcher: APIDispatcher, group: MultiThreadedEventLoopGroup, logger: AgentLogger) {
@@ -263,7 +289,9 @@ final class Agent: Sendable {
             clusterSize: { [weak lan = runtime.lan] in lan?.members.count ?? 1 },
             token: runtime.config.acl.agentToken ?? runtime.config.acl.defaultToken)
         sync.checkUpdateInterval = runtime.config.checkUpdateInterval
-        runtime.local.start(probes: CheckProbes(group: group, limiter: ProbeLimiter()), sync: sync, logger: logger)
+        let checkAuthorities = runtime.config.enableAgentTLSForChecks ? runtime.tls?.rpc?.material.authorities ?? [] : []
+        let probes = CheckProbes(group: group, limiter: ProbeLimiter(), tls: CheckTLS(extraAuthorities: checkAuthorities))
+        runtime.local.start(probes: probes, sync: sync, logger: logger)
     }
 
     /// The listeners and the event loops, for orderly shutdown.

@@ -64,6 +64,8 @@ struct AgentConfig: Equatable, Sendable {
     var recursors: [String] = []
     var enableScriptChecks = false
     var enableLocalScriptChecks = false
+    /// HTTPS checks also trust the agent's CA (`tls.internal_rpc` / defaults).
+    var enableAgentTLSForChecks = false
     var dns = DNSConfig()
     var raftProtocol = 3
     /// `gossip_lan`: overrides of memberlist's LAN timings; nil keeps the profile's value.

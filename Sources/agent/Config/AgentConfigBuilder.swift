@@ -80,6 +80,7 @@ enum AgentConfigBuilder {
         c.recursors = (r.string("recursor").map { [$0] } ?? []) + r.strings("recursors")
         r.bool("enable_script_checks").map { c.enableScriptChecks = $0 }
         r.bool("enable_local_script_checks").map { c.enableLocalScriptChecks = $0 }
+        r.bool("enable_agent_tls_for_checks").map { c.enableAgentTLSForChecks = $0 }
 
         r.bool("dns_config", "allow_stale").map { c.dns.allowStale = $0 }
         r.duration("dns_config", "max_stale").map { c.dns.maxStale = $0 }

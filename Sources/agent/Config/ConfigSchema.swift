@@ -220,7 +220,7 @@ enum ConfigSchema {
         "disable_anonymous_signature": .untyped, "disable_coordinates": .untyped, "disable_host_node_id": .untyped,
         "disable_http_unprintable_char_filter": .untyped, "disable_remote_exec": .untyped,
         "disable_update_check": .untyped, "discard_check_output": .untyped, "discovery_max_stale": .untyped,
-        "enable_acl_replication": .untyped, "enable_agent_tls_for_checks": .untyped,
+        "enable_acl_replication": .untyped, "enable_agent_tls_for_checks": .bool,
         "enable_central_service_config": .untyped, "enable_debug": .untyped, "enable_syslog": .untyped,
         "experiments": .untyped, "gossip_wan": .untyped, "http_config": .untyped,
         "license_path": .untyped, "limits": .untyped, "locality": .untyped, "log_file": .untyped,

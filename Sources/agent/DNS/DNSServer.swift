@@ -22,7 +22,12 @@ enum DNSServerError: Error, Equatable, CustomStringConvertible {
 
 /// Where and how the DNS server listens; the limits are named here so none is implicit.
 struct DNSServerConfiguration: Sendable {
-    var host = "127.0.0.1"
+    /// Every address to answer on (Consul listens on each `client_addr`), the same port on each.
+    var hosts = ["127.0.0.1"]
+    var host: String {
+        get { hosts.first ?? "127.0.0.1" }
+        set { hosts = [newValue] }
+    }
     /// 0 picks a free port (the same one for UDP and TCP).
     var port = 8600
     var settings: DNSResolverSettings
@@ -49,7 +54,7 @@ struct DNSServerConfiguration: Sendable {
 
     init(config: AgentConfig) {
         settings = DNSResolverSettings(config: config)
-        host = config.clientAddrs.first ?? "127.0.0.1"
+        hosts = config.clientAddrs.isEmpty ? ["127.0.0.1"] : config.clientAddrs
         port = config.ports.dns
         recursors = config.recursors
     }
@@ -118,19 +123,19 @@ final class DNSServer: Sendable {
     let counters: DNSServerCounters
     /// Where the server listens (the real port when 0 was asked).
     let localPort: Int
-    private let udpChannel: any Channel
-    private let tcpChannel: any Channel
+    /// UDP and TCP on each address.
+    private let channels: [any Channel]
     private let recursorClient: DNSRecursorClient?
 
-    private init(counters: DNSServerCounters, localPort: Int, udp: any Channel, tcp: any Channel, recursorClient: DNSRecursorClient?) {
+    private init(counters: DNSServerCounters, localPort: Int, channels: [any Channel], recursorClient: DNSRecursorClient?) {
         self.counters = counters
         self.localPort = localPort
-        self.udpChannel = udp
-        self.tcpChannel = tcp
+        self.channels = channels
         self.recursorClient = recursorClient
     }
 
-    /// Binds UDP and TCP on `configuration.host:port` and starts answering.
+    /// Binds UDP and TCP on every `configuration.hosts` address (one port for all; with port 0 the
+    /// first UDP bind picks it) and starts answering. All share one resolver and its counters.
     /// - Parameters:
     ///   - catalog: the current catalog snapshot; called on the event loop for every query.
     ///   - serial: the SOA serial (Consul's is the Unix time in seconds).
@@ -149,25 +154,26 @@ final class DNSServer: Sendable {
         let context = DNSServerContext(
             resolver: DNSResolver(settings: settings), catalog: catalog, serial: serial, counters: DNSServerCounters(),
             recursorClient: recursorClient, configuration: configuration, seed: seed)
-        do {
-            let udp = try await bindUDP(configuration, loop: loop, context: context)
-            let port = udp.localAddress?.port ?? configuration.port
+        var channels: [any Channel] = []
+        var port = configuration.port
+        for host in configuration.hosts {
             do {
-                let tcp = try await bindTCP(configuration, port: port, group: group, context: context)
-                return DNSServer(counters: context.counters, localPort: port, udp: udp, tcp: tcp, recursorClient: recursorClient)
+                // Each address's UDP channel on its own loop, so several addresses share the work.
+                let udp = try await bindUDP(configuration, host: host, port: port, loop: channels.isEmpty ? loop : group.next(), context: context)
+                channels.append(udp)
+                port = udp.localAddress?.port ?? port
+                channels.append(try await bindTCP(configuration, host: host, port: port, group: group, context: context))
             } catch {
-                try? await udp.close()
-                throw error
+                for channel in channels { try? await channel.close() }
+                await recursorClient?.close()
+                throw DNSServerError.bindFailed(host: host, port: port, reason: "\(error)")
             }
-        } catch {
-            await recursorClient?.close()
-            throw DNSServerError.bindFailed(host: configuration.host, port: configuration.port, reason: "\(error)")
         }
+        return DNSServer(counters: context.counters, localPort: port, channels: channels, recursorClient: recursorClient)
     }
 
     func stop() async {
-        try? await udpChannel.close()
-        try? await tcpChannel.close()
+        for channel in channels { try? await channel.close() }
         await recursorClient?.close()
     }
 
@@ -178,7 +184,7 @@ final class DNSServer: Sendable {
         return UInt32(truncatingIfNeeded: spec.tv_sec)
     }
 
-    private static func bindUDP(_ configuration: DNSServerConfiguration, loop: any EventLoop, context: DNSServerContext) async throws -> any Channel {
+    private static func bindUDP(_ configuration: DNSServerConfiguration, host: String, port: Int, loop: any EventLoop, context: DNSServerContext) async throws -> any Channel {
         try await DatagramBootstrap(group: loop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.datagramVectorReadMessageCount, value: configuration.vectorReadCount)
@@ -191,11 +197,11 @@ final class DNSServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(DNSUDPHandler(context: context))
                 }
             }
-            .bind(host: configuration.host, port: configuration.port)
+            .bind(host: host, port: port)
             .get()
     }
 
-    private static func bindTCP(_ configuration: DNSServerConfiguration, port: Int, group: any EventLoopGroup, context: DNSServerContext)
+    private static func bindTCP(_ configuration: DNSServerConfiguration, host: String, port: Int, group: any EventLoopGroup, context: DNSServerContext)
         async throws -> any Channel
     {
         let idle = TimeAmount.nanoseconds(configuration.tcpIdleTimeout.totalNanoseconds)
@@ -211,7 +217,7 @@ final class DNSServer: Sendable {
                     try operations.addHandler(DNSTCPHandler(context: context, eventLoop: channel.eventLoop))
                 }
             }
-            .bind(host: configuration.host, port: port)
+            .bind(host: host, port: port)
             .get()
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// What one run of a probe saw.
 struct ProbeResult: Equatable, Sendable {
@@ -17,6 +18,8 @@ struct ProbeResult: Equatable, Sendable {
 struct CheckProbes: Sendable {
     let group: any EventLoopGroup
     let limiter: ProbeLimiter
+    /// Client TLS for `https://` checks.
+    var tls = CheckTLS()
 
     func run(_ kind: CheckDefinition.Kind, timeout: Duration) async -> ProbeResult {
         await limiter.acquire()
@@ -27,6 +30,7 @@ struct CheckProbes: Sendable {
         case .udp(let address): return await udp(address, timeout: timeout)
         case .script(let args): return await ScriptProbe.run(args, timeout: timeout)
         case .ttl: return ProbeResult(status: .critical, output: "TTL checks are not probed")
+        case .alias: return ProbeResult(status: .critical, output: "alias checks are not probed")
         }
     }
 
@@ -35,17 +39,18 @@ struct CheckProbes: Sendable {
     func http(_ probe: CheckDefinition.HTTPProbe, timeout: Duration) async -> ProbeResult {
         let failure = { (reason: String) in ProbeResult(status: .critical, output: CheckStatusRules.truncated(reason)) }
         guard let url = CheckURL(probe.url) else { return failure("invalid check URL \"\(probe.url)\"") }
-        guard !url.secure else {
-            // No TLS client library is linked into the agent yet (see README).
-            return failure("\(probe.method) \"\(probe.url)\": https checks are not supported by this build yet")
-        }
         let goVerb = probe.method.prefix(1) + probe.method.dropFirst().lowercased()
         let promise = group.next().makePromise(of: HTTPCheckResponse.self)
+        let tls = self.tls
         do {
             let channel = try await ClientBootstrap(group: group)
                 .connectTimeout(.nanoseconds(timeout.nioNanoseconds))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if url.secure {
+                            try tls.addHandlers(
+                                to: channel.pipeline.syncOperations, skipVerify: probe.tlsSkipVerify, serverName: probe.tlsServerName, host: url.host)
+                        }
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
                         try channel.pipeline.syncOperations.addHandler(HTTPCheckCollector(promise: promise))
                     }
@@ -70,12 +75,16 @@ struct CheckProbes: Sendable {
             }
             defer { deadline.cancel() }
             let response = try await promise.futureResult.get()
-            let output = "HTTP \(probe.method) \(probe.url): \(response.code) \(response.reason) Output: \(CheckStatusRules.truncated(response.body))"
-            return ProbeResult(status: CheckStatusRules.status(httpCode: response.code), output: CheckStatusRules.truncated(output))
+            // The body's tail is already at most 4 KiB; the prefix is not cut again, or the tail would lose its end.
+            let output = "HTTP \(probe.method) \(probe.url): \(response.code) \(response.reason) Output: \(CheckStatusRules.tail(response.body))"
+            return ProbeResult(status: CheckStatusRules.status(httpCode: response.code), output: output)
         } catch let error as CheckProbeError {
-            return failure(error.message)
+            return failure(error.message.hasPrefix("tls: ") ? "\(goVerb) \"\(probe.url)\": \(error.message)" : error.message)
         } catch {
             promise.fail(error)
+            if error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError {
+                return failure("\(goVerb) \"\(probe.url)\": \(CheckTLS.describe(error))")
+            }
             return failure("\(goVerb) \"\(probe.url)\": \(Self.dialError(error, host: url.host, port: url.port, network: "tcp"))")
         }
     }
@@ -226,8 +235,8 @@ struct HTTPCheckResponse: Sendable {
     var body: [UInt8]
 }
 
-/// Collects the status line and at most `outputMaxBytes` of the body; a longer body is cut off and
-/// the connection closed (nothing past the limit would be shown anyway).
+/// Collects the status line and the last `outputMaxBytes` of the body, as Consul's ring buffer
+/// does: the whole body is read (the probe's timeout bounds how long), only its tail is kept.
 private final class HTTPCheckCollector: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
 
@@ -240,15 +249,12 @@ private final class HTTPCheckCollector: ChannelInboundHandler {
         switch unwrapInboundIn(data) {
         case .head(let head):
             response = HTTPCheckResponse(code: Int(head.status.code), reason: head.status.reasonPhrase, body: [])
-        case .body(var buffer):
-            guard var current = response else { return }
-            let room = CheckStatusRules.outputMaxBytes + 4 - current.body.count
-            if room > 0 { current.body += buffer.readBytes(length: min(room, buffer.readableBytes)) ?? [] }
-            response = current
-            if room <= 0 {
-                promise.succeed(current)
-                context.close(promise: nil)
-            }
+        case .body(let buffer):
+            guard response != nil else { return }
+            response!.body += buffer.readableBytesView
+            // Compact only once twice the window has piled up, so each byte is moved at most once or twice.
+            let keep = CheckStatusRules.outputMaxBytes + 4
+            if response!.body.count > 2 * keep { response!.body.removeFirst(response!.body.count - keep) }
         case .end:
             if let response { promise.succeed(response) }
             context.close(promise: nil)
@@ -286,45 +292,101 @@ private final class UDPCheckHandler: ChannelInboundHandler {
     }
 }
 
-/// Script (`args`) checks: the program runs without a shell, with stdout and stderr captured into
-/// a temporary file (a pipe could fill up and stall the child), and is killed at the timeout.
+/// Script (`args`) checks: the program runs without a shell, in a process group of its own, with
+/// stdout and stderr captured into a temporary file (a pipe could fill up and stall the child).
+/// At the timeout the whole group is killed, as Consul does, so a shell script's children (a
+/// `curl` that hangs) do not outlive the check.
 enum ScriptProbe {
+    /// How often a running script is looked at: starts fast for quick scripts, backs off to this.
+    static let maxPollInterval: Duration = .milliseconds(100)
+
     static func run(_ args: [String], timeout: Duration) async -> ProbeResult {
         guard let program = args.first else { return ProbeResult(status: .critical, output: "no program to run") }
         let outputPath = NSTemporaryDirectory() + "consul-check-" + UUID().uuidString
-        guard FileManager.default.createFile(atPath: outputPath, contents: nil), let sink = FileHandle(forWritingAtPath: outputPath) else {
+        let outputFD = open(outputPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard outputFD >= 0 else {
             return ProbeResult(status: .critical, output: "cannot create a file for the check's output in \(NSTemporaryDirectory())")
         }
-        defer {
-            try? sink.close()
-            try? FileManager.default.removeItem(atPath: outputPath)
+        defer { unlink(outputPath) }
+        let path = program.contains("/") ? program : Self.lookUp(program) ?? program
+        let spawned = spawn(path: path, args: args, outputFD: outputFD)
+        close(outputFD)
+        let pid: pid_t
+        switch spawned {
+        case .success(let child): pid = child
+        case .failure(let error): return ProbeResult(status: .critical, output: "Failed to invoke: \(program): \(String(cString: strerror(error.code)))")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: program.contains("/") ? program : Self.lookUp(program) ?? program)
-        process.arguments = Array(args.dropFirst())
-        process.standardOutput = sink
-        process.standardError = sink
-        process.standardInput = FileHandle.nullDevice
-        let exited = AsyncStream<Void>.makeStream()
-        process.terminationHandler = { _ in exited.continuation.finish() }
-        do {
-            try process.run()
-        } catch {
-            return ProbeResult(status: .critical, output: "Failed to invoke: \(program): \(error.localizedDescription)")
+
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        var pause: Duration = .milliseconds(5)
+        var status: Int32 = 0
+        var timedOut = false
+        while true {
+            let reaped = waitpid(pid, &status, WNOHANG)
+            if reaped == pid { break }
+            if reaped < 0 && errno != EINTR {
+                // Someone else reaped it (should not happen): say so rather than guess an exit code.
+                kill(-pid, SIGKILL)
+                return ProbeResult(status: .critical, output: "lost track of the check's process: \(String(cString: strerror(errno)))")
+            }
+            if !timedOut && (clock.now >= deadline || Task.isCancelled) {
+                // The whole group: the script and whatever it started.
+                kill(-pid, SIGKILL)
+                timedOut = true
+            }
+            try? await Task.sleep(for: min(pause, max(.milliseconds(1), deadline - clock.now), timedOut ? .milliseconds(5) : pause))
+            pause = min(pause * 2, maxPollInterval)
         }
-        let pid = process.processIdentifier
-        let killer = Task {
-            try await Task.sleep(for: timeout)
-            kill(pid, SIGKILL)
+        if timedOut {
+            kill(-pid, SIGKILL)
+            return ProbeResult(status: .critical, output: "Timed out (\(GoDuration.format(timeout))) running check")
         }
-        for await _ in exited.stream {}
-        killer.cancel()
-        let timedOut = process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL
-        let captured = (try? FileHandle(forReadingFrom: URL(fileURLWithPath: outputPath)).read(upToCount: CheckStatusRules.outputMaxBytes + 4)) ?? nil
-        let output = CheckStatusRules.truncated(captured ?? Data())
-        if timedOut { return ProbeResult(status: .critical, output: "Timed out (\(GoDuration.format(timeout))) running check") }
-        let code: Int32 = process.terminationReason == .exit ? process.terminationStatus : 2
+        let output = CheckStatusRules.tail(Self.readTail(outputPath, count: CheckStatusRules.outputMaxBytes + 4))
+        // Exited normally: its code; killed by a signal: critical (Go reports -1).
+        let code: Int32 = status & 0x7f == 0 ? (status >> 8) & 0xff : 2
         return ProbeResult(status: CheckStatusRules.status(exitCode: code), output: output)
+    }
+
+    /// posix_spawn with stdin from /dev/null, stdout and stderr to `outputFD`, a new process group,
+    /// and default signal handling (the agent ignores SIGPIPE; its checks must not inherit that).
+    static func spawn(path: String, args: [String], outputFD: Int32) -> Result<pid_t, Errno> {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, outputFD, 1)
+        posix_spawn_file_actions_adddup2(&actions, outputFD, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigmask(&attributes, &mask)
+        let argv = args.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+        return result == 0 ? .success(pid) : .failure(Errno(result))
+    }
+
+    struct Errno: Error {
+        var code: Int32
+        init(_ code: Int32) { self.code = code }
+    }
+
+    /// The last `count` bytes of a file (a script may have written megabytes; only the end is shown).
+    static func readTail(_ path: String, count: Int) -> [UInt8] {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return [] }
+        defer { try? handle.close() }
+        guard let size = try? handle.seekToEnd() else { return [] }
+        try? handle.seek(toOffset: size > UInt64(count) ? size - UInt64(count) : 0)
+        return (try? handle.readToEnd()).map { Array($0) } ?? []
     }
 
     /// `PATH` lookup, as Go's exec.Command does for a bare program name.

@@ -37,6 +37,17 @@ enum CheckStatusRules {
 
     static func truncated(_ text: String) -> String { truncated(Array(text.utf8)) }
 
+    /// The last `outputMaxBytes` of a probe's output, starting on a UTF-8 boundary. Consul keeps
+    /// HTTP bodies and script output in a ring buffer of that size, so the end (where errors and
+    /// summaries usually are) is what the check shows.
+    static func tail(_ bytes: some Collection<UInt8>) -> String {
+        guard bytes.count > outputMaxBytes else { return String(decoding: bytes, as: UTF8.self) }
+        var suffix = bytes.suffix(outputMaxBytes)[...]
+        // Drop the rest of a character whose first bytes fell off the front.
+        while let first = suffix.first, first & 0xC0 == 0x80 { suffix = suffix.dropFirst() }
+        return String(decoding: suffix, as: UTF8.self)
+    }
+
     /// What a TTL check says once its application stopped reporting.
     static func ttlExpiredOutput(lastOutput: String) -> String {
         lastOutput.isEmpty ? "TTL expired" : "TTL expired (last output before timeout follows): \(lastOutput)"

@@ -37,10 +37,14 @@ enum DefinitionJSON {
                     w.field("Header") { h in h.object { o in for (name, values) in probe.headers { o.field(dynamic: name) { $0.strings(values) } } } }
                 }
                 w.field("TLSSkipVerify") { $0.bool(probe.tlsSkipVerify) }
+                if !probe.tlsServerName.isEmpty { w.field("TLSServerName") { $0.string(probe.tlsServerName) } }
             case .tcp(let address): w.field("TCP") { $0.string(address) }
             case .udp(let address): w.field("UDP") { $0.string(address) }
             case .ttl(let ttl): w.field("TTL") { $0.string(GoDuration.format(ttl)) }
             case .script(let args): w.field("Args") { $0.strings(args) }
+            case .alias(let target):
+                if !target.node.isEmpty { w.field("AliasNode") { $0.string(target.node) } }
+                if !target.serviceID.isEmpty { w.field("AliasService") { $0.string(target.serviceID) } }
             }
             if let interval = check.interval { w.field("Interval") { $0.string(GoDuration.format(interval)) } }
             if let timeout = check.timeout { w.field("Timeout") { $0.string(GoDuration.format(timeout)) } }

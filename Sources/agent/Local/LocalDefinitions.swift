@@ -13,6 +13,8 @@ struct CheckDefinition: Equatable, Sendable {
         case ttl(Duration)
         /// `args`: a program and its arguments, run without a shell.
         case script([String])
+        /// `alias_node` / `alias_service`: mirrors another node's or service's health.
+        case alias(AliasCheck.Target)
 
         /// The `Type` Consul shows for the check.
         var typeName: String {
@@ -22,6 +24,7 @@ struct CheckDefinition: Equatable, Sendable {
             case .udp: return "udp"
             case .ttl: return "ttl"
             case .script: return "script"
+            case .alias: return "alias"
             }
         }
     }
@@ -33,9 +36,12 @@ struct CheckDefinition: Equatable, Sendable {
         var headers: [(String, [String])] = []
         var body = ""
         var tlsSkipVerify = false
+        /// `tls_server_name`: the name sent as SNI and checked against the certificate.
+        var tlsServerName = ""
 
         static func == (lhs: HTTPProbe, rhs: HTTPProbe) -> Bool {
             lhs.url == rhs.url && lhs.method == rhs.method && lhs.body == rhs.body && lhs.tlsSkipVerify == rhs.tlsSkipVerify
+                && lhs.tlsServerName == rhs.tlsServerName
                 && lhs.headers.map(\.0) == rhs.headers.map(\.0) && lhs.headers.map(\.1) == rhs.headers.map(\.1)
         }
     }
@@ -107,12 +113,11 @@ struct DefinitionParser {
         "kind", "taggedaddresses", "token", "connect", "proxy", "namespace", "partition", "locality", "socketpath",
     ]
     static let ignoredCheckKeys: Set<String> = [
-        "tlsservername", "outputmaxsize", "disableredirects", "type", "definition", "exposedpath", "namespace", "partition",
+        "outputmaxsize", "disableredirects", "type", "definition", "exposedpath", "namespace", "partition",
         "node", "servicename", "servicetags", "createindex", "modifyindex", "output",
     ]
     static let unsupportedCheckKinds: [(key: String, what: String)] = [
         ("grpc", "gRPC"), ("h2ping", "H2PING"), ("dockercontainerid", "Docker"), ("osservice", "OS service"),
-        ("aliasservice", "alias"), ("aliasnode", "alias"),
     ]
 
     static func normalize(_ key: String) -> String {
@@ -159,9 +164,9 @@ struct DefinitionParser {
     func check(_ value: ConfigValue, inService: Bool = false) throws(DefinitionError) -> CheckDefinition {
         let fields = try Fields(value, what: "check definition")
         let known: Set<String> = [
-            "id", "checkid", "name", "notes", "serviceid", "status", "http", "method", "header", "body", "tlsskipverify",
+            "id", "checkid", "name", "notes", "serviceid", "status", "http", "method", "header", "body", "tlsskipverify", "tlsservername",
             "tcp", "udp", "ttl", "args", "scriptargs", "script", "interval", "timeout", "successbeforepassing",
-            "failuresbeforewarning", "failuresbeforecritical", "deregistercriticalserviceafter",
+            "failuresbeforewarning", "failuresbeforecritical", "deregistercriticalserviceafter", "aliasnode", "aliasservice",
         ]
         let unsupported = Set(Self.unsupportedCheckKinds.map(\.key))
         try fields.refuseUnknown(known.union(Self.ignoredCheckKeys).union(unsupported), strict: strict, what: "check")
@@ -180,6 +185,7 @@ struct DefinitionParser {
             probe.headers = try fields.headers("header")
             probe.body = try fields.string("body") ?? ""
             probe.tlsSkipVerify = try fields.bool("tlsskipverify") ?? false
+            probe.tlsServerName = try fields.string("tlsservername") ?? ""
             guard http.hasPrefix("http://") || http.hasPrefix("https://") else {
                 throw DefinitionError("http: \"\(http)\" is not an http:// or https:// URL")
             }
@@ -193,18 +199,23 @@ struct DefinitionParser {
         let ttl = try fields.duration("ttl")
         let interval = try fields.duration("interval")
         if let ttl, ttl > .zero { kinds.append(.ttl(ttl)) }
+        let aliasNode = try fields.string("aliasnode") ?? ""
+        let aliasService = try fields.string("aliasservice") ?? ""
+        if !aliasNode.isEmpty || !aliasService.isEmpty { kinds.append(.alias(AliasCheck.Target(node: aliasNode, serviceID: aliasService))) }
 
         // Consul's CheckType.Validate, in its order and words.
         if let interval, interval > .zero, let ttl, ttl > .zero {
             throw DefinitionError("Interval and TTL cannot both be specified")
         }
         guard kinds.count <= 1 else {
-            throw DefinitionError("only one of args, http, tcp, udp or ttl may be given in one check")
+            throw DefinitionError("only one of args, http, tcp, udp, ttl or alias_node/alias_service may be given in one check")
         }
         guard let kind = kinds.first else {
             throw DefinitionError("TTL must be > 0 for TTL checks")
         }
-        if case .ttl = kind {} else {
+        switch kind {
+        case .ttl, .alias: break
+        default:
             guard let interval, interval > .zero else {
                 throw DefinitionError("Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or GRPC checks")
             }

@@ -182,6 +182,30 @@ struct LocalState: Sendable {
         set(id, status: status, output: CheckStatusRules.truncated(output), now: now)
     }
 
+    /// Whether an alias check mirrors something on this node (followed through the local state)
+    /// rather than another node (followed by blocking queries to the catalog).
+    func isLocalAlias(_ target: AliasCheck.Target) -> Bool { target.node.isEmpty || target.node == nodeName }
+
+    /// Re-judges every alias check that points at this node from the local state. The shell calls
+    /// it after each change, so an alias follows its target at once. True when something changed.
+    @discardableResult
+    mutating func refreshLocalAliases(now: Timestamp) -> Bool {
+        var changed = false
+        // Alias checks are left out of what they look at: two aliases of the same node would
+        // otherwise hold each other critical forever.
+        let inputs = sortedChecks.filter { check in
+            if case .alias? = check.definition?.kind { return false }
+            return true
+        }.map(\.record)
+        for id in checks.keys.sorted() {
+            guard case .alias(var target)? = checks[id]?.definition?.kind, isLocalAlias(target) else { continue }
+            target.node = nodeName
+            let verdict = AliasCheck.evaluate(target, checks: inputs) { services[target.serviceID] != nil }
+            if set(id, status: verdict.status, output: verdict.output, now: now) { changed = true }
+        }
+        return changed
+    }
+
     /// TTL checks whose application did not report in time turn critical.
     mutating func expireTTLs(now: Timestamp) {
         for id in checks.keys.sorted() {
@@ -191,12 +215,17 @@ struct LocalState: Sendable {
         }
     }
 
-    /// Services whose check has been critical longer than its `deregister_critical_service_after`.
+    /// Consul reaps no service sooner than this, whatever `deregister_critical_service_after` says
+    /// (a flapping check must not take its service away within seconds).
+    static let minimumDeregisterAfter: Duration = .seconds(60)
+
+    /// Services whose check has been critical longer than its `deregister_critical_service_after`
+    /// (raised to Consul's one-minute minimum).
     func servicesToReap(now: Timestamp) -> [String] {
         var doomed = Set<String>()
         for check in checks.values {
             guard let after = check.definition?.deregisterCriticalServiceAfter, let since = check.criticalSince,
-                  !check.record.serviceID.isEmpty, now.duration(since: since) >= after
+                  !check.record.serviceID.isEmpty, now.duration(since: since) >= max(after, Self.minimumDeregisterAfter)
             else { continue }
             doomed.insert(check.record.serviceID)
         }
@@ -256,6 +285,23 @@ struct LocalState: Sendable {
             indexes: RaftIndexes(createIndex: 0, modifyIndex: 0))
         checks[id] = Check(definition: nil, record: record, source: .api, thresholds: CheckThresholds(), ttlDeadline: nil, criticalSince: nil)
         version += 1
+    }
+
+    // MARK: - Persistence
+
+    /// What the data dir keeps: API registrations (config files are their own record), services
+    /// without their checks, which are kept one by one like any other check.
+    var persistable: DefinitionStore.Contents {
+        var contents = DefinitionStore.Contents()
+        for (id, service) in services where service.source == .api {
+            var definition = service.definition
+            definition.checks = []
+            contents.services[id] = definition
+        }
+        for (id, check) in checks where check.source == .api {
+            if let definition = check.definition { contents.checks[id] = definition }
+        }
+        return contents
     }
 
     // MARK: - Reload

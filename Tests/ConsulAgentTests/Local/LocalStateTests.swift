@@ -107,6 +107,10 @@ struct CheckStatusRulesTests {
         let cut = CheckStatusRules.truncated(long)
         #expect(cut.utf8.count == 4095)
         #expect(CheckStatusRules.truncated("short") == "short")
+        // Probe output keeps the end instead, as Consul's ring buffer does.
+        let tail = CheckStatusRules.tail(Array(("aé" + String(repeating: "b", count: 4092) + "end").utf8))
+        #expect(tail.utf8.count == 4095 && tail.hasSuffix("bend") && !tail.contains("\u{FFFD}"))
+        #expect(CheckStatusRules.tail(Array("short".utf8)) == "short")
     }
 
     @Test func thresholdsDampFlapsButTakeTheFirstResult() {
@@ -185,6 +189,14 @@ struct LocalStateTests {
         #expect(state.servicesToReap(now: Self.t0 + .seconds(60)) == ["web"])
         try state.updateTTL("service:web", status: .passing, output: "", now: Self.t0 + .seconds(30))
         #expect(state.servicesToReap(now: Self.t0 + .seconds(90)).isEmpty)
+
+        // Shorter values are raised to Consul's one-minute minimum.
+        var quick = LocalState(nodeName: "n1")
+        var hasty = Self.ttl
+        hasty.deregisterCriticalServiceAfter = .seconds(5)
+        try quick.addService(Self.web(checks: [hasty]), source: .api, now: Self.t0)
+        #expect(quick.servicesToReap(now: Self.t0 + .seconds(30)).isEmpty)
+        #expect(quick.servicesToReap(now: Self.t0 + .seconds(60)) == ["web"])
     }
 
     @Test func maintenanceChecks() throws {
