@@ -88,7 +88,7 @@ import Testing
         let event = CapturedIO.run(["event"])
         #expect(event.code == 1 && event.err.hasPrefix("Event name must be specified\n"))
         #expect(CapturedIO.run(["event", "-name", "x", "-tag", "a"]).err == "Cannot provide tag filter without service filter.\n")
-        let autopilot = CapturedIO.run(["operator", "autopilot", "set-config"])
+        let autopilot = CapturedIO.run(["operator", "area", "list"])
         #expect(autopilot.code == 1)
         #expect(autopilot.err.contains("not implemented in this build yet"))
         let join = CapturedIO.run(["join"])

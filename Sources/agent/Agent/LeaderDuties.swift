@@ -88,8 +88,10 @@ struct LeaderDuties: Sendable {
                     let actions = reconciler.plan(MemberReconciler.Input(
                         members: lan.members, store: runtime.watch.current, configuration: status.configuration,
                         selfName: runtime.nodeName, selfID: ServerID(runtime.nodeID), datacenter: runtime.datacenter,
-                        autopilot: runtime.config.autopilot, now: now))
+                        autopilot: runtime.autopilotSettings, now: now))
                     for action in actions { await carryOut(action, raft: raft) }
+                    // Keeps autopilot's StableSince current between operator API calls.
+                    _ = try? await AutopilotHealth.gather(runtime)
                 }
             }
             if isLeader {
