@@ -29,6 +29,8 @@ final class AgentRuntime: Sendable {
     let tls: AgentTLS?
     /// Since when autopilot has judged each server healthy or not (leader only).
     let autopilotStability = AutopilotStability()
+    /// Coordinate updates queued on the leader for its next batch write.
+    let coordinateUpdates = CoordinateBatcher()
 
     /// What the agent last learned of Raft leadership; refreshed by `AgentLifecycle`.
     struct ClusterView: Sendable, Equatable {

@@ -31,6 +31,7 @@ struct LeaderDuties: Sendable {
         var bootstrapGeneration: UInt64 = 0
         var lastBootstrapAttempt: Timestamp?
         var addressesGeneration: UInt64 = 0
+        var lastCoordinateFlush: Timestamp?
         while !Task.isCancelled {
             let status = await raft.status()
             var view = runtime.clusterView
@@ -95,6 +96,19 @@ struct LeaderDuties: Sendable {
                 }
             }
             if isLeader {
+                // Queued coordinate updates go to Raft in batches, as Consul's leader writes them.
+                let now = runtime.clock.now()
+                let period = min(CoordinateBatcher.defaultPeriod, runtime.config.syncCoordinateIntervalMin)
+                if lastCoordinateFlush.map({ now.duration(since: $0) >= period }) ?? true {
+                    lastCoordinateFlush = now
+                    for (number, batch) in runtime.coordinateUpdates.takeBatches().enumerated() where number < CoordinateBatcher.maxBatches {
+                        do throws(APIError) {
+                            _ = try await runtime.apply(.updateCoordinates(batch))
+                        } catch {
+                            logger.warn("agent.server.coordinate", "failed to write coordinate updates", ["error": error.message])
+                        }
+                    }
+                }
                 for id in runtime.sessionTimers.expired(among: runtime.watch.current.allSessions) {
                     do throws(APIError) {
                         _ = try await runtime.apply(.destroySession(id: id))
