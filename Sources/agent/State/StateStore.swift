@@ -27,7 +27,7 @@ struct StateStore: Sendable {
         static func < (lhs: CheckKey, rhs: CheckKey) -> Bool { (lhs.node, lhs.id) < (rhs.node, rhs.id) }
     }
 
-    struct CoordinateKey: Comparable, Sendable {
+    struct CoordinateKey: Comparable, Hashable, Sendable {
         var node: String
         var segment: String
         static func < (lhs: CoordinateKey, rhs: CoordinateKey) -> Bool { (lhs.node, lhs.segment) < (rhs.node, rhs.segment) }
