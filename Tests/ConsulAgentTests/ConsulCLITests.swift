@@ -76,7 +76,7 @@ import Testing
 
     /// Commands that do not exist yet say so and fail; they never pretend to succeed.
     @Test func missingCommandsFailHonestly() {
-        for name in ["snapshot", "lock", "watch"] {
+        for name in ["lock", "watch"] {
             let result = CapturedIO.run([name])
             #expect(result.code == 1)
             #expect(result.err.contains("not implemented in this build yet"))

@@ -18,6 +18,9 @@ enum StateCommand: Equatable, Sendable {
     case setAutopilot(AgentConfig.AutopilotConfig, cas: UInt64?)
     /// A batch of node coordinates (the leader flushes what agents sent since the last batch).
     case updateCoordinates([NodeCoordinate])
+    /// `PUT /v1/snapshot`: replaces the whole state with a state-store snapshot's data (as
+    /// `writeSnapshot` writes it). One log entry, so every server swaps at the same index.
+    case restoreState([UInt8])
 
     struct Registration: Equatable, Sendable {
         var node: CatalogNode
@@ -206,7 +209,7 @@ extension Session {
 
 extension StateCommand {
     private enum Tag: UInt8 {
-        case register = 1, deregister, kv, createSession, destroySession, txn, setAutopilot, updateCoordinates
+        case register = 1, deregister, kv, createSession, destroySession, txn, setAutopilot, updateCoordinates, restoreState
     }
 
     func encoded() -> [UInt8] {
@@ -254,6 +257,9 @@ extension StateCommand {
             writer.u8(Tag.updateCoordinates.rawValue)
             writer.u32(UInt32(coordinates.count))
             for coordinate in coordinates { coordinate.encode(into: &writer) }
+        case .restoreState(let data):
+            writer.u8(Tag.restoreState.rawValue)
+            writer.blob(data)
         }
         return writer.bytes
     }
@@ -304,6 +310,8 @@ extension StateCommand {
             var coordinates: [NodeCoordinate] = []
             for _ in 0..<(try reader.count()) { coordinates.append(try NodeCoordinate.decode(from: &reader)) }
             command = .updateCoordinates(coordinates)
+        case .restoreState:
+            command = .restoreState(try reader.blob(limit: SnapshotArchive.maxStateBytes))
         }
         guard reader.isAtEnd else { throw .invalid("trailing bytes after command", at: reader.offset) }
         return command

@@ -16,6 +16,7 @@ extension StateStore {
         case .txn(let operations): return applyTxn(operations, at: index)
         case .setAutopilot(let settings, let cas): return setAutopilot(settings, cas: cas, at: index)
         case .updateCoordinates(let coordinates): return updateCoordinates(coordinates, at: index)
+        case .restoreState(let data): return restoreState(data, at: index)
         }
     }
 

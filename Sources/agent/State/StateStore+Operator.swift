@@ -1,3 +1,5 @@
+import Raft
+
 /// Autopilot settings and network coordinates: their writes (called by `apply`) and reads.
 extension StateStore {
     mutating func setAutopilot(_ settings: AgentConfig.AutopilotConfig, cas: UInt64?, at index: UInt64) -> StateCommandResult {
@@ -36,6 +38,22 @@ extension StateStore {
         }
         for key in doomed { coordinates.remove(key) }
         if !doomed.isEmpty { touch(.coordinates, at: index) }
+    }
+
+    /// Replaces everything with a snapshot's state. Records keep the indexes they had; every
+    /// table's index moves to this entry's, so blocking queries wake and `X-Consul-Index` never
+    /// goes back. Data that does not restore changes nothing (the endpoint checked it already).
+    mutating func restoreState(_ data: [UInt8], at index: UInt64) -> StateCommandResult {
+        var source = SnapshotSource(data)
+        do {
+            var restored = try StateStore(snapshot: &source, datacenter: datacenter)
+            for table in StateTable.allCases { restored.touch(table, at: index) }
+            restored.lastIndex = max(lastIndex, index)
+            self = restored
+            return .done
+        } catch {
+            return .refused("snapshot state does not restore: \(error)")
+        }
     }
 
     /// Every coordinate, ordered by node then segment; `segment` nil: all segments.
