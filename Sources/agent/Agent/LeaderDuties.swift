@@ -57,6 +57,9 @@ struct LeaderDuties: Sendable {
             if isLeader && !wasLeader { logger.info("agent.leader", "cluster leadership acquired") }
             if !isLeader && wasLeader { logger.info("agent.leader", "cluster leadership lost") }
             wasLeader = isLeader
+            // A restored snapshot (or a catalog deregister) may have dropped this server's own
+            // node: register it again, as Consul's leader re-reconciles itself.
+            if isLeader, reconciledTerm == status.term, runtime.watch.current.node(named: runtime.nodeName) == nil { reconciledTerm = nil }
             if isLeader, reconciledTerm != status.term {
                 do throws(APIError) {
                     _ = try await runtime.apply(.register(selfRegistration()))
