@@ -31,6 +31,13 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]
         ),
 
+        // zlib from the system (Debian: zlib1g-dev): gzip for `consul snapshot` archives.
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+
         // Gossip keys, keyring and the memberlist AES-GCM envelope, all through OpenSSL EVP;
         // the CA and certificates `consul tls` creates; the TLS material (certificates, keys, CAs) agents load.
         .target(
@@ -49,7 +56,9 @@ let package = Package(
         .target(
             name: "ConsulAgent",
             dependencies: [
-                "ConsulCore", "ConsulCrypto", "Raft", "Gossip",
+                "ConsulCore", "ConsulCrypto", "Raft", "Gossip", "CZlib",
+                // SHA-256 sums in snapshot archives.
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev pkg-config)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+pkg-config --exists zlib 2>/dev/null || need_apt+=(zlib1g-dev pkg-config)
 # The end-to-end suites query DNS with dig and serve health endpoints with python3's http.server.
 command -v dig >/dev/null 2>&1 || need_apt+=(bind9-dnsutils)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)

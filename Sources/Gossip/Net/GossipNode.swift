@@ -378,6 +378,8 @@ package final class GossipNode: Sendable {
     package var metrics: GossipMetrics { recorder.snapshot }
     package var keyring: Keyring? { cipher.withLock { $0 } }
     package var healthScore: Int { state.withLock { $0.core?.swim.healthScore ?? 0 } }
+    /// Our Vivaldi coordinate, updated from every ping's round trip; nil when coordinates are off.
+    package var coordinate: VivaldiCoordinate? { state.withLock { $0.core?.coordinate } }
     /// Set when another node claimed our name and the pool sided with it (the node shut down).
     package var lostNameConflict: SerfNameConflict? { state.withLock { $0.lostNameConflict } }
     /// Members alive at the end of the last run, from the snapshot (ourselves excluded; empty

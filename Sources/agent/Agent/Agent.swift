@@ -234,11 +234,20 @@ final class Agent: Sendable {
             await Self.raftPeers(of: server, pool: rpcPool, group: group)
         }
         let retryJoin = RetryJoin(lan: lan, config: config, logger: logger)
+        let coordinates = CoordinateSync(runtime: runtime, logger: logger) { request in
+            do {
+                return try await dispatcher.handle(request, on: group.next()).get()
+            } catch {
+                return APIError.internalError("\(error)").response
+            }
+        }
+        let coordinateSeed = randomSeed()
         let background = Task {
             await withTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { await duties.run() }
                 tasks.addTask { await lan.run() }
                 tasks.addTask { await retryJoin.run() }
+                tasks.addTask { await coordinates.run(seed: coordinateSeed) }
             }
         }
         return Agent(runtime: runtime, logger: logger, parts: started, raftTransport: raftTransport, background: background, temporaryDirectory: temporaryDirectory)

@@ -27,6 +27,10 @@ final class AgentRuntime: Sendable {
     let local: LocalAgent
     /// TLS on the server port and HTTPS, for `consul info` (absent in unit tests without sockets).
     let tls: AgentTLS?
+    /// Since when autopilot has judged each server healthy or not (leader only).
+    let autopilotStability = AutopilotStability()
+    /// Coordinate updates queued on the leader for its next batch write.
+    let coordinateUpdates = CoordinateBatcher()
 
     /// What the agent last learned of Raft leadership; refreshed by `AgentLifecycle`.
     struct ClusterView: Sendable, Equatable {
@@ -94,6 +98,8 @@ final class AgentRuntime: Sendable {
     }
 
     var datacenter: String { config.datacenter }
+    /// Autopilot's settings: those stored through the operator API win over the agent configuration's.
+    var autopilotSettings: AgentConfig.AutopilotConfig { watch.current.autopilot?.settings ?? config.autopilot }
     var clusterView: ClusterView { cluster.withLock { $0 } }
 
     func updateCluster(_ view: ClusterView) { cluster.withLock { $0 = view } }

@@ -31,6 +31,7 @@ struct LeaderDuties: Sendable {
         var bootstrapGeneration: UInt64 = 0
         var lastBootstrapAttempt: Timestamp?
         var addressesGeneration: UInt64 = 0
+        var lastCoordinateFlush: Timestamp?
         while !Task.isCancelled {
             let status = await raft.status()
             var view = runtime.clusterView
@@ -56,6 +57,9 @@ struct LeaderDuties: Sendable {
             if isLeader && !wasLeader { logger.info("agent.leader", "cluster leadership acquired") }
             if !isLeader && wasLeader { logger.info("agent.leader", "cluster leadership lost") }
             wasLeader = isLeader
+            // A restored snapshot (or a catalog deregister) may have dropped this server's own
+            // node: register it again, as Consul's leader re-reconciles itself.
+            if isLeader, reconciledTerm == status.term, runtime.watch.current.node(named: runtime.nodeName) == nil { reconciledTerm = nil }
             if isLeader, reconciledTerm != status.term {
                 do throws(APIError) {
                     _ = try await runtime.apply(.register(selfRegistration()))
@@ -88,11 +92,26 @@ struct LeaderDuties: Sendable {
                     let actions = reconciler.plan(MemberReconciler.Input(
                         members: lan.members, store: runtime.watch.current, configuration: status.configuration,
                         selfName: runtime.nodeName, selfID: ServerID(runtime.nodeID), datacenter: runtime.datacenter,
-                        autopilot: runtime.config.autopilot, now: now))
+                        autopilot: runtime.autopilotSettings, now: now))
                     for action in actions { await carryOut(action, raft: raft) }
+                    // Keeps autopilot's StableSince current between operator API calls.
+                    _ = try? await AutopilotHealth.gather(runtime)
                 }
             }
             if isLeader {
+                // Queued coordinate updates go to Raft in batches, as Consul's leader writes them.
+                let now = runtime.clock.now()
+                let period = min(CoordinateBatcher.defaultPeriod, runtime.config.syncCoordinateIntervalMin)
+                if lastCoordinateFlush.map({ now.duration(since: $0) >= period }) ?? true {
+                    lastCoordinateFlush = now
+                    for (number, batch) in runtime.coordinateUpdates.takeBatches().enumerated() where number < CoordinateBatcher.maxBatches {
+                        do throws(APIError) {
+                            _ = try await runtime.apply(.updateCoordinates(batch))
+                        } catch {
+                            logger.warn("agent.server.coordinate", "failed to write coordinate updates", ["error": error.message])
+                        }
+                    }
+                }
                 for id in runtime.sessionTimers.expired(among: runtime.watch.current.allSessions) {
                     do throws(APIError) {
                         _ = try await runtime.apply(.destroySession(id: id))

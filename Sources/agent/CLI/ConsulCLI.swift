@@ -64,7 +64,7 @@ package enum ConsulCLI {
         Command(name: "reload", synopsis: "Triggers the agent to reload configuration files", run: LocalAgentCommands.reload),
         planned("rtt", "Estimates network round trip time between nodes"),
         Command(name: "services", synopsis: "Interact with services", run: LocalAgentCommands.services),
-        planned("snapshot", "Saves, restores and inspects snapshots of Consul server state"),
+        Command(name: "snapshot", synopsis: "Saves, restores and inspects snapshots of Consul server state", run: SnapshotCommand.run),
         Command(name: "tls", synopsis: "Builtin helpers for creating CAs and certificates", run: TLSCommand.run),
         outOfScope("troubleshoot", "CLI tools for troubleshooting Consul service mesh"),
         Command(name: "validate", synopsis: "Validate config files/directories", run: ValidateCommand.run),

@@ -33,6 +33,14 @@ struct FlagSet<Options> {
         })
     }
 
+    /// A boolean that remembers whether it was given at all (Consul's `flags.BoolValue`).
+    mutating func optionalBool(_ name: String, _ keyPath: WritableKeyPath<Options, Bool?>, usage: String) {
+        add(Flag(name: name, usage: usage, valueName: nil) { options, text throws(FlagError) in
+            guard let value = GoBool.parse(text) else { throw .invalidValue(flag: name, value: text, reason: "parse error") }
+            options[keyPath: keyPath] = value
+        })
+    }
+
     mutating func string(_ name: String, _ keyPath: WritableKeyPath<Options, String?>, usage: String, valueName: String = "value") {
         add(Flag(name: name, usage: usage, valueName: valueName) { options, text throws(FlagError) in
             options[keyPath: keyPath] = text

@@ -20,8 +20,10 @@ enum OperatorCommand {
         case "raft remove-peer": return removePeer(rest, io: io)
         case "raft transfer-leader": return transferLeader(rest, io: io)
         case "autopilot get-config": return autopilotConfig(rest, io: io)
+        case "autopilot set-config": return AutopilotCommands.setConfig(rest, io: io)
+        case "autopilot state": return AutopilotCommands.state(rest, io: io)
         default:
-            io.errorLine("Error: 'consul operator \(verb)' is not implemented in this build yet; 'consul operator raft list-peers | remove-peer | transfer-leader' and 'consul operator autopilot get-config' are.")
+            io.errorLine("Error: 'consul operator \(verb)' is not implemented in this build yet; 'consul operator raft list-peers | remove-peer | transfer-leader' and 'consul operator autopilot get-config | set-config | state' are.")
             return 1
         }
     }

@@ -81,6 +81,11 @@ struct AgentConfig: Equatable, Sendable {
     var checks: [ConfigValue] = []
     /// How often a check whose output alone changes is written to the catalog (Consul's default).
     var checkUpdateInterval: Duration = .seconds(300)
+    /// Consul's `sync_coordinate_interval_min`: the least time between two coordinate updates an
+    /// agent sends to the servers (the leader also writes its batches at least this often).
+    var syncCoordinateIntervalMin: Duration = .seconds(15)
+    /// `disable_coordinates`: the agent sends no network coordinates.
+    var disableCoordinates = false
 
     /// Consul config keys that were given and are valid, but that this agent does not act on yet.
     /// Reported so an operator is not misled into thinking they had an effect.

@@ -121,6 +121,8 @@ enum AgentConfigBuilder {
         c.services = r.definitions("service") + r.definitions("services")
         c.checks = r.definitions("check") + r.definitions("checks")
         r.duration("check_update_interval").map { c.checkUpdateInterval = $0 }
+        r.duration("sync_coordinate_interval_min").map { c.syncCoordinateIntervalMin = $0 }
+        r.bool("disable_coordinates").map { c.disableCoordinates = $0 }
 
         if let object = tree.objectValue {
             c.ignoredKeys = object.keys.filter { ConfigSchema.agent.fields[$0]?.isUntyped == true && !definitionKeys.contains($0) }

@@ -217,7 +217,7 @@ enum ConfigSchema {
         "auto_encrypt": .untyped, "auto_reload_config": .untyped,
         "check_output_max_size": .untyped, "check_update_interval": .duration, "cloud": .untyped,
         "config_entries": .untyped, "connect": .untyped, "default_query_time": .untyped,
-        "disable_anonymous_signature": .untyped, "disable_coordinates": .untyped, "disable_host_node_id": .untyped,
+        "disable_anonymous_signature": .untyped, "disable_coordinates": .bool, "disable_host_node_id": .untyped,
         "disable_http_unprintable_char_filter": .untyped, "disable_remote_exec": .untyped,
         "disable_update_check": .untyped, "discard_check_output": .untyped, "discovery_max_stale": .untyped,
         "enable_acl_replication": .untyped, "enable_agent_tls_for_checks": .bool,
@@ -233,7 +233,7 @@ enum ConfigSchema {
         "reporting": .untyped, "rpc": .untyped, "segment": .untyped, "segments": .untyped,
         "serf_lan": .untyped, "serf_wan": .untyped, "serf_lan_allowed_cidrs": .untyped,
         "serf_wan_allowed_cidrs": .untyped, "server_name": .untyped, "server_rejoin_age_max": .untyped,
-        "session_ttl_min": .untyped, "syslog_facility": .untyped, "tagged_addresses": .untyped,
+        "session_ttl_min": .untyped, "sync_coordinate_interval_min": .duration, "sync_coordinate_rate_target": .untyped, "syslog_facility": .untyped, "tagged_addresses": .untyped,
         "telemetry": .untyped, "translate_wan_addrs": .untyped, "ui_content_path": .untyped,
         "unix_sockets": .untyped, "use_streaming_backend": .untyped, "watches": .untyped, "xds": .untyped,
     ])

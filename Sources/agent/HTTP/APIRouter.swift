@@ -93,7 +93,9 @@ struct APIRouter: Sendable {
         case "operator": return try OperatorEndpoint(agent: agent).route(request, tail: tail)
         case "session": return try SessionEndpoint(agent: agent).route(request, tail: tail)
         case "event": return try EventEndpoint(agent: agent).route(request, tail: tail)
+        case "coordinate": return try CoordinateEndpoint(agent: agent).route(request, tail: tail)
         case "txn" where tail.isEmpty: return try TxnEndpoint(agent: agent).route(request)
+        case "snapshot" where tail.isEmpty: return try SnapshotEndpoint(agent: agent).route(request)
         case "connect", "config", "peering", "partition", "partitions", "namespace", "namespaces", "discovery-chain", "internal":
             throw .notFound("\(path): service mesh, config entries, peering, admin partitions and namespaces are not part of this edition")
         default:

@@ -70,6 +70,55 @@ struct JSONWriter {
         bytes.append(contentsOf: String(value).utf8)
     }
 
+    /// A float as Go's encoding/json writes it: the shortest digits that read back the same, in
+    /// plain decimal between 1e-6 and 1e21 and in exponent form (`1e-07`) outside. NaN and
+    /// infinities have no JSON form (Go fails); they are written as 0.
+    mutating func double(_ value: Double) {
+        separate()
+        bytes.append(contentsOf: Self.goFloat(value).utf8)
+    }
+
+    static func goFloat(_ value: Double) -> String {
+        guard value.isFinite else { return "0" }
+        if value == 0 { return value.sign == .minus ? "-0" : "0" }
+        // Swift's description is also the shortest round-tripping form; only the layout differs.
+        let text = "\(value)"
+        let negative = text.hasPrefix("-")
+        let unsigned = negative ? String(text.dropFirst()) : text
+        var mantissa = unsigned
+        var exponent = 0
+        if let e = unsigned.firstIndex(where: { $0 == "e" || $0 == "E" }) {
+            mantissa = String(unsigned[..<e])
+            exponent = Int(unsigned[unsigned.index(after: e)...]) ?? 0
+        }
+        // digits with the decimal point after `pointAt` digits.
+        let parts = mantissa.split(separator: ".", omittingEmptySubsequences: false)
+        var digits = String(parts[0]) + (parts.count > 1 ? String(parts[1]) : "")
+        var pointAt = parts[0].count + exponent
+        while digits.count > 1, digits.hasPrefix("0") {
+            digits.removeFirst()
+            pointAt -= 1
+        }
+        while digits.count > 1, digits.hasSuffix("0") { digits.removeLast() }
+        let magnitude = abs(value)
+        var result: String
+        if magnitude < 1e-6 || magnitude >= 1e21 {
+            // Go's 'e' format: d[.ddd]e±XX with at least two exponent digits.
+            let exp = pointAt - 1
+            result = String(digits.first!)
+            if digits.count > 1 { result += "." + digits.dropFirst() }
+            result += (exp < 0 ? "e-" : "e+") + (abs(exp) < 10 ? "0" : "") + String(abs(exp))
+        } else if pointAt <= 0 {
+            result = "0." + String(repeating: "0", count: -pointAt) + digits
+        } else if pointAt >= digits.count {
+            result = digits + String(repeating: "0", count: pointAt - digits.count)
+        } else {
+            let split = digits.index(digits.startIndex, offsetBy: pointAt)
+            result = digits[..<split] + "." + digits[split...]
+        }
+        return negative ? "-" + result : result
+    }
+
     mutating func bool(_ value: Bool) {
         separate()
         bytes.append(contentsOf: (value ? "true" : "false").utf8)

@@ -43,36 +43,48 @@ struct ConsulStateMachine: RaftStateMachine {
 }
 
 extension StateStore {
-    private static let snapshotVersion: UInt8 = 2
+    /// 3 added the autopilot and coordinates tables; 2 (five tables) is still read, so a data dir
+    /// written by the previous version restores. Anything else is refused.
+    static let snapshotVersion: UInt8 = 3
+    private static let v2TableCount = 5
 
-    /// A header piece (version, applied index, table indexes, row counts), then every row of every
-    /// table as a piece of its own, tables in a fixed order and rows in key order.
+    /// A header piece (version, applied index, table indexes, row counts, whether autopilot
+    /// settings are stored), then every row of every table as a piece of its own, tables in a
+    /// fixed order and rows in key order, the autopilot settings last.
     func writeSnapshot(into sink: SnapshotSink) {
         sink.write { header in
             header.u8(Self.snapshotVersion)
             header.u64(lastIndex)
             header.u32(UInt32(tableIndexes.count))
             for index in tableIndexes { header.u64(index) }
-            for count in [nodes.count, services.count, checks.count, kv.count, sessions.count] { header.u32(UInt32(count)) }
+            for count in [nodes.count, services.count, checks.count, kv.count, sessions.count, coordinates.count] { header.u32(UInt32(count)) }
+            header.flag(autopilot != nil)
         }
         nodes.forEach { _, node in sink.write { node.encode(into: &$0) }; return true }
         services.forEach { _, service in sink.write { service.encode(into: &$0) }; return true }
         checks.forEach { _, check in sink.write { check.encode(into: &$0) }; return true }
         kv.forEach { _, entry in sink.write { entry.encode(into: &$0) }; return true }
         sessions.forEach { _, session in sink.write { session.encode(into: &$0) }; return true }
+        coordinates.forEach { _, row in sink.write { row.encode(into: &$0) }; return true }
+        if let autopilot { sink.write { autopilot.encode(into: &$0) } }
     }
 
     init(snapshot source: inout SnapshotSource, datacenter: String) throws(DecodeError) {
         self.init(datacenter: datacenter)
         var header = try source.expect()
-        guard try header.u8() == Self.snapshotVersion else { throw .invalid("unknown snapshot version", at: 0) }
+        let version = try header.u8()
+        guard version == Self.snapshotVersion || version == 2 else { throw .invalid("unknown snapshot version \(version)", at: 0) }
         let last = try header.u64()
         let tableCount = Int(try header.u32())
-        guard tableCount == StateTable.allCases.count else { throw .invalid("snapshot has \(tableCount) tables", at: 9) }
+        let expectedTables = version == 2 ? Self.v2TableCount : StateTable.allCases.count
+        guard tableCount == expectedTables else { throw .invalid("snapshot has \(tableCount) tables", at: 9) }
         var indexes: [UInt64] = []
         for _ in 0..<tableCount { indexes.append(try header.u64()) }
+        // Tables a version-2 snapshot did not have start empty, at index 0.
+        indexes += [UInt64](repeating: 0, count: StateTable.allCases.count - tableCount)
         var counts: [UInt32] = []
-        for _ in 0..<5 { counts.append(try header.u32()) }
+        for _ in 0..<(version == 2 ? 5 : 6) { counts.append(try header.u32()) }
+        let hasAutopilot = version == 2 ? false : try header.flag()
         guard header.isAtEnd else { throw .invalid("trailing bytes in the snapshot header", at: header.offset) }
         /// Each row is one whole piece.
         func rows<Row>(_ count: UInt32, _ decode: (inout ByteReader) throws(DecodeError) -> Row, into restore: (Row) -> Void) throws(DecodeError) {
@@ -87,6 +99,8 @@ extension StateStore {
         try rows(counts[2], HealthCheck.decode(from:)) { restoreCheck($0) }
         try rows(counts[3], KVEntry.decode(from:)) { restoreKV($0) }
         try rows(counts[4], Session.decode(from:)) { restoreSession($0) }
+        if counts.count > 5 { try rows(counts[5], NodeCoordinate.decode(from:)) { restoreCoordinate($0) } }
+        if hasAutopilot { try rows(1, StoredAutopilotConfig.decode(from:)) { autopilot = $0 } }
         guard source.isAtEnd else { throw .invalid("rows left over after the snapshot's tables", at: 0) }
         restoreIndexes(indexes, last: last)
     }

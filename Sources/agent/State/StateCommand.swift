@@ -13,6 +13,14 @@ enum StateCommand: Equatable, Sendable {
     case destroySession(id: String)
     /// `/v1/txn`: every operation applied in order on one version, kept only if none fails.
     case txn([TxnOperation])
+    /// Stores autopilot's settings; with `cas`, only if the stored ones' ModifyIndex is that (0:
+    /// only when none are stored), as Consul's `?cas=`.
+    case setAutopilot(AgentConfig.AutopilotConfig, cas: UInt64?)
+    /// A batch of node coordinates (the leader flushes what agents sent since the last batch).
+    case updateCoordinates([NodeCoordinate])
+    /// `PUT /v1/snapshot`: replaces the whole state with a state-store snapshot's data (as
+    /// `writeSnapshot` writes it). One log entry, so every server swaps at the same index.
+    case restoreState([UInt8])
 
     struct Registration: Equatable, Sendable {
         var node: CatalogNode
@@ -201,7 +209,7 @@ extension Session {
 
 extension StateCommand {
     private enum Tag: UInt8 {
-        case register = 1, deregister, kv, createSession, destroySession, txn
+        case register = 1, deregister, kv, createSession, destroySession, txn, setAutopilot, updateCoordinates, restoreState
     }
 
     func encoded() -> [UInt8] {
@@ -241,6 +249,17 @@ extension StateCommand {
             writer.u8(Tag.txn.rawValue)
             writer.u32(UInt32(operations.count))
             for operation in operations { operation.encode(into: &writer) }
+        case .setAutopilot(let settings, let cas):
+            writer.u8(Tag.setAutopilot.rawValue)
+            StoredAutopilotConfig(settings: settings, indexes: RaftIndexes(createIndex: 0, modifyIndex: 0)).encode(into: &writer)
+            writer.flag(cas != nil); writer.u64(cas ?? 0)
+        case .updateCoordinates(let coordinates):
+            writer.u8(Tag.updateCoordinates.rawValue)
+            writer.u32(UInt32(coordinates.count))
+            for coordinate in coordinates { coordinate.encode(into: &writer) }
+        case .restoreState(let data):
+            writer.u8(Tag.restoreState.rawValue)
+            writer.blob(data)
         }
         return writer.bytes
     }
@@ -283,6 +302,16 @@ extension StateCommand {
             var operations: [TxnOperation] = []
             for _ in 0..<(try reader.count()) { operations.append(try TxnOperation.decode(from: &reader)) }
             command = .txn(operations)
+        case .setAutopilot:
+            let stored = try StoredAutopilotConfig.decode(from: &reader)
+            let hasCAS = try reader.flag(), cas = try reader.u64()
+            command = .setAutopilot(stored.settings, cas: hasCAS ? cas : nil)
+        case .updateCoordinates:
+            var coordinates: [NodeCoordinate] = []
+            for _ in 0..<(try reader.count()) { coordinates.append(try NodeCoordinate.decode(from: &reader)) }
+            command = .updateCoordinates(coordinates)
+        case .restoreState:
+            command = .restoreState(try reader.blob(limit: SnapshotArchive.maxStateBytes))
         }
         guard reader.isAtEnd else { throw .invalid("trailing bytes after command", at: reader.offset) }
         return command

@@ -98,4 +98,8 @@ struct Session: Equatable, Sendable {
 /// waits only on the tables it reads.
 enum StateTable: Int, CaseIterable, Sendable {
     case nodes, services, checks, kv, sessions
+    /// The autopilot configuration set through `/v1/operator/autopilot/configuration`.
+    case autopilot
+    /// Network coordinates of nodes (`/v1/coordinate/*`).
+    case coordinates
 }

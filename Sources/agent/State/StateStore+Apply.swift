@@ -14,6 +14,9 @@ extension StateStore {
             invalidateSession(id, at: index)
             return .done
         case .txn(let operations): return applyTxn(operations, at: index)
+        case .setAutopilot(let settings, let cas): return setAutopilot(settings, cas: cas, at: index)
+        case .updateCoordinates(let coordinates): return updateCoordinates(coordinates, at: index)
+        case .restoreState(let data): return restoreState(data, at: index)
         }
     }
 
@@ -106,6 +109,7 @@ extension StateStore {
         for session in sessions.values where Self.nodeKey(session.node) == key {
             invalidateSession(session.id, at: index)
         }
+        removeCoordinates(nodeKey: key, at: index)
         nodes.remove(key)
         touch(.nodes, at: index)
         return .done

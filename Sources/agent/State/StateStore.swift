@@ -27,6 +27,12 @@ struct StateStore: Sendable {
         static func < (lhs: CheckKey, rhs: CheckKey) -> Bool { (lhs.node, lhs.id) < (rhs.node, rhs.id) }
     }
 
+    struct CoordinateKey: Comparable, Hashable, Sendable {
+        var node: String
+        var segment: String
+        static func < (lhs: CoordinateKey, rhs: CoordinateKey) -> Bool { (lhs.node, lhs.segment) < (rhs.node, rhs.segment) }
+    }
+
     // The tables below are written only by `apply` (StateStore+Apply) and snapshot restore.
 
     /// Keyed by the lowercased node name: Consul looks node names up case-insensitively.
@@ -37,6 +43,10 @@ struct StateStore: Sendable {
     var checks = PersistentSortedMap<CheckKey, HealthCheck>()
     var kv = PersistentSortedMap<String, KVEntry>()
     var sessions = PersistentSortedMap<String, Session>()
+    /// Set once through the operator API; nil: the servers' own `autopilot {}` settings apply.
+    var autopilot: StoredAutopilotConfig?
+    /// Keyed by lowercased node name, then segment.
+    var coordinates = PersistentSortedMap<CoordinateKey, NodeCoordinate>()
     /// The Raft index of the last change to each table.
     var tableIndexes = [UInt64](repeating: 0, count: StateTable.allCases.count)
     /// The index of the last applied entry (of any kind).
@@ -80,6 +90,10 @@ struct StateStore: Sendable {
     mutating func restoreCheck(_ check: HealthCheck) { checks.set(CheckKey(node: Self.nodeKey(check.node), id: check.id), check) }
     mutating func restoreKV(_ entry: KVEntry) { kv.set(entry.key, entry) }
     mutating func restoreSession(_ session: Session) { sessions.set(session.id, session) }
+
+    mutating func restoreCoordinate(_ row: NodeCoordinate) {
+        coordinates.set(CoordinateKey(node: Self.nodeKey(row.node), segment: row.segment), row)
+    }
 
     mutating func restoreIndexes(_ indexes: [UInt64], last: UInt64) {
         tableIndexes = indexes

@@ -41,12 +41,8 @@ struct OperatorEndpoint {
                 }
                 return .json { writer in writer.object { $0.field("Success") { $0.bool(true) } } }
             }
-        case "autopilot/configuration":
-            try APIRouter.requireMethod(request, "GET", "PUT")
-            if request.method == "PUT" {
-                throw .notImplemented("changing the autopilot configuration at runtime is not built yet; set it in the agent configuration (autopilot { ... }) on every server")
-            }
-            return .read(.operator, tables: []) { _ throws(APIError) in Self.autopilotConfiguration(agent.config.autopilot) }
+        case "autopilot/configuration": return try AutopilotEndpoint(agent: agent).configuration(request)
+        case "autopilot/state": return try AutopilotEndpoint(agent: agent).state(request)
         case "autopilot/health":
             try APIRouter.requireMethod(request, "GET")
             return .leaderOperation(.operator, access: .read) { () async throws(APIError) -> APIResponse in try await Self.autopilotHealth(agent) }
@@ -98,75 +94,25 @@ struct OperatorEndpoint {
         }
     }
 
-    private static func autopilotConfiguration(_ config: AgentConfig.AutopilotConfig) -> APIResponse {
-        .json { writer in
-            writer.object { o in
-                o.field("CleanupDeadServers") { $0.bool(config.cleanupDeadServers) }
-                o.field("LastContactThreshold") { $0.string(GoDuration.format(config.lastContactThreshold)) }
-                o.field("MaxTrailingLogs") { $0.int(config.maxTrailingLogs) }
-                o.field("MinQuorum") { $0.int(config.minQuorum) }
-                o.field("ServerStabilizationTime") { $0.string(GoDuration.format(config.serverStabilizationTime)) }
-                o.field("RedundancyZoneTag") { $0.string("") }
-                o.field("DisableUpgradeMigration") { $0.bool(false) }
-                o.field("UpgradeVersionTag") { $0.string("") }
-                o.field("CreateIndex") { $0.int(0) }
-                o.field("ModifyIndex") { $0.int(0) }
-            }
-        }
-    }
-
-    /// Server health as autopilot judges it on the leader: alive in gossip, heard from within
-    /// `last_contact_threshold`, and no more than `max_trailing_logs` behind. 429 when unhealthy.
+    /// Autopilot's verdict on each server (`AutopilotHealth`), in Consul's health shape; 429 when unhealthy.
     private static func autopilotHealth(_ agent: AgentRuntime) async throws(APIError) -> APIResponse {
-        guard let raft = agent.raft else { throw .noServers }
-        let status = await raft.status()
-        guard status.role == "leader" else { throw .noLeader }
-        let followers = await raft.followerHealth()
-        let settings = agent.config.autopilot
-        let names = serverNames(agent)
-        let members = Dictionary((agent.lan?.members ?? []).compactMap { m in m.tags["id"].map { ($0, m) } }) { first, _ in first }
-        struct Row {
-            var entry: ServerEntry
-            var serf: String
-            var version: String
-            var leader: Bool
-            /// Since the server last answered the leader; nil when it has not this term.
-            var contact: Duration?
-            var index: LogIndex
-            var healthy: Bool
-        }
-        var rows: [Row] = []
-        for entry in status.configuration.servers {
-            let member = members[entry.id.rawValue]
-            let isLeader = entry.id == status.leader
-            let contact = isLeader ? Duration.zero : followers[entry.id]?.sinceContact
-            let index = isLeader ? status.lastIndex : followers[entry.id]?.matchIndex ?? 0
-            let serf = member?.status.description ?? "none"
-            let healthy = serf == "alive" && contact.map { $0 < settings.lastContactThreshold } == true
-                && status.lastIndex - min(index, status.lastIndex) <= LogIndex(settings.maxTrailingLogs)
-            let version = member?.tags["build"].map { String($0.split(separator: ":").first ?? "") } ?? ""
-            rows.append(Row(entry: entry, serf: serf, version: version, leader: isLeader, contact: contact, index: index, healthy: healthy))
-        }
-        let voters = rows.filter { $0.entry.suffrage == .voter }
-        let healthyVoters = voters.filter(\.healthy).count
-        let tolerance = max(0, healthyVoters - (voters.count / 2 + 1))
-        let allHealthy = rows.allSatisfy(\.healthy)
+        let report = try await AutopilotHealth.gather(agent)
         var response = APIResponse.json { writer in
             writer.object { o in
-                o.field("Healthy") { $0.bool(allHealthy) }
-                o.field("FailureTolerance") { $0.int(tolerance) }
+                o.field("Healthy") { $0.bool(report.healthy) }
+                o.field("FailureTolerance") { $0.int(report.failureTolerance) }
                 o.field("Servers") { s in
                     s.array { a in
-                        for row in rows {
+                        for row in report.servers {
                             a.object { w in
                                 w.field("ID") { $0.string(row.entry.id.rawValue) }
-                                w.field("Name") { $0.string(names[row.entry.id.rawValue] ?? "(unknown)") }
-                                w.field("Address") { $0.string(agent.rpcAddress(of: row.entry.id)) }
+                                w.field("Name") { $0.string(row.name) }
+                                w.field("Address") { $0.string(row.address) }
                                 w.field("SerfStatus") { $0.string(row.serf) }
                                 w.field("Version") { $0.string(row.version) }
                                 w.field("Leader") { $0.bool(row.leader) }
                                 w.field("LastContact") { $0.string(row.contact.map(GoDuration.format) ?? "never") }
-                                w.field("LastTerm") { $0.int(status.term) }
+                                w.field("LastTerm") { $0.int(report.term) }
                                 w.field("LastIndex") { $0.int(row.index) }
                                 w.field("Healthy") { $0.bool(row.healthy) }
                                 w.field("Voter") { $0.bool(row.entry.suffrage == .voter) }
@@ -176,7 +122,7 @@ struct OperatorEndpoint {
                 }
             }
         }
-        if !allHealthy { response.status = 429 }
+        if !report.healthy { response.status = 429 }
         return response
     }
 }
