@@ -168,7 +168,7 @@ enum NodeRunner {
 
         // Graceful leave: serf marks it left.
         ours1.send("leave")
-        #expect(await ours1.waitFor("left"))
+        #expect(await ours1.waitFor("left"), "ours-1 did not finish its leave:\n\(ours1.text)\nserf-1 sees: \(serfMembers(1))")
         #expect(await eventually { serfMembers(1)["ours-1"] == "left" && serfMembers(2)["ours-1"] == "left" }, "\(serfMembers(1))")
 
         // A node of ours with another key is refused, and says why.
