@@ -16,25 +16,35 @@ package enum Base64 {
 
     /// Appends the encoding of `bytes` to `output` (a JSON writer's buffer: no string in between).
     package static func encode(_ bytes: [UInt8], appendingTo output: inout [UInt8]) {
-        output.reserveCapacity(output.count + (bytes.count + 2) / 3 * 4)
-        alphabet.withUnsafeBufferPointer { alphabet in
-            var index = 0
-            while index + 3 <= bytes.count {
-                let chunk = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
-                output.append(alphabet[Int(chunk >> 18 & 0x3F)])
-                output.append(alphabet[Int(chunk >> 12 & 0x3F)])
-                output.append(alphabet[Int(chunk >> 6 & 0x3F)])
-                output.append(alphabet[Int(chunk & 0x3F)])
-                index += 3
-            }
-            let remaining = bytes.count - index
-            if remaining > 0 {
-                var chunk = UInt32(bytes[index]) << 16
-                if remaining == 2 { chunk |= UInt32(bytes[index + 1]) << 8 }
-                output.append(alphabet[Int(chunk >> 18 & 0x3F)])
-                output.append(alphabet[Int(chunk >> 12 & 0x3F)])
-                output.append(remaining == 2 ? alphabet[Int(chunk >> 6 & 0x3F)] : UInt8(ascii: "="))
-                output.append(UInt8(ascii: "="))
+        let count = (bytes.count + 2) / 3 * 4
+        // Written through raw pointers into space made once: appending byte by byte checks the
+        // array's uniqueness and capacity for every output byte.
+        let start = output.count
+        output.append(contentsOf: repeatElement(0, count: count))
+        output.withUnsafeMutableBufferPointer { out in
+            alphabet.withUnsafeBufferPointer { alphabet in
+                bytes.withUnsafeBufferPointer { input in
+                    var read = 0
+                    var write = start
+                    while read + 3 <= input.count {
+                        let chunk = UInt32(input[read]) << 16 | UInt32(input[read + 1]) << 8 | UInt32(input[read + 2])
+                        out[write] = alphabet[Int(chunk >> 18 & 0x3F)]
+                        out[write + 1] = alphabet[Int(chunk >> 12 & 0x3F)]
+                        out[write + 2] = alphabet[Int(chunk >> 6 & 0x3F)]
+                        out[write + 3] = alphabet[Int(chunk & 0x3F)]
+                        read += 3
+                        write += 4
+                    }
+                    let remaining = input.count - read
+                    if remaining > 0 {
+                        var chunk = UInt32(input[read]) << 16
+                        if remaining == 2 { chunk |= UInt32(input[read + 1]) << 8 }
+                        out[write] = alphabet[Int(chunk >> 18 & 0x3F)]
+                        out[write + 1] = alphabet[Int(chunk >> 12 & 0x3F)]
+                        out[write + 2] = remaining == 2 ? alphabet[Int(chunk >> 6 & 0x3F)] : UInt8(ascii: "=")
+                        out[write + 3] = UInt8(ascii: "=")
+                    }
+                }
             }
         }
     }
