@@ -31,6 +31,17 @@ final class AgentRuntime: Sendable {
     let autopilotStability = AutopilotStability()
     /// Coordinate updates queued on the leader for its next batch write.
     let coordinateUpdates = CoordinateBatcher()
+    /// When this runtime was made: counters' rates in `/v1/agent/metrics` are over this span.
+    let startedAt = ContinuousClock.now
+    /// HTTP requests handled, by method (for `/v1/agent/metrics`).
+    private let httpRequests = Mutex<[String: Int]>([:])
+
+    func countHTTPRequest(_ method: String) {
+        // Clients choose the method string: anything unusual is one bucket, so the map stays small.
+        let known = ["GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS", "PATCH"].contains(method)
+        httpRequests.withLock { $0[known ? method : "OTHER", default: 0] += 1 }
+    }
+    var httpRequestCounts: [String: Int] { httpRequests.withLock { $0 } }
 
     /// What the agent last learned of Raft leadership; refreshed by `AgentLifecycle`.
     struct ClusterView: Sendable, Equatable {

@@ -236,6 +236,16 @@ enum ClusterCommands {
         var service: String? = nil
         var node: String? = nil
         var tags = false
+        var nodeMeta: [String] = []
+        var near: String? = nil
+
+        /// `-node-meta key=value` flags as the API's `node-meta=key:value` parameters.
+        func metaParameters() throws(CommandFailure) -> [(String, String?)] {
+            try nodeMeta.map { (text) throws(CommandFailure) -> (String, String?) in
+                guard let equals = text.firstIndex(of: "=") else { throw CommandFailure("Error parsing -node-meta: missing \"=\" in \"\(text)\" (expected key=value)") }
+                return ("node-meta", "\(text[..<equals]):\(text[text.index(after: equals)...])")
+            }
+        }
     }
 
     static func catalog(_ arguments: [String], io: CommandIO) -> Int32 {
@@ -259,6 +269,10 @@ enum ClusterCommands {
         if subcommand == "nodes" {
             f.bool("detailed", \.detailed, usage: "Output detailed information about the nodes including their addresses and metadata.")
             f.string("service", \.service, usage: "Service `id or name` to filter nodes. Only nodes which are providing the given service will be returned.")
+            f.string("near", \.near, usage: "Node name to sort the node list in ascending order based on estimated round-trip time from that node. Passing \"_agent\" will use this agent's node for sorting.", valueName: "node-name")
+        }
+        if subcommand != "datacenters" {
+            f.repeated("node-meta", \.nodeMeta, usage: "Metadata to filter nodes with the given `key=value` pairs. This flag may be specified multiple times to filter on multiple sources of metadata.", valueName: "key=value")
         }
         if subcommand == "services" {
             f.string("node", \.node, usage: "Node `id or name` for which to list services.")
@@ -281,13 +295,16 @@ enum ClusterCommands {
                 for dc in try HTTPCommand.json(response).arrayValue ?? [] { io.line(dc.stringValue ?? "") }
             case "nodes":
                 let path = flags.service.map { "/v1/catalog/service/" + $0 } ?? "/v1/catalog/nodes"
-                let nodes = try HTTPCommand.json(try HTTPCommand.call(client, "GET", flags.http.target(path))).arrayValue ?? []
+                var parameters = try flags.metaParameters()
+                if let near = flags.near { parameters.append(("near", near)) }
+                let nodes = try HTTPCommand.json(try HTTPCommand.call(client, "GET", flags.http.target(path, parameters))).arrayValue ?? []
                 guard !nodes.isEmpty else {
                     io.errorLine("No nodes match the given query - try expanding your search.")
                     return 0
                 }
                 var rows = [flags.detailed ? ["Node", "ID", "Address", "DC", "TaggedAddresses", "Meta"] : ["Node", "ID", "Address", "DC"]]
-                for node in nodes.sorted(by: { $0.text("Node") < $1.text("Node") }) {
+                // With -near the server's order (by round trip) is the answer; otherwise by name.
+                for node in flags.near == nil ? nodes.sorted(by: { $0.text("Node") < $1.text("Node") }) : nodes {
                     let id = node.text("ID")
                     var row = [node.text("Node"), flags.detailed ? id : String(id.prefix(8)), node.text("Address"), node.text("Datacenter")]
                     if flags.detailed {
@@ -302,7 +319,7 @@ enum ClusterCommands {
             default:
                 var services: [(String, [String])] = []
                 if let node = flags.node {
-                    let body = try HTTPCommand.json(try HTTPCommand.call(client, "GET", flags.http.target("/v1/catalog/node/" + node)))
+                    let body = try HTTPCommand.json(try HTTPCommand.call(client, "GET", flags.http.target("/v1/catalog/node/" + node, try flags.metaParameters())))
                     for entry in body["Services"]?.objectValue?.members ?? [] {
                         let name = entry.value.text("Service")
                         let tags = entry.value["Tags"]?.arrayValue?.compactMap(\.stringValue) ?? []
@@ -313,7 +330,7 @@ enum ClusterCommands {
                         }
                     }
                 } else {
-                    let body = try HTTPCommand.json(try HTTPCommand.call(client, "GET", flags.http.target("/v1/catalog/services")))
+                    let body = try HTTPCommand.json(try HTTPCommand.call(client, "GET", flags.http.target("/v1/catalog/services", try flags.metaParameters())))
                     services = (body.objectValue?.members ?? []).map { ($0.key, $0.value.arrayValue?.compactMap(\.stringValue) ?? []) }
                 }
                 services.sort { $0.0 < $1.0 }

@@ -21,6 +21,7 @@ final class APIDispatcher: Sendable {
     }
 
     func handle(_ request: APIRequest, on loop: any EventLoop) -> EventLoopFuture<APIResponse> {
+        agent.countHTTPRequest(request.method)
         do {
             let route = try router.route(request)
             let options = try QueryOptions.parse(request, localDatacenter: agent.datacenter)

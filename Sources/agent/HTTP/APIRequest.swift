@@ -5,7 +5,8 @@ struct APIRequest: Sendable {
     var method: String
     /// The path without the query, percent-decoded (`/v1/kv/a b`).
     var path: String
-    /// Query parameters; a bare flag (`?recurse`) has the value "". The first occurrence wins.
+    /// Query parameters; a bare flag (`?recurse`) has the value "". The first occurrence wins;
+    /// later ones are kept under `name` + NUL + n (see `values(_:)`) for the few repeatable ones.
     var query: [String: String]
     var headers: [(name: String, value: String)]
     var body: [UInt8]
@@ -13,6 +14,14 @@ struct APIRequest: Sendable {
     var forwardHops = 0
 
     func has(_ parameter: String) -> Bool { query[parameter] != nil }
+
+    /// Every occurrence of a repeatable parameter (`?node-meta=a:1&node-meta=b:2`), in order.
+    func values(_ parameter: String) -> [String] {
+        guard let first = query[parameter] else { return [] }
+        var out = [first]
+        while let next = query[parameter + "\u{0}\(out.count)"] { out.append(next) }
+        return out
+    }
 
     func header(_ name: String) -> String? {
         headers.first { $0.name.equalsIgnoringCase(name) }?.value
@@ -33,13 +42,22 @@ struct APIRequest: Sendable {
         let parts = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         guard let path = percentDecode(parts[0], plusIsSpace: false) else { return nil }
         var query: [String: String] = [:]
+        var repeats: [String: Int] = [:]
         if parts.count > 1 {
             for pair in parts[1].split(separator: "&") where !pair.isEmpty {
                 let keyValue = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
                 guard let key = percentDecode(keyValue[0], plusIsSpace: true) else { return nil }
                 let value = keyValue.count > 1 ? percentDecode(keyValue[1], plusIsSpace: true) : ""
                 guard let value else { return nil }
-                if query[key] == nil { query[key] = value }
+                if query[key] == nil {
+                    query[key] = value
+                } else {
+                    // A repeat: kept under a numbered name, so the dictionary (and RPC forwarding) stays as it is.
+                    // Counted, not searched: a long target of one repeated name stays linear.
+                    let n = repeats[key, default: 0] + 1
+                    repeats[key] = n
+                    query[key + "\u{0}\(n)"] = value
+                }
             }
         }
         return (path, query)

@@ -59,6 +59,8 @@ struct AgentEndpoint {
                 }
                 return APIResponse()
             }
+        case "version", "host", "metrics":
+            return try AgentInfoEndpoint(agent: agent).route(request, tail: tail)
         case _ where tail.hasPrefix("health/service/"):
             return try AgentHealthEndpoint(agent: agent).route(request, tail: tail.dropFirst("health/service/".count))
         case _ where tail.hasPrefix("token/"):

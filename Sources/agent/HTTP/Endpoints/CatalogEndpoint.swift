@@ -30,30 +30,49 @@ struct CatalogEndpoint {
             return .local(.json { $0.strings([datacenter]) })
         case "nodes":
             try APIRouter.requireMethod(request, "GET")
-            return .read(.filteredList, tables: [.nodes]) { store throws(APIError) in
-                .json { writer in writer.array { for node in store.allNodes { CatalogJSON.node(node, into: &$0) } } }
+            let filters = try CatalogFilters(request, agentNode: agent.nodeName)
+            return .read(.filteredList, tables: [.nodes, .coordinates]) { store throws(APIError) in
+                let nodes = filters.sorted(store.allNodes.filter { filters.matches($0.meta) }, node: \.name, in: store)
+                return .json { writer in writer.array { for node in nodes { CatalogJSON.node(node, into: &$0) } } }
             }
         case "services":
             try APIRouter.requireMethod(request, "GET")
-            return .read(.filteredList, tables: [.services]) { store throws(APIError) in
-                .json { writer in
+            let filters = try CatalogFilters(request, agentNode: agent.nodeName)
+            return .read(.filteredList, tables: [.nodes, .services]) { store throws(APIError) in
+                guard !filters.nodeMeta.isEmpty else {
+                    return .json { writer in
+                        writer.object { w in
+                            for entry in store.serviceNamesWithTags { w.field(dynamic: entry.name) { $0.strings(entry.tags) } }
+                        }
+                    }
+                }
+                // Only services with an instance on a node whose meta matches, with those instances' tags.
+                var tags: [String: [String]] = [:]
+                for node in store.allNodes where filters.matches(node.meta) {
+                    for service in store.services(onNode: node.name) {
+                        var list = tags[service.name, default: []]
+                        for tag in service.tags where !list.contains(tag) { list.append(tag) }
+                        tags[service.name] = list
+                    }
+                }
+                return .json { writer in
                     writer.object { w in
-                        for entry in store.serviceNamesWithTags { w.field(dynamic: entry.name) { $0.strings(entry.tags) } }
+                        for name in tags.keys.sorted() { w.field(dynamic: name) { $0.strings(tags[name] ?? []) } }
                     }
                 }
             }
         case "service":
             try APIRouter.requireMethod(request, "GET")
             guard !name.isEmpty else { throw .badRequest("Missing service name") }
-            let tags = request.query["tag"].map { [$0] } ?? []
-            return .read(.service(name), tables: [.nodes, .services]) { store throws(APIError) in
+            let tags = request.values("tag")
+            let filters = try CatalogFilters(request, agentNode: agent.nodeName)
+            return .read(.service(name), tables: [.nodes, .services, .coordinates]) { store throws(APIError) in
                 let instances = store.serviceInstances(named: name).filter { service in tags.allSatisfy { service.tags.contains($0) } }
+                let pairs = instances.compactMap { service in store.node(named: service.node).map { (service, $0) } }
+                let matching = filters.sorted(pairs.filter { filters.matches($0.1.meta) }, node: \.1.name, in: store)
                 return .json { writer in
                     writer.array { w in
-                        for service in instances {
-                            guard let node = store.node(named: service.node) else { continue }
-                            CatalogJSON.serviceNode(service, node: node, into: &w)
-                        }
+                        for (service, node) in matching { CatalogJSON.serviceNode(service, node: node, into: &w) }
                     }
                 }
             }
