@@ -179,18 +179,7 @@ struct CatalogSync: Sendable {
             w.field("TaggedAddresses") { $0.stringMap(node.taggedAddresses) }
             w.field("NodeMeta") { $0.stringMap(node.meta) }
             if let service {
-                w.field("Service") { s in
-                    s.object { o in
-                        o.field("ID") { $0.string(service.id) }
-                        o.field("Service") { $0.string(service.name) }
-                        o.field("Tags") { $0.strings(service.tags) }
-                        o.field("Address") { $0.string(service.address) }
-                        o.field("Meta") { $0.stringMap(service.meta) }
-                        o.field("Port") { $0.int(service.port) }
-                        o.field("Weights") { CatalogJSON.weights(service.weights, into: &$0) }
-                        o.field("EnableTagOverride") { $0.bool(service.enableTagOverride) }
-                    }
-                }
+                w.field("Service") { CatalogJSON.nodeService(service, into: &$0) }
             }
             if !checks.isEmpty {
                 w.field("Checks") { list in

@@ -189,18 +189,7 @@ final class DefinitionStore: Sendable {
         var writer = JSONWriter()
         writer.object { w in
             w.field("Token") { $0.string("") }
-            w.field("Service") { s in
-                s.object { o in
-                    o.field("ID") { $0.string(service.effectiveID) }
-                    o.field("Service") { $0.string(service.name) }
-                    o.field("Tags") { $0.strings(service.tags) }
-                    o.field("Address") { $0.string(service.address) }
-                    o.field("Meta") { $0.stringMap(service.meta) }
-                    o.field("Port") { $0.int(service.port) }
-                    o.field("Weights") { CatalogJSON.weights(service.weights, into: &$0) }
-                    o.field("EnableTagOverride") { $0.bool(service.enableTagOverride) }
-                }
-            }
+            w.field("Service") { CatalogJSON.nodeService(service.catalogRecord(node: ""), into: &$0) }
             w.field("Source") { $0.string("remote") }
         }
         return writer.bytes

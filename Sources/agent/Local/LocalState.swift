@@ -72,10 +72,7 @@ struct LocalState: Sendable {
         for check in checks where check.isScript && !scriptPolicy.allows(source) {
             throw DefinitionError(Self.scriptsDisabled)
         }
-        let record = CatalogService(
-            node: nodeName, id: definition.id, name: definition.name, tags: definition.tags, address: definition.address,
-            port: definition.port, meta: definition.meta, weights: definition.weights,
-            enableTagOverride: definition.enableTagOverride, indexes: RaftIndexes(createIndex: 0, modifyIndex: 0))
+        let record = definition.catalogRecord(node: nodeName)
         definition.checks = checks
         services[definition.id] = Service(definition: definition, record: record, source: source)
         if replaceExistingChecks {
@@ -333,5 +330,14 @@ struct LocalState: Sendable {
         services[id] = service
         for (checkID, check) in checks where check.record.serviceID == id { checks[checkID]?.record.serviceTags = tags }
         version += 1
+    }
+}
+
+extension ServiceDefinition {
+    /// The service as this agent registers it in the catalog (no Raft indexes of its own yet).
+    func catalogRecord(node: String) -> CatalogService {
+        CatalogService(
+            node: node, id: effectiveID, name: name, tags: tags, address: address, port: port, meta: meta, weights: weights,
+            enableTagOverride: enableTagOverride, indexes: RaftIndexes(createIndex: 0, modifyIndex: 0))
     }
 }

@@ -235,23 +235,6 @@ struct AgentLocalEndpoint {
     }
 
     static func check(_ check: HealthCheck, into writer: inout JSONWriter) {
-        writer.object { w in
-            w.field("Node") { $0.string(check.node) }
-            w.field("CheckID") { $0.string(check.id) }
-            w.field("Name") { $0.string(check.name) }
-            w.field("Status") { $0.string(check.status.rawValue) }
-            w.field("Notes") { $0.string(check.notes) }
-            w.field("Output") { $0.string(check.output) }
-            w.field("ServiceID") { $0.string(check.serviceID) }
-            w.field("ServiceName") { $0.string(check.serviceName) }
-            w.field("ServiceTags") { $0.strings(check.serviceTags) }
-            w.field("Type") { $0.string(check.type) }
-            w.field("Interval") { $0.string(check.interval) }
-            w.field("Timeout") { $0.string(check.timeout) }
-            w.field("ExposedPort") { $0.int(0) }
-            w.field("Definition") { $0.object { _ in } }
-            w.field("CreateIndex") { $0.int(0) }
-            w.field("ModifyIndex") { $0.int(0) }
-        }
+        CatalogJSON.check(check, into: &writer, agentView: true)
     }
 }

@@ -61,7 +61,9 @@ enum CatalogJSON {
         }
     }
 
-    static func check(_ check: HealthCheck, into writer: inout JSONWriter) {
+    /// A check as the catalog shows it; `agentView`: as `/v1/agent/checks` does (the agent's own
+    /// copy has no Raft indexes, and shows the exposed port and definition fields).
+    static func check(_ check: HealthCheck, into writer: inout JSONWriter, agentView: Bool = false) {
         writer.object { w in
             w.field("Node") { $0.string(check.node) }
             w.field("CheckID") { $0.string(check.id) }
@@ -75,12 +77,31 @@ enum CatalogJSON {
             w.field("Type") { $0.string(check.type) }
             w.field("Interval") { $0.string(check.interval) }
             w.field("Timeout") { $0.string(check.timeout) }
-            w.field("CreateIndex") { $0.int(check.indexes.createIndex) }
-            w.field("ModifyIndex") { $0.int(check.indexes.modifyIndex) }
+            if agentView {
+                w.field("ExposedPort") { $0.int(0) }
+                w.field("Definition") { $0.object { _ in } }
+            }
+            w.field("CreateIndex") { $0.int(agentView ? 0 : check.indexes.createIndex) }
+            w.field("ModifyIndex") { $0.int(agentView ? 0 : check.indexes.modifyIndex) }
         }
     }
 
     static func checks(_ checks: [HealthCheck], into writer: inout JSONWriter) {
         writer.array { for check in checks { CatalogJSON.check(check, into: &$0) } }
+    }
+
+    /// A service as a catalog registration carries it (Consul's `NodeService`), also the shape of
+    /// the agent's persisted service files.
+    static func nodeService(_ service: CatalogService, into writer: inout JSONWriter) {
+        writer.object { o in
+            o.field("ID") { $0.string(service.id) }
+            o.field("Service") { $0.string(service.name) }
+            o.field("Tags") { $0.strings(service.tags) }
+            o.field("Address") { $0.string(service.address) }
+            o.field("Meta") { $0.stringMap(service.meta) }
+            o.field("Port") { $0.int(service.port) }
+            o.field("Weights") { weights(service.weights, into: &$0) }
+            o.field("EnableTagOverride") { $0.bool(service.enableTagOverride) }
+        }
     }
 }
