@@ -197,4 +197,25 @@ import Testing
         #expect(throws: APIError.notFound("Query not found: x")) { try PreparedQueryEndpoint.check(.refused("Query not found: x")) }
         #expect(throws: Never.self) { try PreparedQueryEndpoint.check(.done) }
     }
+
+    @Test func dnsAnswersQueryNamesByExecutingTheQuery() throws {
+        var state = Self.registered()
+        var query = Self.query("q1", name: "webq", tags: ["v1"])
+        query.dnsTTL = "5s"
+        state.run(.setPreparedQuery(query, isUpdate: false))
+        func ask(_ name: String, _ type: DNSType) throws -> DNSTestResponse {
+            var random = SeededRandom(seed: 1)
+            let resolution = DNSResolver(settings: DNSResolverSettings()).resolve(
+                DNSTestQuery.packet(name, type), transport: .udp, catalog: state.store, serial: 1, random: &random)
+            guard case .respond(let bytes, _) = resolution else { throw DNSParseError.noQuestion }
+            return try DNSTestResponse(bytes)
+        }
+        // n0, n1 (warning) and n3 carry v1; n2 is critical.
+        let answer = try ask("webq.query.consul", .a)
+        #expect(Set(answer.answers.map(\.data)) == [.a("10.0.0.0"), .a("10.0.0.1"), .a("10.0.0.3")])
+        #expect(answer.answers.allSatisfy { $0.ttl == 5 })
+        #expect(try ask("q1.query.dc1.consul", .a).answers.count == 3)
+        #expect(try ask("webq.query.consul", .srv).answers.count == 3)
+        #expect(try ask("nope.query.consul", .a).code == DNSResponseCode.nameError.rawValue)
+    }
 }
