@@ -129,6 +129,23 @@ import Testing
         #expect(run(PreparedQueryService(service: "nope")) == [])
     }
 
+    @Test func nearSortsByEstimatedRoundTripTime() {
+        var state = Self.registered()
+        func at(_ x: Double) -> NetworkCoordinate { NetworkCoordinate(vec: [x] + Array(repeating: 0, count: 7), error: 1.5, adjustment: 0, height: 0.0001) }
+        state.run(.updateCoordinates([
+            NodeCoordinate(node: "n0", segment: "", coord: at(0.05)), NodeCoordinate(node: "n1", segment: "", coord: at(0.01)),
+            NodeCoordinate(node: "n3", segment: "", coord: at(0.2)),
+        ]))
+        var random = SeededRandom(seed: 9)
+        let query = Self.query("q", name: "q")
+        for _ in 0..<5 {
+            let order = PreparedQueryExecutor.execute(query, lookupName: "q", in: state.store, near: "n3", limit: nil, random: &random).nodes.map(\.node.name)
+            #expect(order == ["n3", "n0", "n1"])
+        }
+        let limited = PreparedQueryExecutor.execute(query, lookupName: "q", in: state.store, near: "n1", limit: 1, random: &random)
+        #expect(limited.nodes.map(\.node.name) == ["n1"])
+    }
+
     @Test func templatesRenderNamePartsAndRegexpMatches() {
         var template = Self.query("t", name: "geo-", service: "${name.suffix}", tags: ["${match(1)}"], template: true)
         template.template?.regexp = "^geo-([a-z]+)-"

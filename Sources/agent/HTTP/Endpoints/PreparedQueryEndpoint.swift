@@ -14,9 +14,10 @@ struct PreparedQueryEndpoint {
         if id.isEmpty {
             switch request.method {
             case "POST", "PUT":
+                // The body's Token only: storing the caller's own token would hand it to everyone
+                // who executes the query (Consul runs an empty Token with the executor's).
                 var query = try Self.query(from: request.body)
                 query.id = UUID().uuidString.lowercased()
-                if query.token.isEmpty { query.token = request.token }
                 let created = query
                 return .write(.query(query.name)) { () async throws(APIError) -> APIResponse in
                     try Self.check(try await agent.apply(.setPreparedQuery(created, isUpdate: false)))
@@ -43,7 +44,6 @@ struct PreparedQueryEndpoint {
             case "PUT", "POST":
                 var query = try Self.query(from: request.body)
                 query.id = id
-                if query.token.isEmpty { query.token = request.token }
                 let updated = query
                 return .write(.query(query.name)) { () async throws(APIError) -> APIResponse in
                     try Self.check(try await agent.apply(.setPreparedQuery(updated, isUpdate: true)))
