@@ -151,6 +151,35 @@ def main() -> None:
     assert c.kv.get("locks/py")[1].get("Session") is None, "destroying the session did not release the lock"
     print("session ok")
 
+    # prepared queries: create, read, execute (entries as /v1/health/service), explain, a taken
+    # name and a missing service are 400s, a query tied to a session goes with it, delete.
+    created = c.query.create("web", name="py-web", tags=["v1"], ttl=10)
+    query_id = created["ID"]
+    stored = c.query.get(query_id)
+    assert [(q["ID"], q["Name"], q["Service"]["Service"], q["Service"]["Tags"], q["DNS"]["TTL"]) for q in stored] == [
+        (query_id, "py-web", "web", ["v1"], "10s")
+    ], stored
+    executed = c.query.execute("py-web")
+    assert executed["Service"] == "web" and executed["Datacenter"] == "dc1" and executed["Failovers"] == 0, executed
+    assert [(n["Node"]["Node"], n["Service"]["ID"]) for n in executed["Nodes"]] == [("ext-1", "web-1")], executed
+    assert c.query.execute(query_id, limit=1)["Nodes"][0]["Service"]["Port"] == 8080
+    assert c.query.explain("py-web")["Query"]["ID"] == query_id
+    for bad in (lambda: c.query.create("web", name="py-web"), lambda: c.query.create("", name="no-service")):
+        try:
+            bad()
+            raise AssertionError("a bad prepared query was accepted")
+        except consul.ConsulException as error:
+            assert "400" in str(error), error
+    assert c.query.update(query_id, service="web", name="py-web", tags=["!v1"]) is True
+    assert c.query.execute("py-web")["Nodes"] == []
+    tie = c.session.create(name="py-query", ttl=30)
+    tied = c.query.create("web", name="py-tied", session=tie)["ID"]
+    assert c.session.destroy(tie) is True
+    assert tied not in [q["ID"] for q in c.query.list()], "destroying the session kept its query"
+    assert c.query.delete(query_id) is True
+    assert c.query.list() == [], c.query.list()
+    print("query ok")
+
     # event: fire, then list.
     fired = c.event.fire("deploy", "v2")
     _, events = c.event.list(name="deploy")

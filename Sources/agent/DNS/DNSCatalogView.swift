@@ -15,10 +15,25 @@ protocol DNSCatalogView: Sendable {
     /// Raft index does: check updates move it too). Equal generations must mean equal contents:
     /// the DNS server keeps answers compiled per generation. nil (the default) turns that off.
     var dnsGeneration: UInt64? { get }
+    /// `<name>.query.<domain>`: the prepared query `name` (an ID, a name or a template's prefix)
+    /// executed; nil when there is no such query. Catalogs without queries keep the default.
+    func dnsPreparedQuery(_ name: String) -> DNSPreparedQueryAnswer?
 }
 
 extension DNSCatalogView {
     var dnsGeneration: UInt64? { nil }
+    func dnsPreparedQuery(_ name: String) -> DNSPreparedQueryAnswer? { nil }
+}
+
+/// What a prepared query answers over DNS: the instances it selected (already filtered by the
+/// query's own health, tag and meta rules) and its DNS TTL, if it sets one.
+struct DNSPreparedQueryAnswer: Sendable {
+    var service: String
+    var instances: [DNSServiceInstance]
+    /// Seconds; nil: the agent's `service_ttl` for `service` applies, as in Consul.
+    var ttl: UInt32?
+    /// Instances sorted by distance (the query has `Near`): answered in that order, not shuffled.
+    var ordered: Bool
 }
 
 /// The health a DNS answer cares about: the worst of an instance's node and service checks.

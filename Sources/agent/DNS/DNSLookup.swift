@@ -129,8 +129,13 @@ struct DNSLookup<Catalog: DNSCatalogView> {
             // Consul puts the address in ADDITIONAL when another type was asked.
             if matches { plan.answers = [.init(record: record)] } else { plan.additional = [record] }
             return .plan(plan)
+        case "query":
+            guard !parts.isEmpty, let datacenter = datacenter(from: suffixes) else { return .plan(nameError(question)) }
+            // Other datacenters' queries go where `.service.` lookups for them go.
+            guard isLocal(datacenter) else { return .otherDatacenter(datacenter) }
+            return .plan(queryLookup(parts.joined(separator: "."), datacenter: datacenter, question, depth: depth, random: &random))
         default:
-            // Prepared queries, Connect, virtual IPs and ingress are not served (yet): no such name.
+            // Connect, virtual IPs and ingress are not served: no such name.
             return .plan(nameError(question))
         }
     }
@@ -162,9 +167,26 @@ struct DNSLookup<Catalog: DNSCatalogView> {
             if let tag, !instances[index].tags.contains(where: { $0.equalsIgnoringASCIICase(tag) }) { continue }
             picked.append(index)
         }
+        return instancePlan(instances, picked, ttl: resolver.settings.serviceTTL(service), shuffle: true, datacenter: datacenter, question, depth: depth, random: &random)
+    }
+
+    /// `<name>.query[.<dc>].<domain>`: the prepared query's instances, chosen by the query's own
+    /// rules (its OnlyPassing, not the agent's `only_passing`), with its DNS TTL when it sets one.
+    private func queryLookup(_ name: String, datacenter: String, _ question: DNSQuestion, depth: Int, random: inout SeededRandom) -> DNSAnswerPlan {
+        guard let answer = catalog.dnsPreparedQuery(name) else { return nameError(question) }
+        let ttl = answer.ttl ?? resolver.settings.serviceTTL(answer.service)
+        return instancePlan(
+            answer.instances, Array(answer.instances.indices), ttl: ttl, shuffle: !answer.ordered, datacenter: datacenter, question,
+            depth: depth, random: &random)
+    }
+
+    /// SRV or address answers for the `picked` instances; NXDOMAIN when none is picked.
+    private func instancePlan(
+        _ instances: [DNSServiceInstance], _ picked: [Int], ttl: UInt32, shuffle: Bool, datacenter: String, _ question: DNSQuestion,
+        depth: Int, random: inout SeededRandom
+    ) -> DNSAnswerPlan {
         guard !picked.isEmpty else { return nameError(question) }
-        let ttl = resolver.settings.serviceTTL(service)
-        var plan = DNSAnswerPlan(code: .noError, shuffle: true)
+        var plan = DNSAnswerPlan(code: .noError, shuffle: shuffle)
         if question.type == DNSType.srv.rawValue {
             plan.answers = srvEntries(instances, picked, datacenter: datacenter, ttl: ttl, question, depth: depth, random: &random)
         } else {

@@ -93,6 +93,7 @@ struct APIRouter: Sendable {
         case "operator": return try OperatorEndpoint(agent: agent).route(request, tail: tail)
         case "session": return try SessionEndpoint(agent: agent).route(request, tail: tail)
         case "event": return try EventEndpoint(agent: agent).route(request, tail: tail)
+        case "query": return try PreparedQueryEndpoint(agent: agent).route(request, tail: tail)
         case "coordinate": return try CoordinateEndpoint(agent: agent).route(request, tail: tail)
         case "txn" where tail.isEmpty: return try TxnEndpoint(agent: agent).route(request)
         case "snapshot" where tail.isEmpty: return try SnapshotEndpoint(agent: agent).route(request)

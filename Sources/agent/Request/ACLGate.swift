@@ -11,6 +11,8 @@ enum ACLResource: Equatable, Sendable {
     case keyring
     /// User events by name (`event` / `event_prefix` rules).
     case event(String)
+    /// Prepared queries by name (`query` / `query_prefix` rules).
+    case query(String)
     /// Listing endpoints: answered for everyone, results filtered per item by the gate.
     case filteredList
     case none

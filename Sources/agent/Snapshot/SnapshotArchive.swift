@@ -120,7 +120,7 @@ struct SnapshotArchive: Equatable, Sendable {
         guard meta.size == state.count else { throw Problem(description: "meta.json says state.bin is \(meta.size) bytes, it is \(state.count)") }
         // Consul's state.bin is a msgpack stream; ours starts with the header piece's length
         // (4 bytes) and then our snapshot version byte.
-        guard state.count > 4, state[4] == StateStore.snapshotVersion || state[4] == 2 else {
+        guard state.count > 4, (2...StateStore.snapshotVersion).contains(state[4]) else {
             throw Problem(description: "state.bin is not a snapshot of this implementation's state store (a HashiCorp Consul archive cannot be restored here)")
         }
         return SnapshotArchive(meta: meta, state: state)

@@ -43,10 +43,11 @@ struct ConsulStateMachine: RaftStateMachine {
 }
 
 extension StateStore {
-    /// 3 added the autopilot and coordinates tables; 2 (five tables) is still read, so a data dir
-    /// written by the previous version restores. Anything else is refused.
-    static let snapshotVersion: UInt8 = 3
-    private static let v2TableCount = 5
+    /// 4 added the prepared-queries table, 3 the autopilot and coordinates tables; 2 and 3 are
+    /// still read, so a data dir written by an earlier version restores. Anything else is refused.
+    static let snapshotVersion: UInt8 = 4
+    /// Per readable version: how many table indexes and how many row counts its header holds.
+    private static let headerShape: [UInt8: (tables: Int, counts: Int)] = [2: (5, 5), 3: (7, 6), 4: (8, 7)]
 
     /// A header piece (version, applied index, table indexes, row counts, whether autopilot
     /// settings are stored), then every row of every table as a piece of its own, tables in a
@@ -57,7 +58,9 @@ extension StateStore {
             header.u64(lastIndex)
             header.u32(UInt32(tableIndexes.count))
             for index in tableIndexes { header.u64(index) }
-            for count in [nodes.count, services.count, checks.count, kv.count, sessions.count, coordinates.count] { header.u32(UInt32(count)) }
+            for count in [nodes.count, services.count, checks.count, kv.count, sessions.count, coordinates.count, preparedQueries.count] {
+                header.u32(UInt32(count))
+            }
             header.flag(autopilot != nil)
         }
         nodes.forEach { _, node in sink.write { node.encode(into: &$0) }; return true }
@@ -66,6 +69,7 @@ extension StateStore {
         kv.forEach { _, entry in sink.write { entry.encode(into: &$0) }; return true }
         sessions.forEach { _, session in sink.write { session.encode(into: &$0) }; return true }
         coordinates.forEach { _, row in sink.write { row.encode(into: &$0) }; return true }
+        preparedQueries.forEach { _, query in sink.write { query.encode(into: &$0) }; return true }
         if let autopilot { sink.write { autopilot.encode(into: &$0) } }
     }
 
@@ -73,17 +77,16 @@ extension StateStore {
         self.init(datacenter: datacenter)
         var header = try source.expect()
         let version = try header.u8()
-        guard version == Self.snapshotVersion || version == 2 else { throw .invalid("unknown snapshot version \(version)", at: 0) }
+        guard let shape = Self.headerShape[version] else { throw .invalid("unknown snapshot version \(version)", at: 0) }
         let last = try header.u64()
         let tableCount = Int(try header.u32())
-        let expectedTables = version == 2 ? Self.v2TableCount : StateTable.allCases.count
-        guard tableCount == expectedTables else { throw .invalid("snapshot has \(tableCount) tables", at: 9) }
+        guard tableCount == shape.tables, tableCount <= StateTable.allCases.count else { throw .invalid("snapshot has \(tableCount) tables", at: 9) }
         var indexes: [UInt64] = []
         for _ in 0..<tableCount { indexes.append(try header.u64()) }
-        // Tables a version-2 snapshot did not have start empty, at index 0.
+        // Tables an older snapshot did not have start empty, at index 0.
         indexes += [UInt64](repeating: 0, count: StateTable.allCases.count - tableCount)
         var counts: [UInt32] = []
-        for _ in 0..<(version == 2 ? 5 : 6) { counts.append(try header.u32()) }
+        for _ in 0..<shape.counts { counts.append(try header.u32()) }
         let hasAutopilot = version == 2 ? false : try header.flag()
         guard header.isAtEnd else { throw .invalid("trailing bytes in the snapshot header", at: header.offset) }
         /// Each row is one whole piece.
@@ -100,6 +103,7 @@ extension StateStore {
         try rows(counts[3], KVEntry.decode(from:)) { restoreKV($0) }
         try rows(counts[4], Session.decode(from:)) { restoreSession($0) }
         if counts.count > 5 { try rows(counts[5], NodeCoordinate.decode(from:)) { restoreCoordinate($0) } }
+        if counts.count > 6 { try rows(counts[6], PreparedQuery.decode(from:)) { restorePreparedQuery($0) } }
         if hasAutopilot { try rows(1, StoredAutopilotConfig.decode(from:)) { autopilot = $0 } }
         guard source.isAtEnd else { throw .invalid("rows left over after the snapshot's tables", at: 0) }
         restoreIndexes(indexes, last: last)

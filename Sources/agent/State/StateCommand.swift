@@ -21,6 +21,10 @@ enum StateCommand: Equatable, Sendable {
     /// `PUT /v1/snapshot`: replaces the whole state with a state-store snapshot's data (as
     /// `writeSnapshot` writes it). One log entry, so every server swaps at the same index.
     case restoreState([UInt8])
+    /// Creates a prepared query, or replaces the one with its ID when `isUpdate` (refused when
+    /// that ID is unknown). Names are checked for uniqueness when applied.
+    case setPreparedQuery(PreparedQuery, isUpdate: Bool)
+    case deletePreparedQuery(id: String)
 
     struct Registration: Equatable, Sendable {
         var node: CatalogNode
@@ -209,7 +213,7 @@ extension Session {
 
 extension StateCommand {
     private enum Tag: UInt8 {
-        case register = 1, deregister, kv, createSession, destroySession, txn, setAutopilot, updateCoordinates, restoreState
+        case register = 1, deregister, kv, createSession, destroySession, txn, setAutopilot, updateCoordinates, restoreState, setPreparedQuery, deletePreparedQuery
     }
 
     func encoded() -> [UInt8] {
@@ -260,6 +264,13 @@ extension StateCommand {
         case .restoreState(let data):
             writer.u8(Tag.restoreState.rawValue)
             writer.blob(data)
+        case .setPreparedQuery(let query, let isUpdate):
+            writer.u8(Tag.setPreparedQuery.rawValue)
+            query.encode(into: &writer)
+            writer.flag(isUpdate)
+        case .deletePreparedQuery(let id):
+            writer.u8(Tag.deletePreparedQuery.rawValue)
+            writer.text(id)
         }
         return writer.bytes
     }
@@ -312,6 +323,10 @@ extension StateCommand {
             command = .updateCoordinates(coordinates)
         case .restoreState:
             command = .restoreState(try reader.blob(limit: SnapshotArchive.maxStateBytes))
+        case .setPreparedQuery:
+            command = .setPreparedQuery(try PreparedQuery.decode(from: &reader), isUpdate: try reader.flag())
+        case .deletePreparedQuery:
+            command = .deletePreparedQuery(id: try reader.text())
         }
         guard reader.isAtEnd else { throw .invalid("trailing bytes after command", at: reader.offset) }
         return command

@@ -102,4 +102,6 @@ enum StateTable: Int, CaseIterable, Sendable {
     case autopilot
     /// Network coordinates of nodes (`/v1/coordinate/*`).
     case coordinates
+    /// Prepared queries (`/v1/query`).
+    case preparedQueries
 }

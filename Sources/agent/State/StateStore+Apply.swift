@@ -17,6 +17,8 @@ extension StateStore {
         case .setAutopilot(let settings, let cas): return setAutopilot(settings, cas: cas, at: index)
         case .updateCoordinates(let coordinates): return updateCoordinates(coordinates, at: index)
         case .restoreState(let data): return restoreState(data, at: index)
+        case .setPreparedQuery(let query, let isUpdate): return setPreparedQuery(query, isUpdate: isUpdate, at: index)
+        case .deletePreparedQuery(let id): return deletePreparedQuery(id, at: index)
         }
     }
 
@@ -220,5 +222,9 @@ extension StateStore {
             }
         }
         if !held.isEmpty { touch(.kv, at: index) }
+        // Consul deletes the prepared queries tied to a session when the session ends.
+        let tied = preparedQueries.values.filter { $0.session == id }
+        for query in tied { preparedQueries.remove(query.id) }
+        if !tied.isEmpty { touch(.preparedQueries, at: index) }
     }
 }

@@ -1,3 +1,5 @@
+import ConsulCore
+
 /// The state store as the DNS resolver reads it: one version per query, nothing copied beyond
 /// the records in the answer.
 extension StateStore: DNSCatalogView {
@@ -26,6 +28,30 @@ extension StateStore: DNSCatalogView {
                 tags: service.tags, weightPassing: service.weights.passing, weightWarning: service.weights.warning,
                 health: max(node.health, serviceHealth))
         }
+    }
+
+    func dnsPreparedQuery(_ name: String) -> DNSPreparedQueryAnswer? {
+        guard let query = preparedQuery(resolving: name) else { return nil }
+        // The DNS plan shuffles the answers itself; `_agent` has no meaning without the agent's
+        // node name here, so only a named `Near` node sorts.
+        var unshuffled = SeededRandom(seed: 0)
+        let near = query.service.near == "_agent" ? "" : query.service.near
+        var stored = query
+        stored.service.near = near
+        let result = PreparedQueryExecutor.execute(stored, lookupName: name, in: self, near: "", limit: nil, random: &unshuffled)
+        var dnsNodes: [String: DNSNode] = [:]
+        let instances = result.nodes.map { entry in
+            let key = Self.nodeKey(entry.node.name)
+            let node = dnsNodes[key] ?? dnsNode(entry.node, checks: checks(onNode: entry.node.name))
+            dnsNodes[key] = node
+            let service = entry.service
+            return DNSServiceInstance(
+                node: node, serviceID: service.id, serviceName: service.name, serviceAddress: service.address, port: service.port,
+                tags: service.tags, weightPassing: service.weights.passing, weightWarning: service.weights.warning,
+                health: max(node.health, Self.worst(entry.checks.filter { $0.serviceID == service.id })))
+        }
+        let ttl = (try? GoDuration.parse(query.dnsTTL)).map(DNSResolverSettings.seconds)
+        return DNSPreparedQueryAnswer(service: result.query.service.service, instances: instances, ttl: query.dnsTTL.isEmpty ? nil : ttl, ordered: !near.isEmpty)
     }
 
     func dnsNodes(withAddress address: String) -> [DNSNode] {

@@ -47,6 +47,8 @@ struct StateStore: Sendable {
     var autopilot: StoredAutopilotConfig?
     /// Keyed by lowercased node name, then segment.
     var coordinates = PersistentSortedMap<CoordinateKey, NodeCoordinate>()
+    /// Prepared queries by ID.
+    var preparedQueries = PersistentSortedMap<String, PreparedQuery>()
     /// The Raft index of the last change to each table.
     var tableIndexes = [UInt64](repeating: 0, count: StateTable.allCases.count)
     /// The index of the last applied entry (of any kind).
@@ -94,6 +96,8 @@ struct StateStore: Sendable {
     mutating func restoreCoordinate(_ row: NodeCoordinate) {
         coordinates.set(CoordinateKey(node: Self.nodeKey(row.node), segment: row.segment), row)
     }
+
+    mutating func restorePreparedQuery(_ query: PreparedQuery) { preparedQueries.set(query.id, query) }
 
     mutating func restoreIndexes(_ indexes: [UInt64], last: UInt64) {
         tableIndexes = indexes

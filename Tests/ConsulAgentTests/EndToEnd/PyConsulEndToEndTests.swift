@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// Issue 6's proof: py-consul, the Python client, drives a real `consul agent -dev` through KV,
-/// transactions, catalog, health, agent, sessions, status, events and operator calls, asserting
+/// transactions, catalog, health, agent, sessions, prepared queries, status, events and operator calls, asserting
 /// the answers (`Tests/PyConsul/drive_agent.py`). The test installs py-consul itself when missing.
 @Suite(.serialized) struct PyConsulEndToEndTests {
     static let host = "127.0.0.175"

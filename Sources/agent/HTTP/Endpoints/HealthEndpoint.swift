@@ -34,28 +34,31 @@ struct HealthEndpoint {
             let tags = request.query["tag"].map { [$0] } ?? []
             return .read(.service(name), tables: [.nodes, .services, .checks]) { store throws(APIError) in
                 let entries = Self.serviceHealth(name, in: store, tags: tags, passingOnly: passingOnly)
-                return .json { writer in
-                    writer.array { w in
-                        for entry in entries {
-                            w.object { o in
-                                o.field("Node") { CatalogJSON.node(entry.node, into: &$0) }
-                                o.field("Service") { CatalogJSON.service(entry.service, into: &$0) }
-                                o.field("Checks") { CatalogJSON.checks(entry.checks, into: &$0) }
-                            }
-                        }
-                    }
-                }
+                return .json { Self.write(entries, into: &$0) }
             }
         default:
             throw .notFound("404 page not found")
         }
     }
 
-    struct ServiceHealth {
+    struct ServiceHealth: Sendable {
         var node: CatalogNode
         var service: CatalogService
         /// The node's own checks followed by the service's.
         var checks: [HealthCheck]
+    }
+
+    /// The array `/v1/health/service` answers (prepared query execution answers the same entries).
+    static func write(_ entries: [ServiceHealth], into writer: inout JSONWriter) {
+        writer.array { w in
+            for entry in entries {
+                w.object { o in
+                    o.field("Node") { CatalogJSON.node(entry.node, into: &$0) }
+                    o.field("Service") { CatalogJSON.service(entry.service, into: &$0) }
+                    o.field("Checks") { CatalogJSON.checks(entry.checks, into: &$0) }
+                }
+            }
+        }
     }
 
     /// Each instance with its node and the checks that bear on it, as `/v1/health/service` lists them.
