@@ -14,10 +14,12 @@ struct AgentInfoEndpoint {
         case "host":
             try APIRouter.requireMethod(request, "GET")
             let dataDir = agent.config.dataDir ?? "/"
-            // Consul guards host details behind operator:read.
+            // Consul guards host details behind operator:read. Collected off the event loop: it
+            // reads /proc files and the data dir's filesystem.
             return APIRoute(
-                action: .respond(.json { HostInfo.collect(dataDir: dataDir).write(into: &$0) }), isWrite: false,
-                resource: .operator, access: .read)
+                action: .agentOperation { () async throws(APIError) -> APIResponse in
+                    .json { HostInfo.collect(dataDir: dataDir).write(into: &$0) }
+                }, isWrite: false, resource: .operator, access: .read)
         case "metrics":
             try APIRouter.requireMethod(request, "GET")
             let format = request.query["format"] ?? ""
