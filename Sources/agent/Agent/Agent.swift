@@ -211,8 +211,11 @@ final class Agent: Sendable {
         }
         if config.ports.dns > 0 {
             do {
+                // A client agent keeps no catalog: its DNS asks a server through the request path.
+                let serverRelay = config.server ? nil : Self.dnsServerRelay(dispatcher: dispatcher, group: group)
                 started.dns = try await DNSServer.start(
-                    configuration: DNSServerConfiguration(config: config), group: group, catalog: { watch.current }, seed: randomSeed())
+                    configuration: DNSServerConfiguration(config: config), group: group, catalog: { watch.current }, seed: randomSeed(),
+                    serverRelay: serverRelay)
             } catch {
                 await started.stop()
                 throw StartFailure(description: "Error starting DNS server: \(error)")
@@ -353,6 +356,20 @@ final class Agent: Sendable {
             logger.info("agent.server", "removed ourself from the Raft configuration before leaving")
         } catch {
             logger.warn("agent.server", "failed to remove ourself from the Raft configuration", ["error": "\(error)"])
+        }
+    }
+
+    /// A client agent's DNS for names in the Consul domain: the query goes through the agent's own
+    /// request path to a server (`DNSRelayEndpoint`), and its answer comes back as it is.
+    private static func dnsServerRelay(
+        dispatcher: APIDispatcher, group: any EventLoopGroup
+    ) -> @Sendable ([UInt8], DNSTransport) -> EventLoopFuture<[UInt8]?> {
+        { packet, transport in
+            let query = ["transport": transport == .udp ? "udp" : "tcp"]
+            let request = APIRequest(method: "POST", path: DNSRelayEndpoint.path, query: query, headers: [], body: packet)
+            return dispatcher.handle(request, on: group.next()).map { response -> [UInt8]? in
+                response.status == 200 && response.contentType == "application/dns-message" ? response.body : nil
+            }
         }
     }
 

@@ -142,7 +142,8 @@ final class DNSServer: Sendable {
     ///   - seed: seeds the answer shuffles and recursor query ids.
     static func start(
         configuration: DNSServerConfiguration, group: any EventLoopGroup, catalog: @escaping @Sendable () -> any DNSCatalogView,
-        serial: @escaping @Sendable () -> UInt32 = DNSServer.unixTime, seed: UInt64
+        serial: @escaping @Sendable () -> UInt32 = DNSServer.unixTime, seed: UInt64,
+        serverRelay: (@Sendable (_ packet: [UInt8], _ transport: DNSTransport) -> EventLoopFuture<[UInt8]?>)? = nil
     ) async throws -> DNSServer {
         let recursorAddresses = try configuration.recursors.map { text throws(DNSServerError) in try DNSRecursorClient.address(text) }
         let loop = group.next()
@@ -153,7 +154,7 @@ final class DNSServer: Sendable {
         settings.recursorsConfigured = recursorClient != nil
         let context = DNSServerContext(
             resolver: DNSResolver(settings: settings), catalog: catalog, serial: serial, counters: DNSServerCounters(),
-            recursorClient: recursorClient, configuration: configuration, seed: seed)
+            recursorClient: recursorClient, configuration: configuration, seed: seed, serverRelay: serverRelay)
         var channels: [any Channel] = []
         var port = configuration.port
         for host in configuration.hosts {
@@ -231,14 +232,19 @@ final class DNSServerContext: Sendable {
     let recursorClient: DNSRecursorClient?
     let configuration: DNSServerConfiguration
     let seed: UInt64
+    /// On a client agent, which keeps no catalog: answers names in the Consul domain by asking a
+    /// server (over agent RPC); nil on a server, which answers from its own catalog.
+    let serverRelay: (@Sendable (_ packet: [UInt8], _ transport: DNSTransport) -> EventLoopFuture<[UInt8]?>)?
     let tcpConnections = Atomic<Int>(0)
     /// Numbers TCP connections so each gets its own shuffle stream.
     let connectionSerial = Atomic<UInt64>(0)
 
     init(
         resolver: DNSResolver, catalog: @escaping @Sendable () -> any DNSCatalogView, serial: @escaping @Sendable () -> UInt32,
-        counters: DNSServerCounters, recursorClient: DNSRecursorClient?, configuration: DNSServerConfiguration, seed: UInt64
+        counters: DNSServerCounters, recursorClient: DNSRecursorClient?, configuration: DNSServerConfiguration, seed: UInt64,
+        serverRelay: (@Sendable (_ packet: [UInt8], _ transport: DNSTransport) -> EventLoopFuture<[UInt8]?>)? = nil
     ) {
+        self.serverRelay = serverRelay
         self.resolver = resolver
         self.catalog = catalog
         self.serial = serial
@@ -249,13 +255,29 @@ final class DNSServerContext: Sendable {
     }
 
     /// Answers one packet. Returns the immediate answer, or nil when the answer comes later
-    /// (`forward` was called) or never (dropped).
+    /// (`forward` was called with what starts it: a recursor's or a server's answer) or never
+    /// (dropped).
     func answer(
         _ packet: [UInt8], transport: DNSTransport, random: inout SeededRandom, memo: inout DNSAnswerMemo,
-        forward: (DNSRecursorClient, [UInt8]) -> Void
+        forward: (_ start: () -> EventLoopFuture<[UInt8]?>) -> Void
     ) -> [UInt8]? {
         counters.queries.wrappingAdd(1, ordering: .relaxed)
-        switch resolver.resolve(packet, transport: transport, catalog: catalog(), serial: serial(), random: &random, memo: &memo) {
+        let resolution = resolver.resolve(packet, transport: transport, catalog: catalog(), serial: serial(), random: &random, memo: &memo)
+        if let serverRelay {
+            // A name in our domain (not a malformed packet): a client has no catalog to answer from.
+            let ours: Bool
+            switch resolution {
+            case .respond(_, let code): ours = code != .formatError
+            case .otherDatacenter: ours = true
+            case .drop, .forward: ours = false
+            }
+            if ours {
+                counters.forwarded.wrappingAdd(1, ordering: .relaxed)
+                forward { serverRelay(packet, transport) }
+                return nil
+            }
+        }
+        switch resolution {
         case .respond(let bytes, let code):
             counters.answered(code)
             return bytes
@@ -272,7 +294,7 @@ final class DNSServerContext: Sendable {
                 return resolver.serverFailure(for: query)
             }
             counters.forwarded.wrappingAdd(1, ordering: .relaxed)
-            forward(recursorClient, packet)
+            forward { recursorClient.forward(packet) }
             return nil
         }
     }
@@ -313,8 +335,8 @@ final class DNSUDPHandler: ChannelInboundHandler {
         let remote = envelope.remoteAddress
         let channel = handlerContext.channel
         let server = context
-        let answer = context.answer(packet, transport: .udp, random: &random, memo: &memo) { client, packet in
-            client.forward(packet).hop(to: channel.eventLoop).whenSuccess { answer in
+        let answer = context.answer(packet, transport: .udp, random: &random, memo: &memo) { start in
+            start().hop(to: channel.eventLoop).whenSuccess { answer in
                 let bytes = server.relayed(answer, for: packet)
                 channel.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
             }
@@ -394,13 +416,13 @@ final class DNSTCPHandler: ChannelInboundHandler {
         let server = context
         let inFlight = forwardsInFlight
         let limit = context.configuration.maxForwardsPerTCPConnection
-        let answer = context.answer(packet, transport: .tcp, random: &random, memo: &memo) { client, packet in
+        let answer = context.answer(packet, transport: .tcp, random: &random, memo: &memo) { start in
             guard inFlight.value < limit else {
                 channel.writeAndFlush(Self.frame(server.relayed(nil, for: packet), allocator: channel.allocator), promise: nil)
                 return
             }
             inFlight.value += 1
-            client.forward(packet).hop(to: channel.eventLoop).whenSuccess { answer in
+            start().hop(to: channel.eventLoop).whenSuccess { answer in
                 inFlight.value -= 1
                 channel.writeAndFlush(Self.frame(server.relayed(answer, for: packet), allocator: channel.allocator), promise: nil)
             }

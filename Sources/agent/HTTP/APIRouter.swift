@@ -97,6 +97,7 @@ struct APIRouter: Sendable {
         case "coordinate": return try CoordinateEndpoint(agent: agent).route(request, tail: tail)
         case "txn" where tail.isEmpty: return try TxnEndpoint(agent: agent).route(request)
         case "snapshot" where tail.isEmpty: return try SnapshotEndpoint(agent: agent).route(request)
+        case "internal" where tail == "dns": return try DNSRelayEndpoint(agent: agent).route(request)
         case "connect", "config", "peering", "partition", "partitions", "namespace", "namespaces", "discovery-chain", "internal":
             throw .notFound("\(path): service mesh, config entries, peering, admin partitions and namespaces are not part of this edition")
         default:

@@ -92,6 +92,15 @@ import Testing
         let answer = Self.srv(dig, server: Self.hosts["n1"]!, name: "web3.service.consul")
         #expect(answer.answers.allSatisfy { $0.contains(" SRV 1 1 10000 ") }, "\(answer.answers)")
         #expect(answer.additional == ["n2.node.dc1.consul. 0 IN A 127.0.0.142", "n3.node.dc1.consul. 0 IN A 127.0.0.143"], "\(answer.additional)")
+        // The client n3 keeps no catalog: its DNS asks a server and answers the same, and a name
+        // that does not exist is still NXDOMAIN.
+        let fromClient = Self.srv(dig, server: Self.hosts["n3"]!, name: "web3.service.consul")
+        #expect(Self.targets(fromClient.answers) == ["n2.node.dc1.consul.", "n3.node.dc1.consul."], "dig on the client: \(fromClient)\n\(cluster.logs)")
+        #expect(fromClient.additional == answer.additional)
+        let node = try AgentProcessHarness.run(dig, ["@" + Self.hosts["n3"]!, "-p", "8600", "+time=2", "+tries=1", "+short", "n1.node.consul"]).1
+        #expect(node == Self.hosts["n1"]! + "\n", "n1.node.consul from the client: \(node)")
+        let missing = try AgentProcessHarness.run(dig, ["@" + Self.hosts["n3"]!, "-p", "8600", "+time=2", "+tries=1", "nope.service.consul"]).1
+        #expect(missing.contains("status: NXDOMAIN"), "\(missing)")
         let checks = cluster.get("n1", "/v1/health/checks/web3")?.body ?? ""
         #expect(checks.contains(#""Output":"HTTP GET http://127.0.0.142:10000/health: 200 OK Output: ok\n""#), "checks: \(checks)")
 
