@@ -50,6 +50,9 @@ final class APIDispatcher: Sendable {
                 return relay.forward(request, isWrite: route.isWrite, options: options, on: loop)
             }
             _ = try agent.acl.authorize(token: options.token, route.resource, route.access)
+            // Parsed before the action starts: a bad expression must not leave a blocking query
+            // waiting behind its 400.
+            let filter = try listFilter(request)
             let answer: EventLoopFuture<APIResponse>
             switch route.action {
             case .respond(let response):
@@ -60,7 +63,7 @@ final class APIDispatcher: Sendable {
                 answer = run(perform, on: loop)
             }
             // `?filter=` on list answers is applied where the answer is rendered.
-            if let filter = try listFilter(request) {
+            if let filter {
                 return answer.map { ResponseFilter.apply(filter.expression, shape: filter.shape, to: $0) }
             }
             return answer

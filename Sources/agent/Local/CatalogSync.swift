@@ -179,7 +179,7 @@ struct CatalogSync: Sendable {
             w.field("TaggedAddresses") { $0.stringMap(node.taggedAddresses) }
             w.field("NodeMeta") { $0.stringMap(node.meta) }
             if let service {
-                w.field("Service") { CatalogJSON.nodeService(service, into: &$0) }
+                w.field("Service") { CatalogJSON.service(service, into: &$0, withIndexes: false) }
             }
             if !checks.isEmpty {
                 w.field("Checks") { list in

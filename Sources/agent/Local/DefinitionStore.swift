@@ -189,7 +189,7 @@ final class DefinitionStore: Sendable {
         var writer = JSONWriter()
         writer.object { w in
             w.field("Token") { $0.string("") }
-            w.field("Service") { CatalogJSON.nodeService(service.catalogRecord(node: ""), into: &$0) }
+            w.field("Service") { CatalogJSON.service(service.catalogRecord(node: ""), into: &$0, withIndexes: false) }
             w.field("Source") { $0.string("remote") }
         }
         return writer.bytes

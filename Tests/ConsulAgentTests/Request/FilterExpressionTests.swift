@@ -1,4 +1,5 @@
 import ConsulCore
+import NIOPosix
 import Testing
 @testable import ConsulAgent
 
@@ -83,5 +84,22 @@ import Testing
         #expect(ResponseFilter.apply(try FilterExpression(parsing: "Node == b"), shape: .list, to: error).body == error.body)
         #expect(ResponseFilter.shape(of: "/v1/health/service/web") != nil)
         #expect(ResponseFilter.shape(of: "/v1/kv/x") == nil)
+    }
+
+    /// Through the request path: a bad expression is a 400 before anything runs, a good one
+    /// filters the agent's own services.
+    @Test func theRequestPathFiltersAndRefusesBadExpressions() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let dispatcher = APIDispatcher(agent: RPCRelayTests.clientRuntime(), seed: 1)
+        let loop = group.next()
+        for id in ["a", "b"] {
+            let body = #"{"ID": "\#(id)", "Name": "svc-\#(id)", "Port": 1}"#
+            #expect(try await AgentLocalEndpointTests.call(dispatcher, loop, "PUT", "/v1/agent/service/register", body).0 == 200)
+        }
+        let kept = try await AgentLocalEndpointTests.call(dispatcher, loop, "GET", "/v1/agent/services?filter=Service%20%3D%3D%20svc-b")
+        #expect(kept.0 == 200 && kept.1.hasPrefix(#"{"b":"#) && !kept.1.contains(#""a":"#), "\(kept)")
+        let bad = try await AgentLocalEndpointTests.call(dispatcher, loop, "GET", "/v1/agent/services?filter=Service%20%3D")
+        #expect(bad.0 == 400 && bad.1.hasPrefix("Failed to create boolean expression evaluator"), "\(bad)")
+        try await group.shutdownGracefully()
     }
 }

@@ -20,7 +20,8 @@ enum CatalogJSON {
         }
     }
 
-    /// A service as `/v1/catalog/node/:n`, `/v1/health/service/:s` and `/v1/agent/services` show it.
+    /// A service as `/v1/catalog/node/:n` and `/v1/health/service/:s` show it; without indexes, as a
+    /// catalog registration carries it (Consul's `NodeService`, also the agent's persisted files).
     static func service(_ service: CatalogService, into writer: inout JSONWriter, withIndexes: Bool = true) {
         writer.object { w in
             w.field("ID") { $0.string(service.id) }
@@ -88,20 +89,5 @@ enum CatalogJSON {
 
     static func checks(_ checks: [HealthCheck], into writer: inout JSONWriter) {
         writer.array { for check in checks { CatalogJSON.check(check, into: &$0) } }
-    }
-
-    /// A service as a catalog registration carries it (Consul's `NodeService`), also the shape of
-    /// the agent's persisted service files.
-    static func nodeService(_ service: CatalogService, into writer: inout JSONWriter) {
-        writer.object { o in
-            o.field("ID") { $0.string(service.id) }
-            o.field("Service") { $0.string(service.name) }
-            o.field("Tags") { $0.strings(service.tags) }
-            o.field("Address") { $0.string(service.address) }
-            o.field("Meta") { $0.stringMap(service.meta) }
-            o.field("Port") { $0.int(service.port) }
-            o.field("Weights") { weights(service.weights, into: &$0) }
-            o.field("EnableTagOverride") { $0.bool(service.enableTagOverride) }
-        }
     }
 }
