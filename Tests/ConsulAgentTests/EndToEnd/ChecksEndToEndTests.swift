@@ -81,9 +81,14 @@ import Testing
         try cluster.start("n2", host: Self.hosts["n2"]!, server: true, extra: ["-bootstrap-expect", "2", "-config-dir", cluster.root + "/conf-n2"] + join)
         try cluster.start("n3", host: Self.hosts["n3"]!, server: false, extra: ["-config-dir", cluster.root + "/conf-n3"] + join)
 
-        // /v1/agent/services is the agent's own view, at once.
-        let local = cluster.get("n3", "/v1/agent/services")?.body ?? ""
-        #expect(local.contains(#""web3":{"ID":"web3","Service":"web3","Tags":["master"]"#), "agent services: \(local)")
+        // /v1/agent/services is the agent's own view, there as soon as its HTTP API is up (the
+        // process may still be starting: wait for that, not for any sync).
+        var local = ""
+        let listed = AgentProcessHarness.eventually(15) {
+            local = cluster.get("n3", "/v1/agent/services")?.body ?? ""
+            return !local.isEmpty
+        }
+        #expect(listed && local.contains(#""web3":{"ID":"web3","Service":"web3","Tags":["master"]"#), "agent services: \(local)\n\(cluster.logs)")
 
         // dig on n1 (which defines nothing) lists both instances, port 10000, with A records.
         let both = AgentProcessHarness.eventually(45) { Self.targets(Self.srv(dig, server: Self.hosts["n1"]!, name: "web3.service.consul").answers) == ["n2.node.dc1.consul.", "n3.node.dc1.consul."] }
