@@ -255,8 +255,10 @@ import Glibc
         defer { remove(directory) }
         let path = directory + "/" + GossipSnapshotFile.lanPath
         let lines = TestRecorder()
-        // A pending buffer of 100 bytes: bursts overflow it, and a compaction writes the state instead.
-        let file = try await GossipSnapshotFile.open(path: path, rejoinAfterLeave: false, logger: logger(lines), maxPendingBytes: 100)
+        // A pending buffer smaller than one line ("alive: m0 10.0.0.0:8301"): every record
+        // overflows it whatever the writer's pace, and a compaction writes the state instead.
+        // (A larger buffer made the overflow depend on how fast the writer queue drained.)
+        let file = try await GossipSnapshotFile.open(path: path, rejoinAfterLeave: false, logger: logger(lines), maxPendingBytes: 16)
         for index in 0..<200 {
             file.memberAlive("m\(index)", address: GossipAddress(ip: [10, 0, 0, UInt8(index % 200)], port: 8301))
             if index % 2 == 1 { file.memberGone("m\(index - 1)") }
