@@ -62,6 +62,9 @@ package enum RaftNodeError: Error, Hashable, Sendable {
     /// The node jumped past the request's entry by installing a snapshot: it may or may not have
     /// happened (ask again).
     case outcomeUnknown
+    /// This node stopped being the leader before the request's entry committed: a later leader
+    /// may still commit it, or not (hashicorp/raft's ErrLeadershipLost).
+    case leadershipLost
     case storage(String)
     case badSnapshot(String)
     /// `raft/peers.json` is malformed, or there is no state for it to recover.
@@ -629,6 +632,14 @@ package actor RaftNode<Machine: RaftStateMachine> {
             if let waiter = appliedWaiters.removeValue(forKey: entry.index) {
                 waiter.completion(waiter.term == entry.term ? .success(answer) : .failure(.lost))
             }
+        }
+        // A leader that stepped down cannot know whether its uncommitted entries will commit: say
+        // so to their callers now. Waiting would be forever when no leader can be elected (a
+        // datacenter that lost its quorum), and the caller would never get an answer.
+        if let change = output.leader, change.leader != id, !appliedWaiters.isEmpty {
+            let abandoned = appliedWaiters.values
+            appliedWaiters.removeAll()
+            for waiter in abandoned { waiter.completion(.failure(.leadershipLost)) }
         }
         for read in output.readStates {
             guard let continuation = reads.removeValue(forKey: read.id) else { continue }

@@ -95,6 +95,18 @@ import Testing
         #expect(others.first != leader)
     }
 
+    /// Check-quorum with two voters: a leader whose only follower is gone has no majority and
+    /// steps down (a two-server datacenter that loses one server has no leader).
+    @Test func checkQuorumStepsDownLeaderOfTwoWhoseFollowerIsGone() throws {
+        var cluster = TestCluster(2)
+        let leaderElected = cluster.electLeader()
+        let leader = try #require(leaderElected)
+        cluster.isolate(cluster.ids.first { $0 != leader }!)
+        cluster.run(for: .seconds(3))
+        #expect(!cluster[leader].isLeader)
+        #expect(cluster.leaders().isEmpty)
+    }
+
     /// Leader stickiness: a vote request in a higher term is ignored while a leader is alive.
     @Test func liveLeaderIsNotDeposedByDisruptiveVoteRequest() throws {
         var cluster = TestCluster(3)

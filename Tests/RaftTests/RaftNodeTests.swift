@@ -282,6 +282,39 @@ final class LocalNetwork: RaftTransport {
         for node in nodes { await node.stop() }
     }
 
+    /// A leader of two whose follower is gone steps down (check-quorum) and answers the write it
+    /// could not commit with `.leadershipLost`, instead of leaving its caller waiting for a leader
+    /// that cannot be elected.
+    @Test func writePendingWhenLeadershipIsLostIsAnswered() async throws {
+        defer { cleanUp() }
+        let clock = ManualClock()
+        let network = LocalNetwork()
+        let voters = ["n1", "n2"]
+        let nodes = try voters.map { try makeNode($0, voters: voters, network: network, clock: clock) }
+        #expect(await drive(nodes, network: network, clock: clock) { await leader(of: nodes) != nil })
+        let leaderNode = try #require(await leader(of: nodes))
+        _ = try await leaderNode.propose([1])
+        let follower = try #require(nodes.first { $0.id != leaderNode.id })
+        network.routes.withLock { $0[follower.id] = nil }
+        let before = await leaderNode.status().lastIndex
+        let outcome = Mutex<Result<[UInt8], RaftNodeError>?>(nil)
+        Task {
+            do throws(RaftNodeError) {
+                let answer = try await leaderNode.propose([2])
+                outcome.withLock { $0 = .success(answer) }
+            } catch {
+                outcome.withLock { $0 = .failure(error) }
+            }
+        }
+        // The entry is in the leader's log (so the write is waiting for its commit) before time moves.
+        #expect(await drive(nodes, network: network, clock: clock) { await leaderNode.status().lastIndex > before })
+        #expect(await drive(nodes, network: network, clock: clock) { await leaderNode.status().role != "leader" })
+        // Bounded: without the answer the write would wait forever (stop() below then ends it).
+        for _ in 0..<500 where outcome.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(outcome.withLock { $0 } == .failure(.leadershipLost))
+        for node in nodes { await node.stop() }
+    }
+
     @Test func threeServersReplicateAndReadLinearizably() async throws {
         defer { cleanUp() }
         let clock = ManualClock()

@@ -112,6 +112,8 @@ final class AgentRuntime: Sendable {
     /// Autopilot's settings: those stored through the operator API win over the agent configuration's.
     var autopilotSettings: AgentConfig.AutopilotConfig { watch.current.autopilot?.settings ?? config.autopilot }
     var clusterView: ClusterView { cluster.withLock { $0 } }
+    /// The two fields of the view a DNS query looks at, without copying the rest.
+    var leaderContact: (isLeader: Bool, lastContact: Timestamp?) { cluster.withLock { ($0.isLeader, $0.lastContact) } }
 
     func updateCluster(_ view: ClusterView) { cluster.withLock { $0 = view } }
 
@@ -156,6 +158,7 @@ final class AgentRuntime: Sendable {
         case .lost: return .internalError("leadership lost while committing")
         case .stopped: return .internalError("agent is shutting down")
         case .outcomeUnknown: return .internalError("the request may or may not have been applied (leadership changed)")
+        case .leadershipLost: return .internalError("leadership lost while committing log")
         case .storage(let message): return .internalError("raft storage failed: \(message)")
         case .badSnapshot(let message): return .internalError("raft snapshot failed: \(message)")
         case .peersFile(let problem): return .internalError("raft peers.json: \(problem)")
