@@ -211,8 +211,7 @@ final class Agent: Sendable {
         }
         if config.ports.dns > 0 {
             do {
-                // A client agent keeps no catalog: its DNS asks a server through the request path.
-                let serverRelay = config.server ? nil : Self.dnsServerRelay(dispatcher: dispatcher, group: group)
+                let serverRelay = Self.dnsServerRelay(runtime: runtime, dispatcher: dispatcher, group: group)
                 started.dns = try await DNSServer.start(
                     configuration: DNSServerConfiguration(config: config), group: group, catalog: { watch.current }, seed: randomSeed(),
                     serverRelay: serverRelay)
@@ -361,16 +360,44 @@ final class Agent: Sendable {
 
     /// A client agent's DNS for names in the Consul domain: the query goes through the agent's own
     /// request path to a server (`DNSRelayEndpoint`), and its answer comes back as it is.
-    private static func dnsServerRelay(
-        dispatcher: APIDispatcher, group: any EventLoopGroup
-    ) -> @Sendable ([UInt8], DNSTransport) -> EventLoopFuture<[UInt8]?> {
-        { packet, transport in
-            let query = ["transport": transport == .udp ? "udp" : "tcp"]
-            let request = APIRequest(method: "POST", path: DNSRelayEndpoint.path, query: query, headers: [], body: packet)
-            return dispatcher.handle(request, on: group.next()).map { response -> [UInt8]? in
-                response.status == 200 && response.contentType == "application/dns-message" ? response.body : nil
+    /// Where DNS answers for the Consul domain come from, as Consul's `dns_config` says. A client
+    /// keeps no catalog and always asks a server (stale by default: any server answers). A server
+    /// answers from its own catalog, unless stale answers are off or it has not heard from the
+    /// leader within `max_stale`: then the leader answers.
+    private static func dnsServerRelay(runtime: AgentRuntime, dispatcher: APIDispatcher, group: any EventLoopGroup) -> DNSServerRelay {
+        let dns = runtime.config.dns
+        let maxStaleMilliseconds = dns.maxStale.totalNanoseconds / 1_000_000
+        @Sendable func ask(_ packet: [UInt8], _ transport: DNSTransport, stale: Bool) -> EventLoopFuture<APIResponse> {
+            var query = ["transport": transport == .udp ? "udp" : "tcp"]
+            if stale { query["stale"] = "" }
+            var request = APIRequest(method: "POST", path: DNSRelayEndpoint.path, query: query, headers: [], body: packet)
+            request.fromAgentItself = true
+            return dispatcher.handle(request, on: group.next())
+        }
+        @Sendable func answer(_ response: APIResponse) -> [UInt8]? {
+            response.status == 200 && response.contentType == "application/dns-message" ? response.body : nil
+        }
+        guard runtime.raft != nil else {
+            return DNSServerRelay(isNeeded: { true }) { packet, transport in
+                guard dns.allowStale else { return ask(packet, transport, stale: false).map(answer) }
+                // As Consul's DNS: a stale answer from a server that has not heard from its leader
+                // within max_stale is asked again of the leader.
+                return ask(packet, transport, stale: true).flatMap { response in
+                    let lastContact = response.headers.first { $0.name == "X-Consul-LastContact" }.flatMap { Int64($0.value) } ?? 0
+                    guard response.status == 200, lastContact > maxStaleMilliseconds else { return group.next().makeSucceededFuture(answer(response)) }
+                    return ask(packet, transport, stale: false).map(answer)
+                }
             }
         }
+        let clock = runtime.clock
+        return DNSServerRelay(
+            isNeeded: {
+                let (isLeader, lastContact) = runtime.leaderContact
+                if isLeader { return false }
+                guard dns.allowStale, let lastContact else { return true }
+                return clock.now().duration(since: lastContact) > dns.maxStale
+            },
+            send: { packet, transport in ask(packet, transport, stale: false).map(answer) })
     }
 
     /// `/v1/status/peers` of another server, over agent RPC; nil if it does not answer.

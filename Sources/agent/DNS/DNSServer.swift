@@ -143,7 +143,7 @@ final class DNSServer: Sendable {
     static func start(
         configuration: DNSServerConfiguration, group: any EventLoopGroup, catalog: @escaping @Sendable () -> any DNSCatalogView,
         serial: @escaping @Sendable () -> UInt32 = DNSServer.unixTime, seed: UInt64,
-        serverRelay: (@Sendable (_ packet: [UInt8], _ transport: DNSTransport) -> EventLoopFuture<[UInt8]?>)? = nil
+        serverRelay: DNSServerRelay? = nil
     ) async throws -> DNSServer {
         let recursorAddresses = try configuration.recursors.map { text throws(DNSServerError) in try DNSRecursorClient.address(text) }
         let loop = group.next()
@@ -223,6 +223,17 @@ final class DNSServer: Sendable {
     }
 }
 
+/// How an agent's DNS server gets answers for names in the Consul domain from a server's catalog
+/// (through the agent's request path, `/v1/internal/dns`) when it may not answer from its own: a
+/// client agent keeps no catalog; a server must not answer stale when `dns_config.allow_stale` is
+/// off, or when it has not heard from the leader within `max_stale`.
+struct DNSServerRelay: Sendable {
+    /// Asked for every query in the Consul domain: must this one go through the relay?
+    var isNeeded: @Sendable () -> Bool
+    /// Sends the query; the future's value is the answer, or nil when no server gave one.
+    var send: @Sendable (_ packet: [UInt8], _ transport: DNSTransport) -> EventLoopFuture<[UInt8]?>
+}
+
 /// What every handler of one server shares.
 final class DNSServerContext: Sendable {
     let resolver: DNSResolver
@@ -232,9 +243,9 @@ final class DNSServerContext: Sendable {
     let recursorClient: DNSRecursorClient?
     let configuration: DNSServerConfiguration
     let seed: UInt64
-    /// On a client agent, which keeps no catalog: answers names in the Consul domain by asking a
-    /// server (over agent RPC); nil on a server, which answers from its own catalog.
-    let serverRelay: (@Sendable (_ packet: [UInt8], _ transport: DNSTransport) -> EventLoopFuture<[UInt8]?>)?
+    /// How names in the Consul domain are answered when this agent may not answer them from its
+    /// own catalog; nil: always from its own.
+    let serverRelay: DNSServerRelay?
     let tcpConnections = Atomic<Int>(0)
     /// Numbers TCP connections so each gets its own shuffle stream.
     let connectionSerial = Atomic<UInt64>(0)
@@ -242,7 +253,7 @@ final class DNSServerContext: Sendable {
     init(
         resolver: DNSResolver, catalog: @escaping @Sendable () -> any DNSCatalogView, serial: @escaping @Sendable () -> UInt32,
         counters: DNSServerCounters, recursorClient: DNSRecursorClient?, configuration: DNSServerConfiguration, seed: UInt64,
-        serverRelay: (@Sendable (_ packet: [UInt8], _ transport: DNSTransport) -> EventLoopFuture<[UInt8]?>)? = nil
+        serverRelay: DNSServerRelay? = nil
     ) {
         self.serverRelay = serverRelay
         self.resolver = resolver
@@ -263,8 +274,8 @@ final class DNSServerContext: Sendable {
     ) -> [UInt8]? {
         counters.queries.wrappingAdd(1, ordering: .relaxed)
         let resolution = resolver.resolve(packet, transport: transport, catalog: catalog(), serial: serial(), random: &random, memo: &memo)
-        if let serverRelay {
-            // A name in our domain (not a malformed packet): a client has no catalog to answer from.
+        if let serverRelay, serverRelay.isNeeded() {
+            // A name in our domain (not a malformed packet), which this agent may not answer itself.
             let ours: Bool
             switch resolution {
             case .respond(_, let code): ours = code != .formatError
@@ -273,7 +284,7 @@ final class DNSServerContext: Sendable {
             }
             if ours {
                 counters.forwarded.wrappingAdd(1, ordering: .relaxed)
-                forward { serverRelay(packet, transport) }
+                forward { serverRelay.send(packet, transport) }
                 return nil
             }
         }

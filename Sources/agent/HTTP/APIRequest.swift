@@ -12,6 +12,8 @@ struct APIRequest: Sendable {
     var body: [UInt8]
     /// How many agents forwarded this request over RPC before it got here (0: it came over HTTP).
     var forwardHops = 0
+    /// Made by this agent's own parts (its DNS server), not received from an HTTP client.
+    var fromAgentItself = false
 
     func has(_ parameter: String) -> Bool { query[parameter] != nil }
 

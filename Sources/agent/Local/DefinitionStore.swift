@@ -24,8 +24,15 @@ final class DefinitionStore: Sendable {
     private let queue = DispatchQueue(label: "consul.definition-store")
     private struct Progress {
         var written = Contents()
+        /// The newest submission, and its number; `pending` is it while not yet taken by the writer.
+        var latest = Contents()
+        var latestGeneration: UInt64 = 0
         var pending: Contents?
         var writing = false
+        /// The newest submission the writer has finished, and whether every write it needed worked.
+        var doneGeneration: UInt64 = 0
+        var doneWithoutErrors = true
+        var waiters: [(generation: UInt64, continuation: CheckedContinuation<Bool, Never>)] = []
     }
     private let progress = Mutex(Progress())
 
@@ -61,7 +68,10 @@ final class DefinitionStore: Sendable {
                 logger?.error("agent", "Failed decoding check file", ["file": path, "error": "\(error)"])
             }
         }
-        progress.withLock { $0.written = contents }
+        progress.withLock { state in
+            state.written = contents
+            state.latest = contents
+        }
         return contents
     }
 
@@ -75,33 +85,55 @@ final class DefinitionStore: Sendable {
 
     // MARK: - Writing
 
-    /// Asks for the directory to match `contents`; returns at once.
-    func submit(_ contents: Contents) {
-        let start = progress.withLock { state -> Bool in
+    /// Asks for the directory to match `contents`; returns at once. The answer is the number of
+    /// this submission, for `written(through:)`; an unchanged set gets the previous one's number.
+    @discardableResult
+    func submit(_ contents: Contents) -> UInt64 {
+        let (generation, start) = progress.withLock { state -> (UInt64, Bool) in
+            if contents == state.latest { return (state.latestGeneration, false) }
+            state.latest = contents
+            state.latestGeneration += 1
             state.pending = contents
-            if state.writing { return false }
+            if state.writing { return (state.latestGeneration, false) }
             state.writing = true
-            return true
+            return (state.latestGeneration, true)
         }
         if start { queue.async { self.drain() } }
+        return generation
     }
 
-    /// Blocks until every submitted change is on disk (for shutdown and tests; never on a loop).
-    func flush() {
-        while progress.withLock({ $0.writing }) { queue.sync {} }
+    /// Waits until submission `generation` (or a later one) is on disk. False when a file could
+    /// not be written or removed (the writer has logged which).
+    func written(through generation: UInt64) async -> Bool {
+        await withCheckedContinuation { continuation in
+            let done = progress.withLock { state -> Bool? in
+                if state.doneGeneration >= generation { return state.doneWithoutErrors }
+                state.waiters.append((generation, continuation))
+                return nil
+            }
+            if let done { continuation.resume(returning: done) }
+        }
     }
 
     private func drain() {
         while true {
-            let (wanted, written) = progress.withLock { state -> (Contents?, Contents) in
+            let (wanted, generation, written) = progress.withLock { state -> (Contents?, UInt64, Contents) in
                 let wanted = state.pending
                 state.pending = nil
                 if wanted == nil { state.writing = false }
-                return (wanted, state.written)
+                return (wanted, state.latestGeneration, state.written)
             }
             guard let wanted else { return }
             let done = apply(wanted, over: written)
-            progress.withLock { $0.written = done }
+            let woken = progress.withLock { state -> [CheckedContinuation<Bool, Never>] in
+                state.written = done
+                state.doneGeneration = generation
+                state.doneWithoutErrors = done == wanted
+                let ready = state.waiters.filter { $0.generation <= generation }
+                state.waiters.removeAll { $0.generation <= generation }
+                return ready.map(\.continuation)
+            }
+            for continuation in woken { continuation.resume(returning: done == wanted) }
         }
     }
 

@@ -76,6 +76,15 @@ final class LocalAgent: Sendable {
         store.submit(state.withLock { $0.persistable })
     }
 
+    /// Waits until the API registrations as they are now are on disk, so an answer to a
+    /// registration means it survives a restart (Consul persists before it answers). False when
+    /// a file could not be written; true at once when nothing is persisted (no data dir yet).
+    func persisted() async -> Bool {
+        guard let store = store.withLock({ $0 }) else { return true }
+        let generation = store.submit(state.withLock { $0.persistable })
+        return await store.written(through: generation)
+    }
+
     /// Starts probes, the ticker and the sync loop. `sync` carries writes to the catalog.
     func start(probes: CheckProbes, sync: CatalogSync, logger: AgentLogger) {
         guard let stream = wakes.withLock({ current -> AsyncStream<Void>? in defer { current = nil }; return current }) else { return }

@@ -155,7 +155,7 @@ import Testing
     }
 
     /// API registrations on disk as Consul lays them out, read back, and removed when they go.
-    @Test func definitionStoreWritesReadsAndRemoves() throws {
+    @Test func definitionStoreWritesReadsAndRemoves() async throws {
         let directory = NSTemporaryDirectory() + "consul-defs-" + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = DefinitionStore(dataDir: directory, logger: nil)
@@ -168,8 +168,10 @@ import Testing
         http.deregisterCriticalServiceAfter = .seconds(90)
         let alias = CheckDefinition(id: "alias", name: "alias", kind: .alias(.init(node: "n2", serviceID: "db")))
         let contents = DefinitionStore.Contents(services: ["web1": service], checks: ["service:web1": http, "alias": alias])
-        store.submit(contents)
-        store.flush()
+        #expect(await store.written(through: store.submit(contents)))
+        // Nothing new: the same number, already written.
+        #expect(store.submit(contents) == 1)
+        #expect(await store.written(through: 1))
         #expect(FileManager.default.fileExists(atPath: directory + "/services/" + DefinitionStore.fileName("web1")))
         #expect(DefinitionStore.fileName("web1") == "e694aa37abf20c91a442da4841aeccdf")
         #expect(FileManager.default.fileExists(atPath: directory + "/checks/" + DefinitionStore.fileName("alias")))
@@ -180,9 +182,19 @@ import Testing
         #expect(DefinitionStore(dataDir: directory, logger: nil).load() == contents)
         try FileManager.default.removeItem(atPath: directory + "/checks/junk")
 
-        store.submit(DefinitionStore.Contents(services: [:], checks: ["alias": alias]))
-        store.flush()
+        #expect(await store.written(through: store.submit(DefinitionStore.Contents(services: [:], checks: ["alias": alias]))))
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory + "/services").isEmpty)
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory + "/checks") == [DefinitionStore.fileName("alias")])
+    }
+
+    /// A write that fails is reported to whoever waits for it (the registration then answers 500).
+    @Test func definitionStoreReportsAFailedWrite() async throws {
+        let file = NSTemporaryDirectory() + "consul-defs-file-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        #expect(FileManager.default.createFile(atPath: file, contents: Data()))
+        // The data dir is inside a regular file: no directory can be made there.
+        let store = DefinitionStore(dataDir: file + "/data", logger: nil)
+        let service = ServiceDefinition(name: "web", tags: [], address: "", port: 80, meta: [:])
+        #expect(await store.written(through: store.submit(DefinitionStore.Contents(services: ["web": service]))) == false)
     }
 }

@@ -37,7 +37,7 @@ struct AgentLocalEndpoint {
             let reason = request.query["reason"] ?? ""
             return .agentOperation(.node(agent.nodeName)) { () async throws(APIError) -> APIResponse in
                 local.update { state, _ in state.setNodeMaintenance(enable, reason: reason) }
-                return APIResponse()
+                return try await Self.answerWhenPersisted(local)
             }
         case ("reload", _):
             try APIRouter.requireMethod(request, "PUT")
@@ -81,14 +81,14 @@ struct AgentLocalEndpoint {
                 } catch {
                     throw .badRequest(error.message)
                 }
-                return APIResponse()
+                return try await Self.answerWhenPersisted(local)
             }
         case "deregister":
             try APIRouter.requireMethod(request, "PUT")
             guard !id.isEmpty else { throw .badRequest("Missing service ID") }
             return .agentOperation(.service(id)) { () async throws(APIError) -> APIResponse in
                 guard local.update({ state, _ in state.removeService(id) }) else { throw Self.unknownService(id) }
-                return APIResponse()
+                return try await Self.answerWhenPersisted(local)
             }
         case "maintenance":
             try APIRouter.requireMethod(request, "PUT")
@@ -103,7 +103,7 @@ struct AgentLocalEndpoint {
                 } catch {
                     throw Self.unknownService(id)
                 }
-                return APIResponse()
+                return try await Self.answerWhenPersisted(local)
             }
         default:
             // `/v1/agent/service/:id`: one service's full definition.
@@ -137,14 +137,14 @@ struct AgentLocalEndpoint {
                 } catch {
                     throw .badRequest(error.message)
                 }
-                return APIResponse()
+                return try await Self.answerWhenPersisted(local)
             }
         case "deregister":
             try APIRouter.requireMethod(request, "PUT")
             guard !id.isEmpty else { throw .badRequest("Missing check ID") }
             return .agentOperation(.node(node)) { () async throws(APIError) -> APIResponse in
                 guard local.update({ state, _ in state.removeCheck(id) }) else { throw Self.unknownCheck(id) }
-                return APIResponse()
+                return try await Self.answerWhenPersisted(local)
             }
         case "pass", "warn", "fail":
             try APIRouter.requireMethod(request, "PUT")
@@ -171,6 +171,15 @@ struct AgentLocalEndpoint {
         default:
             throw .notFound("404 page not found")
         }
+    }
+
+    /// A registration is answered once it is on disk (it must survive a restart once the caller
+    /// hears it worked); a failed write is a 500, the file named in the agent's log.
+    private static func answerWhenPersisted(_ local: LocalAgent) async throws(APIError) -> APIResponse {
+        guard await local.persisted() else {
+            throw .internalError("failed to persist the agent's registrations to the data dir (the agent's log names the file)")
+        }
+        return APIResponse()
     }
 
     private static func updateTTL(_ local: LocalAgent, id: String, status: HealthStatus, output: String) throws(APIError) {

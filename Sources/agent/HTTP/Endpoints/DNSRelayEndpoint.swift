@@ -1,19 +1,20 @@
 import ConsulCore
 
-/// `POST /v1/internal/dns?transport=udp|tcp` (body: one DNS query): how a client agent, which
-/// keeps no copy of the catalog, gets the answer to a query in the Consul domain. It sends the
-/// packet over agent RPC to a server, which resolves it from its own catalog as if it had been
-/// asked directly (stale, as Consul's DNS is by default) and hands back the response bytes.
-/// Reachable only over agent RPC: it is not part of Consul's HTTP API.
+/// `POST /v1/internal/dns?transport=udp|tcp[&stale]` (body: one DNS query): how an agent's DNS
+/// server gets an answer from a server's catalog when it cannot give one from its own: a client
+/// agent keeps no catalog, and a server may not answer stale (`dns_config.allow_stale = false`,
+/// or longer than `max_stale` without hearing from the leader). The request goes through the
+/// request path like any read (`?stale`: any server; otherwise the leader), and the answering
+/// server resolves the packet as if it had been asked directly and hands back the response bytes.
+/// Only agents make this request (over agent RPC, or their own DNS server): it is not part of
+/// Consul's HTTP API.
 struct DNSRelayEndpoint {
     let agent: AgentRuntime
 
     static let path = "/v1/internal/dns"
 
     func route(_ request: APIRequest) throws(APIError) -> APIRoute {
-        // A client agent's own DNS server sends its queries here, and they go on to a server;
-        // a server takes them only from other agents.
-        guard request.forwardHops > 0 || agent.raft == nil else { throw .notFound("404 page not found") }
+        guard request.forwardHops > 0 || request.fromAgentItself else { throw .notFound("404 page not found") }
         try APIRouter.requireMethod(request, "POST")
         let transport: DNSTransport
         switch request.query["transport"] {
@@ -23,7 +24,7 @@ struct DNSRelayEndpoint {
         }
         let packet = request.body
         let resolver = DNSResolver(settings: DNSServerConfiguration(config: agent.config).settings)
-        // Rendered from the answering server's catalog, as a stale read (Consul's DNS default).
+        // Rendered from the catalog of the server the request path picked.
         let render: @Sendable (StateStore) throws(APIError) -> APIResponse = { catalog throws(APIError) in
             var random = SeededRandom(seed: UInt64.random(in: .min ... .max))
             var memo = DNSAnswerMemo()
@@ -43,6 +44,6 @@ struct DNSRelayEndpoint {
             }
             return APIResponse(contentType: "application/dns-message", body: answer)
         }
-        return APIRoute(action: .read(tables: [], render: render), isWrite: false, resource: .none, access: .read, answeredBy: .anyServer)
+        return APIRoute(action: .read(tables: [], render: render), isWrite: false, resource: .none, access: .read)
     }
 }
