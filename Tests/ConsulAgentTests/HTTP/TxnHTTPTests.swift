@@ -188,6 +188,24 @@ import Testing
             #expect(try await Self.http("GET", "/v1/catalog/service/web").body == "[]")
             #expect(try await Self.http("GET", "/v1/catalog/node/web-node").status == 404)
 
+            // A session deleted in a transaction releases its lock, and the lock-delay holds the
+            // key back from the next transaction's lock, as Consul's pre-apply check does.
+            // (A session needs its node in the catalog: the leader registers itself shortly.)
+            guard await eventually(15, { agent.runtime.watch.current.node(named: "txn-server") != nil }) else {
+                throw HarnessError("the server never registered itself in the catalog")
+            }
+            let created = try await Self.http("PUT", "/v1/session/create", body: #"{"Node": "txn-server", "NodeChecks": []}"#)
+            let session = String(created.body.split(separator: "\"")[3])
+            let locked = try await Self.http("PUT", "/v1/txn", body: #"[{"KV": {"Verb": "lock", "Key": "app/lock", "Session": "\#(session)"}}]"#)
+            #expect(locked.status == 200, "\(created) \(locked)")
+            let ended = try await Self.http("PUT", "/v1/txn", body: #"[{"Session": {"Verb": "delete", "Session": {"ID": "\#(session)"}}}]"#)
+            #expect(ended.status == 200 && ended.body == #"{"Results":[],"Errors":null}"#, "\(ended)")
+            #expect(try await Self.http("GET", "/v1/session/info/\(session)").body == "null")
+            let second = try await Self.http("PUT", "/v1/session/create", body: #"{"Node": "txn-server", "NodeChecks": []}"#)
+            let next = String(second.body.split(separator: "\"")[3])
+            let delayed = try await Self.http("PUT", "/v1/txn", body: #"[{"KV": {"Verb": "get-or-empty", "Key": "x"}}, {"KV": {"Verb": "lock", "Key": "app/lock", "Session": "\#(next)"}}]"#)
+            #expect(delayed.status == 409 && delayed.body == #"{"Results":null,"Errors":[{"OpIndex":1,"What":"failed to lock key \"app/lock\" due to lock delay"}]}"#, "\(delayed)")
+
             let badJSON = try await Self.http("PUT", "/v1/txn", body: "[{")
             #expect(badJSON.status == 400 && badJSON.body.hasPrefix("Failed to parse body"))
         } catch {

@@ -30,11 +30,23 @@ struct TxnEndpoint {
         }
         let agent = self.agent
         return .write(resource) { () async throws(APIError) -> APIResponse in
+            // Lock-delays are this server's memory, not replicated state: checked before proposing,
+            // on the leader, as Consul's pre-apply check does.
+            let delayed = Self.lockDelayErrors(operations, agent.lockDelays)
+            guard delayed.isEmpty else { return Self.response(TxnOutcome(errors: delayed)) }
             switch try await agent.apply(.txn(operations)) {
             case .txn(let outcome): return Self.response(outcome)
             case .refused(let message): throw .internalError(message)
             case .done, .applied: throw .internalError("unexpected result for a transaction")
             }
+        }
+    }
+
+    /// A `lock` on a key whose previous holder's session was invalidated less than its lock-delay ago.
+    static func lockDelayErrors(_ operations: [TxnOperation], _ lockDelays: LockDelays) -> [TxnError] {
+        operations.enumerated().compactMap { position, operation in
+            guard case .kv(let op) = operation, op.verb == .lock, lockDelays.isDelayed(op.key) else { return nil }
+            return TxnError(opIndex: position, what: "failed to lock key \"\(op.key)\" due to lock delay")
         }
     }
 
