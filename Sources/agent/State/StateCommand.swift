@@ -12,6 +12,8 @@ enum StateCommand: Equatable, Sendable {
     case createSession(Session)
     case destroySession(id: String)
     /// `/v1/txn`: every operation applied in order on one version, kept only if none fails.
+    /// Logged with the `txn` tag when all operations are KV (the format older servers read), else
+    /// with `mixedTxn`.
     case txn([TxnOperation])
     /// Stores autopilot's settings; with `cas`, only if the stored ones' ModifyIndex is that (0:
     /// only when none are stored), as Consul's `?cas=`.
@@ -214,6 +216,8 @@ extension Session {
 extension StateCommand {
     private enum Tag: UInt8 {
         case register = 1, deregister, kv, createSession, destroySession, txn, setAutopilot, updateCoordinates, restoreState, setPreparedQuery, deletePreparedQuery
+        /// A transaction with catalog or session operations: each operation carries its kind.
+        case mixedTxn
     }
 
     func encoded() -> [UInt8] {
@@ -249,8 +253,12 @@ extension StateCommand {
         case .destroySession(let id):
             writer.u8(Tag.destroySession.rawValue)
             writer.text(id)
-        case .txn(let operations):
+        case .txn(let operations) where TxnOperation.areAllKV(operations):
             writer.u8(Tag.txn.rawValue)
+            writer.u32(UInt32(operations.count))
+            for case .kv(let operation) in operations { operation.encode(into: &writer) }
+        case .txn(let operations):
+            writer.u8(Tag.mixedTxn.rawValue)
             writer.u32(UInt32(operations.count))
             for operation in operations { operation.encode(into: &writer) }
         case .setAutopilot(let settings, let cas):
@@ -310,6 +318,10 @@ extension StateCommand {
         case .destroySession:
             command = .destroySession(id: try reader.text())
         case .txn:
+            var operations: [TxnOperation] = []
+            for _ in 0..<(try reader.count()) { operations.append(.kv(try TxnKVOperation.decode(from: &reader))) }
+            command = .txn(operations)
+        case .mixedTxn:
             var operations: [TxnOperation] = []
             for _ in 0..<(try reader.count()) { operations.append(try TxnOperation.decode(from: &reader)) }
             command = .txn(operations)

@@ -25,57 +25,84 @@ extension StateStore {
     // MARK: - Catalog
 
     private mutating func register(_ registration: StateCommand.Registration, at index: UInt64) -> StateCommandResult {
-        let key = Self.nodeKey(registration.node.name)
-        var node = registration.node
-        if let existing = nodes[key] {
-            if !existing.id.isEmpty, !node.id.isEmpty, existing.id != node.id {
-                return .refused("failed inserting node: node \(node.name) is already registered with ID \(existing.id)")
-            }
-            if node.id.isEmpty { node.id = existing.id }
-            node.indexes = existing.indexes
-            if node != existing {
-                node.indexes.modifyIndex = index
-                nodes.set(key, node)
-                touch(.nodes, at: index)
-            }
-        } else {
-            node.indexes = RaftIndexes(createIndex: index, modifyIndex: index)
-            nodes.set(key, node)
-            touch(.nodes, at: index)
+        let node: CatalogNode
+        do {
+            node = try ensureNode(registration.node, at: index)
+        } catch {
+            return .refused(error.message)
         }
-
+        let key = Self.nodeKey(node.name)
         if var service = registration.service {
             service.node = node.name
-            let serviceKey = ServiceKey(node: key, id: service.id)
-            let existing = services[serviceKey]
-            service.indexes = existing?.indexes ?? RaftIndexes(createIndex: index, modifyIndex: index)
-            if service != existing {
-                service.indexes.modifyIndex = index
-                if let existing, existing.name.lowercased() != service.name.lowercased() {
-                    servicesByName.remove(ServiceNameKey(name: existing.name.lowercased(), node: key, id: existing.id))
-                }
-                services.set(serviceKey, service)
-                servicesByName.set(ServiceNameKey(name: service.name.lowercased(), node: key, id: service.id), serviceKey)
-                touch(.services, at: index)
-            }
+            ensureService(service, nodeKey: key, at: index)
         }
-
         for check in registration.checks {
             var check = check
             check.node = node.name
-            if !check.serviceID.isEmpty {
-                guard let service = services[ServiceKey(node: key, id: check.serviceID)] else {
-                    return .refused("Missing service registration for check \(check.id): service \(check.serviceID) on node \(node.name)")
-                }
-                check.serviceName = service.name
-                check.serviceTags = service.tags
+            guard let attached = withServiceFields(check, nodeKey: key) else {
+                return .refused("Missing service registration for check \(check.id): service \(check.serviceID) on node \(node.name)")
             }
-            putCheck(check, nodeKey: key, at: index)
+            putCheck(attached, nodeKey: key, at: index)
         }
         return .done
     }
 
-    private mutating func putCheck(_ check: HealthCheck, nodeKey: String, at index: UInt64) {
+    /// A catalog write the state refuses, and why (answered to the client).
+    struct Refusal: Error, Equatable { var message: String }
+
+    /// Inserts or updates a node by name (case-insensitively). An unchanged node keeps its indexes
+    /// and bumps no table index, so blocking queries do not wake for nothing. Answers the stored node.
+    mutating func ensureNode(_ given: CatalogNode, at index: UInt64) throws(Refusal) -> CatalogNode {
+        let key = Self.nodeKey(given.name)
+        var node = given
+        if let existing = nodes[key] {
+            if !existing.id.isEmpty, !node.id.isEmpty, existing.id != node.id {
+                throw Refusal(message: "failed inserting node: node \(node.name) is already registered with ID \(existing.id)")
+            }
+            if node.id.isEmpty { node.id = existing.id }
+            node.indexes = existing.indexes
+            guard node != existing else { return existing }
+            node.indexes.modifyIndex = index
+        } else {
+            node.indexes = RaftIndexes(createIndex: index, modifyIndex: index)
+        }
+        nodes.set(key, node)
+        touch(.nodes, at: index)
+        return node
+    }
+
+    /// Inserts or updates a service of a node that is registered (callers check). Answers the stored service.
+    @discardableResult
+    mutating func ensureService(_ given: CatalogService, nodeKey key: String, at index: UInt64) -> CatalogService {
+        var service = given
+        let serviceKey = ServiceKey(node: key, id: service.id)
+        let existing = services[serviceKey]
+        service.indexes = existing?.indexes ?? RaftIndexes(createIndex: index, modifyIndex: index)
+        guard service != existing else { return service }
+        service.indexes.modifyIndex = index
+        if let existing, existing.name.lowercased() != service.name.lowercased() {
+            servicesByName.remove(ServiceNameKey(name: existing.name.lowercased(), node: key, id: existing.id))
+        }
+        services.set(serviceKey, service)
+        servicesByName.set(ServiceNameKey(name: service.name.lowercased(), node: key, id: service.id), serviceKey)
+        touch(.services, at: index)
+        return service
+    }
+
+    /// A check with its service's name and tags copied in, as Consul stores them; nil when the
+    /// check names a service the node does not have.
+    func withServiceFields(_ check: HealthCheck, nodeKey key: String) -> HealthCheck? {
+        guard !check.serviceID.isEmpty else { return check }
+        guard let service = services[ServiceKey(node: key, id: check.serviceID)] else { return nil }
+        var check = check
+        check.serviceName = service.name
+        check.serviceTags = service.tags
+        return check
+    }
+
+    /// Inserts or updates a check of a registered node; a check turning critical ends the sessions
+    /// that depend on it.
+    mutating func putCheck(_ check: HealthCheck, nodeKey: String, at index: UInt64) {
         var check = check
         let checkKey = CheckKey(node: nodeKey, id: check.id)
         let existing = checks[checkKey]
@@ -89,7 +116,10 @@ extension StateStore {
         }
     }
 
-    private mutating func deregister(node name: String, serviceID: String?, checkID: String?, at index: UInt64) -> StateCommandResult {
+    /// Removes a check, a service (with its checks) or the whole node, as `/v1/catalog/deregister`
+    /// does; an unknown node is no error.
+    @discardableResult
+    mutating func deregister(node name: String, serviceID: String?, checkID: String?, at index: UInt64) -> StateCommandResult {
         let key = Self.nodeKey(name)
         guard nodes[key] != nil else { return .done }
         if let checkID {
@@ -206,7 +236,7 @@ extension StateStore {
     }
 
     /// Ends a session: its locks are released (behavior `release`) or its keys deleted (`delete`).
-    private mutating func invalidateSession(_ id: String, at index: UInt64) {
+    mutating func invalidateSession(_ id: String, at index: UInt64) {
         guard let session = sessions.remove(id) else { return }
         touch(.sessions, at: index)
         let held = kv.values.filter { $0.session == id }

@@ -1,7 +1,35 @@
 import Raft
 
+/// One operation of a `/v1/txn` transaction: KV, catalog (node, service, check) or session.
+enum TxnOperation: Equatable, Sendable {
+    case kv(TxnKVOperation)
+    /// `index` is the ModifyIndex that `cas` and `delete-cas` compare with. A node is found by
+    /// its ID when it has one, else by name (Consul's rule).
+    case node(TxnCatalogVerb, CatalogNode, index: UInt64)
+    case service(TxnCatalogVerb, node: String, CatalogService, index: UInt64)
+    /// The check names its node.
+    case check(TxnCatalogVerb, HealthCheck, index: UInt64)
+    /// Consul's only session verb, `delete`: ends the session as `/v1/session/destroy` does.
+    case destroySession(id: String)
+
+    /// What changes the store; a transaction of nothing else is a read (no Raft round).
+    var isWrite: Bool {
+        switch self {
+        case .kv(let op): return op.verb.isWrite
+        case .node(let verb, _, _), .service(let verb, _, _, _), .check(let verb, _, _): return verb != .get
+        case .destroySession: return true
+        }
+    }
+}
+
+/// The verbs of node, service and check operations.
+enum TxnCatalogVerb: String, CaseIterable, Sendable {
+    case set, cas, get, delete
+    case deleteCAS = "delete-cas"
+}
+
 /// One KV operation of a `/v1/txn` transaction, with Consul's verbs.
-struct TxnOperation: Equatable, Sendable {
+struct TxnKVOperation: Equatable, Sendable {
     enum Verb: String, CaseIterable, Sendable {
         case set, cas, lock, unlock, get
         case getOrEmpty = "get-or-empty"
@@ -31,15 +59,23 @@ struct TxnOperation: Equatable, Sendable {
     var session: String = ""
 }
 
-struct TxnError: Equatable, Sendable {
+struct TxnError: Error, Equatable, Sendable {
     var opIndex: Int
     var what: String
+}
+
+/// One entry of a transaction's `Results`.
+enum TxnResult: Equatable, Sendable {
+    case kv(KVEntry)
+    case node(CatalogNode)
+    case service(CatalogService)
+    case check(HealthCheck)
 }
 
 /// What a transaction answers: its results when every operation succeeded, else only the errors
 /// (and nothing was applied).
 struct TxnOutcome: Equatable, Sendable {
-    var results: [KVEntry] = []
+    var results: [TxnResult] = []
     var errors: [TxnError] = []
 }
 
@@ -63,7 +99,18 @@ extension StateStore {
     private mutating func runTxn(_ operations: [TxnOperation], at index: UInt64) -> TxnOutcome {
         var outcome = TxnOutcome()
         for (position, operation) in operations.enumerated() {
-            switch runTxnOperation(operation, at: index) {
+            let result: Result<[TxnResult], OperationFailed>
+            switch operation {
+            case .kv(let op): result = runTxnKV(op, at: index).map { $0.map(TxnResult.kv) }
+            case .node(let verb, let node, let cas): result = runTxnNode(verb, node, cas: cas, at: index)
+            case .service(let verb, let node, let service, let cas): result = runTxnService(verb, node: node, service, cas: cas, at: index)
+            case .check(let verb, let check, let cas): result = runTxnCheck(verb, check, cas: cas, at: index)
+            case .destroySession(let id):
+                // Like `/v1/session/destroy`: an unknown session is no error.
+                if sessions[id] != nil { invalidateSession(id, at: index) }
+                result = .success([])
+            }
+            switch result {
             case .success(let entries): outcome.results += entries
             case .failure(let error): outcome.errors.append(TxnError(opIndex: position, what: error.what))
             }
@@ -74,8 +121,119 @@ extension StateStore {
 
     private struct OperationFailed: Error { var what: String }
 
-    /// One operation; its results carry no value except for reads (Consul blanks them for writes).
-    private mutating func runTxnOperation(_ op: TxnOperation, at index: UInt64) -> Result<[KVEntry], OperationFailed> {
+    /// A node operation, with Consul's state store rules: `cas` with index 0 only creates, and
+    /// `delete-cas` of a missing node fails (unlike KV's); deleting a node removes its services,
+    /// checks, sessions and coordinates, as a catalog deregistration does.
+    private mutating func runTxnNode(_ verb: TxnCatalogVerb, _ node: CatalogNode, cas: UInt64, at index: UInt64) -> Result<[TxnResult], OperationFailed> {
+        let existing = node.id.isEmpty ? self.node(named: node.name) : nodes.values.first { $0.id == node.id }
+        func fail(_ what: String) -> Result<[TxnResult], OperationFailed> { .failure(OperationFailed(what: what)) }
+        func set() -> Result<[TxnResult], OperationFailed> {
+            do {
+                return .success([.node(try ensureNode(node, at: index))])
+            } catch {
+                return fail(error.message)
+            }
+        }
+        switch verb {
+        case .get:
+            guard let existing else { return fail("node \"\(node.name)\" doesn't exist") }
+            return .success([.node(existing)])
+        case .set:
+            return set()
+        case .cas:
+            guard Self.casMatches(cas, existing?.indexes) else { return fail("failed to set node \"\(node.name)\", index is stale") }
+            return set()
+        case .delete:
+            deregister(node: existing?.name ?? node.name, serviceID: nil, checkID: nil, at: index)
+            return .success([])
+        case .deleteCAS:
+            guard let existing, existing.indexes.modifyIndex == cas else { return fail("failed to delete node \"\(node.name)\", index is stale") }
+            deregister(node: existing.name, serviceID: nil, checkID: nil, at: index)
+            return .success([])
+        }
+    }
+
+    /// A service operation on the node named `nodeName`; setting one needs the node registered.
+    private mutating func runTxnService(
+        _ verb: TxnCatalogVerb, node nodeName: String, _ service: CatalogService, cas: UInt64, at index: UInt64
+    ) -> Result<[TxnResult], OperationFailed> {
+        let nodeKey = Self.nodeKey(nodeName)
+        let existing = services[ServiceKey(node: nodeKey, id: service.id)]
+        func fail(_ what: String) -> Result<[TxnResult], OperationFailed> { .failure(OperationFailed(what: what)) }
+        func set() -> Result<[TxnResult], OperationFailed> {
+            guard let node = nodes[nodeKey] else { return fail("Missing node registration") }
+            var service = service
+            service.node = node.name
+            return .success([.service(ensureService(service, nodeKey: nodeKey, at: index))])
+        }
+        switch verb {
+        case .get:
+            guard let existing else { return fail("service \"\(service.id)\" on node \"\(nodeName)\" doesn't exist") }
+            return .success([.service(existing)])
+        case .set:
+            return set()
+        case .cas:
+            guard Self.casMatches(cas, existing?.indexes) else {
+                return fail("failed to set service \"\(service.id)\" on node \"\(nodeName)\", index is stale")
+            }
+            return set()
+        case .delete:
+            deregister(node: nodeName, serviceID: service.id, checkID: nil, at: index)
+            return .success([])
+        case .deleteCAS:
+            guard let existing, existing.indexes.modifyIndex == cas else {
+                return fail("failed to delete service \"\(service.id)\" on node \"\(nodeName)\", index is stale")
+            }
+            deregister(node: nodeName, serviceID: service.id, checkID: nil, at: index)
+            return .success([])
+        }
+    }
+
+    /// A check operation; setting one needs its node (and its service, when it names one).
+    private mutating func runTxnCheck(_ verb: TxnCatalogVerb, _ check: HealthCheck, cas: UInt64, at index: UInt64) -> Result<[TxnResult], OperationFailed> {
+        let nodeKey = Self.nodeKey(check.node)
+        let existing = checks[CheckKey(node: nodeKey, id: check.id)]
+        func fail(_ what: String) -> Result<[TxnResult], OperationFailed> { .failure(OperationFailed(what: what)) }
+        func set() -> Result<[TxnResult], OperationFailed> {
+            guard let node = nodes[nodeKey] else { return fail("Missing node registration") }
+            var check = check
+            check.node = node.name
+            guard let attached = withServiceFields(check, nodeKey: nodeKey) else { return fail("Missing service registration") }
+            putCheck(attached, nodeKey: nodeKey, at: index)
+            return .success(checks[CheckKey(node: nodeKey, id: check.id)].map { [.check($0)] } ?? [])
+        }
+        switch verb {
+        case .get:
+            guard let existing else { return fail("check \"\(check.id)\" on node \"\(check.node)\" doesn't exist") }
+            return .success([.check(existing)])
+        case .set:
+            return set()
+        case .cas:
+            guard Self.casMatches(cas, existing?.indexes) else {
+                return fail("failed to set check \"\(check.id)\" on node \"\(check.node)\", index is stale")
+            }
+            return set()
+        case .delete:
+            deregister(node: check.node, serviceID: nil, checkID: check.id, at: index)
+            return .success([])
+        case .deleteCAS:
+            guard let existing, existing.indexes.modifyIndex == cas else {
+                return fail("failed to delete check \"\(check.id)\" on node \"\(check.node)\", index is stale")
+            }
+            deregister(node: check.node, serviceID: nil, checkID: check.id, at: index)
+            return .success([])
+        }
+    }
+
+    /// Consul's catalog CAS: index 0 writes only what does not exist yet; any other index only
+    /// what exists with that ModifyIndex.
+    private static func casMatches(_ cas: UInt64, _ existing: RaftIndexes?) -> Bool {
+        guard let existing else { return cas == 0 }
+        return cas != 0 && existing.modifyIndex == cas
+    }
+
+    /// One KV operation; its results carry no value except for reads (Consul blanks them for writes).
+    private mutating func runTxnKV(_ op: TxnKVOperation, at index: UInt64) -> Result<[KVEntry], OperationFailed> {
         let existing = kv[op.key]
         func fail(_ what: String) -> Result<[KVEntry], OperationFailed> { .failure(OperationFailed(what: what)) }
         func written() -> Result<[KVEntry], OperationFailed> {
@@ -150,7 +308,7 @@ extension StateStore {
         }
     }
 
-    private mutating func put(_ op: TxnOperation, existing: KVEntry?, session: String?, lockIndex: UInt64, at index: UInt64) {
+    private mutating func put(_ op: TxnKVOperation, existing: KVEntry?, session: String?, lockIndex: UInt64, at index: UInt64) {
         let indexes = RaftIndexes(createIndex: existing?.indexes.createIndex ?? index, modifyIndex: index)
         kv.set(op.key, KVEntry(key: op.key, flags: op.flags, value: op.value, lockIndex: lockIndex, session: session, indexes: indexes))
         touch(.kv, at: index)
@@ -159,7 +317,7 @@ extension StateStore {
 
 // MARK: - Binary encoding (Raft log and results)
 
-extension TxnOperation {
+extension TxnKVOperation {
     /// A verb is logged as its position here: append new verbs, never reorder.
     private static let verbs = Verb.allCases
 
@@ -168,20 +326,110 @@ extension TxnOperation {
         writer.text(key); writer.blob(value); writer.u64(flags); writer.u64(index); writer.text(session)
     }
 
-    static func decode(from reader: inout ByteReader) throws(DecodeError) -> TxnOperation {
+    static func decode(from reader: inout ByteReader) throws(DecodeError) -> TxnKVOperation {
         let verbStart = reader.offset
         let code = Int(try reader.u8())
         guard code < verbs.count else { throw .invalid("unknown transaction verb", at: verbStart) }
-        return TxnOperation(
+        return TxnKVOperation(
             verb: verbs[code], key: try reader.text(), value: try reader.blob(limit: StateCodecLimits.maxValue),
             flags: try reader.u64(), index: try reader.u64(), session: try reader.text())
     }
 }
 
+extension TxnCatalogVerb {
+    /// Logged as its position here: append new verbs, never reorder.
+    private static let codes = allCases
+
+    func encode(into writer: inout ByteWriter) { writer.u8(UInt8(Self.codes.firstIndex(of: self)!)) }
+
+    static func decode(from reader: inout ByteReader) throws(DecodeError) -> TxnCatalogVerb {
+        let start = reader.offset
+        let code = Int(try reader.u8())
+        guard code < codes.count else { throw .invalid("unknown catalog transaction verb", at: start) }
+        return codes[code]
+    }
+}
+
+extension TxnOperation {
+    /// Each operation of a mixed transaction is logged after a byte naming its kind: append new
+    /// kinds, never renumber.
+    private enum Kind: UInt8 { case kv = 0, node, service, check, destroySession }
+
+    /// Whether every operation is a KV one: such transactions are logged in the format that came
+    /// first, which servers of an older version still read.
+    static func areAllKV(_ operations: [TxnOperation]) -> Bool {
+        operations.allSatisfy { if case .kv = $0 { return true } else { return false } }
+    }
+
+    func encode(into writer: inout ByteWriter) {
+        switch self {
+        case .kv(let op):
+            writer.u8(Kind.kv.rawValue)
+            op.encode(into: &writer)
+        case .node(let verb, let node, let cas):
+            writer.u8(Kind.node.rawValue)
+            verb.encode(into: &writer); node.encode(into: &writer); writer.u64(cas)
+        case .service(let verb, let node, let service, let cas):
+            writer.u8(Kind.service.rawValue)
+            verb.encode(into: &writer); writer.text(node); service.encode(into: &writer); writer.u64(cas)
+        case .check(let verb, let check, let cas):
+            writer.u8(Kind.check.rawValue)
+            verb.encode(into: &writer); check.encode(into: &writer); writer.u64(cas)
+        case .destroySession(let id):
+            writer.u8(Kind.destroySession.rawValue)
+            writer.text(id)
+        }
+    }
+
+    static func decode(from reader: inout ByteReader) throws(DecodeError) -> TxnOperation {
+        let start = reader.offset
+        guard let kind = Kind(rawValue: try reader.u8()) else { throw .invalid("unknown transaction operation kind", at: start) }
+        switch kind {
+        case .kv:
+            return .kv(try TxnKVOperation.decode(from: &reader))
+        case .node:
+            return .node(try TxnCatalogVerb.decode(from: &reader), try CatalogNode.decode(from: &reader), index: try reader.u64())
+        case .service:
+            return .service(
+                try TxnCatalogVerb.decode(from: &reader), node: try reader.text(), try CatalogService.decode(from: &reader), index: try reader.u64())
+        case .check:
+            return .check(try TxnCatalogVerb.decode(from: &reader), try HealthCheck.decode(from: &reader), index: try reader.u64())
+        case .destroySession:
+            return .destroySession(id: try reader.text())
+        }
+    }
+}
+
+extension TxnResult {
+    private enum Kind: UInt8 { case kv = 0, node, service, check }
+
+    func encode(into writer: inout ByteWriter) {
+        switch self {
+        case .kv(let entry): writer.u8(Kind.kv.rawValue); entry.encode(into: &writer)
+        case .node(let node): writer.u8(Kind.node.rawValue); node.encode(into: &writer)
+        case .service(let service): writer.u8(Kind.service.rawValue); service.encode(into: &writer)
+        case .check(let check): writer.u8(Kind.check.rawValue); check.encode(into: &writer)
+        }
+    }
+
+    static func decode(from reader: inout ByteReader) throws(DecodeError) -> TxnResult {
+        let start = reader.offset
+        guard let kind = Kind(rawValue: try reader.u8()) else { throw .invalid("unknown transaction result kind", at: start) }
+        switch kind {
+        case .kv: return .kv(try KVEntry.decode(from: &reader))
+        case .node: return .node(try CatalogNode.decode(from: &reader))
+        case .service: return .service(try CatalogService.decode(from: &reader))
+        case .check: return .check(try HealthCheck.decode(from: &reader))
+        }
+    }
+}
+
+/// Results are never stored: they go from the state machine to the request that proposed the
+/// transaction on the same server, so their format may change between versions.
 extension TxnOutcome {
     func encode(into writer: inout ByteWriter) {
         writer.u32(UInt32(results.count))
-        for entry in results { entry.encode(into: &writer) }
+        for result in results { result.encode(into: &writer) }
         writer.u32(UInt32(errors.count))
         for error in errors {
             writer.u32(UInt32(error.opIndex))
@@ -191,7 +439,7 @@ extension TxnOutcome {
 
     static func decode(from reader: inout ByteReader) throws(DecodeError) -> TxnOutcome {
         var outcome = TxnOutcome()
-        for _ in 0..<(try reader.count()) { outcome.results.append(try KVEntry.decode(from: &reader)) }
+        for _ in 0..<(try reader.count()) { outcome.results.append(try TxnResult.decode(from: &reader)) }
         for _ in 0..<(try reader.count()) {
             outcome.errors.append(TxnError(opIndex: Int(try reader.u32()), what: try reader.text()))
         }

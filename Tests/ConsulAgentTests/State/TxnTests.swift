@@ -8,8 +8,13 @@ import NIOPosix
 /// `/v1/txn` on the state store (through encoded commands, as Raft applies them) and its request
 /// parsing through the request path.
 @Suite struct TxnTests {
-    static func op(_ verb: TxnOperation.Verb, _ key: String, _ value: String = "", index: UInt64 = 0, session: String = "") -> TxnOperation {
-        TxnOperation(verb: verb, key: key, value: Array(value.utf8), index: index, session: session)
+    static func op(_ verb: TxnKVOperation.Verb, _ key: String, _ value: String = "", index: UInt64 = 0, session: String = "") -> TxnOperation {
+        .kv(TxnKVOperation(verb: verb, key: key, value: Array(value.utf8), index: index, session: session))
+    }
+
+    /// The KV entries among a transaction's results.
+    static func kv(_ outcome: TxnOutcome) -> [KVEntry] {
+        outcome.results.compactMap { if case .kv(let entry) = $0 { return entry } else { return nil } }
     }
 
     static func outcome(_ result: StateCommandResult) -> TxnOutcome {
@@ -25,10 +30,11 @@ import NIOPosix
             Self.op(.get, "a"), Self.op(.delete, "old"), Self.op(.getTree, ""),
         ])))
         #expect(result.errors.isEmpty)
-        #expect(result.results.map(\.key) == ["a", "b", "a", "a", "b"])
-        #expect(result.results[0].value.isEmpty && result.results[1].value.isEmpty)
-        #expect(result.results[2].value == Array("1".utf8))
-        #expect(result.results[0].indexes == RaftIndexes(createIndex: 2, modifyIndex: 2))
+        let entries = Self.kv(result)
+        #expect(entries.map(\.key) == ["a", "b", "a", "a", "b"])
+        #expect(entries[0].value.isEmpty && entries[1].value.isEmpty)
+        #expect(entries[2].value == Array("1".utf8))
+        #expect(entries[0].indexes == RaftIndexes(createIndex: 2, modifyIndex: 2))
         #expect(state.store.kvEntry("old") == nil)
         #expect(state.store.kvEntry("b")?.value == Array("2".utf8))
         #expect(state.store.index(of: .kv) == 2)
@@ -61,7 +67,7 @@ import NIOPosix
         #expect(missing.errors == [TxnError(opIndex: 0, what: #"invalid session "nope""#)])
         let locked = Self.outcome(state.run(.txn([Self.op(.lock, "l", "v", session: "s1"), Self.op(.checkSession, "l", session: "s1")])))
         #expect(locked.errors.isEmpty)
-        #expect(locked.results.first?.session == "s1" && locked.results.first?.lockIndex == 1)
+        #expect(Self.kv(locked).first?.session == "s1" && Self.kv(locked).first?.lockIndex == 1)
         let wrong = Self.outcome(state.run(.txn([Self.op(.unlock, "l", session: "s2"), Self.op(.checkSession, "l", session: "")])))
         #expect(wrong.errors.map(\.opIndex) == [0, 1])
         #expect(wrong.errors[1].what == #"failed session check for key "l", current session "s1" != """#)
@@ -75,8 +81,8 @@ import NIOPosix
         state.run(StateHarness.kv(.set, "k/2", "b"))
         let result = state.store.readTxn([Self.op(.getTree, "k/"), Self.op(.getOrEmpty, "none"), Self.op(.checkIndex, "k/1", index: 1)])
         #expect(result.errors.isEmpty)
-        #expect(result.results.map(\.key) == ["k/1", "k/2", "none", "k/1"])
-        #expect(result.results[1].value == Array("b".utf8))
+        #expect(Self.kv(result).map(\.key) == ["k/1", "k/2", "none", "k/1"])
+        #expect(Self.kv(result)[1].value == Array("b".utf8))
     }
 
     @Test func commandAndOutcomeSurviveEncoding() throws {
