@@ -76,11 +76,17 @@ import Testing
 
     /// Commands that do not exist yet say so and fail; they never pretend to succeed.
     @Test func missingCommandsFailHonestly() {
-        for name in ["lock", "watch"] {
+        for name in ["lock"] {
             let result = CapturedIO.run([name])
             #expect(result.code == 1)
             #expect(result.err.contains("not implemented in this build yet"))
         }
+        // Refused before any agent is asked, with Consul's messages.
+        let watch = CapturedIO.run(["watch"])
+        #expect(watch.code == 1 && watch.err.hasPrefix("Watch type must be specified\n\nUsage: consul watch [options] [child...]"))
+        #expect(CapturedIO.run(["watch", "-type=key"]) == (1, "", "Must specify a single key to watch\n"))
+        #expect(CapturedIO.run(["watch", "-type", "key", "-key", "a", "-passingonly=true"]).err == "Invalid parameters: [passingonly]\n")
+        #expect(CapturedIO.run(["watch", "-h"]).code == 0)
         // Built, but refuse to run without an action or a name, as Consul's do.
         let keyring = CapturedIO.run(["keyring"])
         #expect(keyring.code == 1 && keyring.err.hasPrefix("Usage: consul keyring [options]"))

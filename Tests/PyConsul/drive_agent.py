@@ -9,7 +9,10 @@ failed assertion.
 """
 
 import base64
+import io
+import json
 import sys
+import tarfile
 import threading
 import time
 
@@ -197,6 +200,72 @@ def main() -> None:
         rings = c.operator.keyring_list()
         assert rings[0]["Keys"] == {gossip_key: 1}, rings
     print("operator ok")
+
+    # coordinates: the agent sends its serf coordinate (the test shortens
+    # sync_coordinate_interval_min) and the leader writes it; nodes() lists it by node name,
+    # datacenters() names it as the WAN pool does (node.dc).
+    deadline = time.time() + 30
+    coords = []
+    while time.time() < deadline:
+        coord_index, coords = c.coordinate.nodes()
+        if coords:
+            break
+        time.sleep(0.2)
+    assert [(co["Node"], co["Segment"]) for co in coords] == [(node_name, "")], coords
+    coord = coords[0]["Coord"]
+    assert len(coord["Vec"]) == 8 and all(isinstance(v, (int, float)) for v in coord["Vec"]), coord
+    assert coord["Error"] > 0 and coord["Height"] > 0 and isinstance(coord["Adjustment"], (int, float)), coord
+    assert int(coord_index) >= 1, coord_index
+    dcs = c.coordinate.datacenters()
+    assert [(d["Datacenter"], d["AreaID"]) for d in dcs] == [("dc1", "wan")], dcs
+    assert [co["Node"] for co in dcs[0]["Coordinates"]] == [node_name + ".dc1"], dcs
+    assert len(dcs[0]["Coordinates"][0]["Coord"]["Vec"]) == 8, dcs
+    print("coordinate ok")
+
+    # operator usage: the counts match what the catalog holds. Anti-entropy may still be removing
+    # the deregistered api-1, so compare against catalog reads taken just before and after.
+    deadline = time.time() + 15
+    while True:
+        _, services = c.catalog.services()
+        instances = {name: len(c.catalog.service(name)[1]) for name in services}
+        node_count = len(c.catalog.nodes()[1])
+        usage = c.operator.usage()
+        if c.catalog.services()[1] == services or time.time() > deadline:
+            break
+    assert list(usage["Usage"]) == ["dc1"], usage
+    dc1 = usage["Usage"]["dc1"]
+    assert dc1["Services"] == len(services) >= 2, (usage, services)
+    assert dc1["ServiceInstances"] == sum(instances.values()), (usage, instances)
+    # Consul does not bill the servers' own "consul" service instances.
+    assert dc1["BillableServiceInstances"] == sum(instances.values()) - instances["consul"], (usage, instances)
+    assert dc1["Nodes"] == node_count >= 2, (usage, node_count)
+    assert dc1["ConnectServiceInstances"] == {
+        "connect-native": 0, "connect-proxy": 0, "ingress-gateway": 0, "mesh-gateway": 0, "terminating-gateway": 0,
+    }, usage
+    assert usage["KnownLeader"] is True and usage["ConsistencyLevel"] == "leader" and usage["Index"] >= 1, usage
+    stale = c.operator.usage(global_=True, stale=True)
+    assert list(stale["Usage"]) == ["dc1"] and stale["ConsistencyLevel"] == "stale", stale
+    print("usage ok")
+
+    # snapshot: save (a gzip tar in Consul's layout), change things, restore; the saved state is back.
+    assert c.kv.put("snap/kept", "before") is True
+    archive = c.snapshot.save()
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        assert sorted(tar.getnames()) == ["SHA256SUMS", "meta.json", "state.bin"], tar.getnames()
+        meta = json.load(tar.extractfile("meta.json"))
+    assert meta["Index"] >= c.kv.get("snap/kept")[1]["ModifyIndex"], meta
+    assert c.kv.put("snap/kept", "after") is True
+    assert c.kv.put("snap/later", "x") is True
+    assert c.snapshot.restore(archive) is True
+    assert c.kv.get("snap/kept")[1]["Value"] == b"before"
+    assert c.kv.get("snap/later")[1] is None
+    try:
+        c.snapshot.restore(b"not a snapshot")
+        raise AssertionError("a bad snapshot was restored")
+    except consul.ConsulException as error:
+        assert "500" in str(error) or "400" in str(error), error
+    assert c.kv.get("snap/kept")[1]["Value"] == b"before", "a refused restore changed the state"
+    print("snapshot ok")
 
     # Bad input is a 4xx with a message, surfaced by the client as an exception.
     try:

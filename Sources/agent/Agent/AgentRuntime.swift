@@ -117,6 +117,16 @@ final class AgentRuntime: Sendable {
 
     func updateCluster(_ view: ClusterView) { cluster.withLock { $0 = view } }
 
+    /// What every read reports about the leader (`X-Consul-KnownLeader`, `X-Consul-LastContact`
+    /// and the same fields of bodies that embed Consul's QueryMeta): whether one is known, and how
+    /// long ago it was last heard from (zero on the leader itself).
+    var leaderContact: (knownLeader: Bool, lastContact: Duration) {
+        let view = clusterView
+        var lastContact: Duration = .zero
+        if !view.isLeader, let contact = view.lastContact { lastContact = clock.now().duration(since: contact) }
+        return (view.leaderID != nil, lastContact)
+    }
+
     var forwardingState: ForwardingState {
         let view = clusterView
         return ForwardingState(datacenter: datacenter, isServer: raft != nil, isLeader: view.isLeader, knownLeader: view.leaderID != nil)

@@ -69,7 +69,7 @@ package enum ConsulCLI {
         outOfScope("troubleshoot", "CLI tools for troubleshooting Consul service mesh"),
         Command(name: "validate", synopsis: "Validate config files/directories", run: ValidateCommand.run),
         Command(name: "version", synopsis: "Prints the Consul version", run: VersionCommand.run),
-        planned("watch", "Watch for changes in Consul"),
+        Command(name: "watch", synopsis: "Watch for changes in Consul", run: WatchCommand.run),
     ]
 
     static var usage: String {

@@ -153,14 +153,10 @@ final class APIDispatcher: Sendable {
         } catch {
             response = error.response
         }
-        let view = agent.clusterView
+        let leader = agent.leaderContact
         response.headers.append(("X-Consul-Index", String(store.index(of: tables))))
-        response.headers.append(("X-Consul-KnownLeader", view.leaderID == nil ? "false" : "true"))
-        var lastContact: Int64 = 0
-        if !view.isLeader, let contact = view.lastContact {
-            lastContact = agent.clock.now().duration(since: contact).totalNanoseconds / 1_000_000
-        }
-        response.headers.append(("X-Consul-LastContact", String(lastContact)))
+        response.headers.append(("X-Consul-KnownLeader", leader.knownLeader ? "true" : "false"))
+        response.headers.append(("X-Consul-LastContact", String(leader.lastContact.totalNanoseconds / 1_000_000)))
         return response
     }
 }

@@ -2,8 +2,9 @@ import Foundation
 import Testing
 
 /// Issue 6's proof: py-consul, the Python client, drives a real `consul agent -dev` through KV,
-/// transactions, catalog, health, agent, sessions, prepared queries, status, events and operator calls, asserting
-/// the answers (`Tests/PyConsul/drive_agent.py`). The test installs py-consul itself when missing.
+/// transactions, catalog, health, agent, sessions, prepared queries, status, events, operator calls
+/// (usage included), network coordinates and snapshot save/restore, asserting the answers
+/// (`Tests/PyConsul/drive_agent.py`). The test installs py-consul itself when missing.
 @Suite(.serialized) struct PyConsulEndToEndTests {
     static let host = "127.0.0.175"
     static let pyConsulVersion = "1.8.0"
@@ -38,6 +39,8 @@ import Testing
         let key = try AgentProcessHarness.cli(["keygen"]).1.trimmingCharacters(in: .whitespacesAndNewlines)
         let agent = try AgentProcessHarness(arguments: [
             "agent", "-dev", "-node", "py-dev", "-bind", Self.host, "-client", Self.host, "-encrypt", key,
+            // So the agent's coordinate reaches the catalog in under a second, not 15-30 s.
+            "-hcl", #"sync_coordinate_interval_min = "300ms""#,
         ])
         defer { _ = agent.stop() }
         let ready = AgentProcessHarness.eventually(15) {

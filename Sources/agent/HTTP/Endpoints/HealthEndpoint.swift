@@ -31,7 +31,8 @@ struct HealthEndpoint {
         case "service":
             guard !name.isEmpty else { throw .badRequest("Missing service name") }
             let passingOnly = request.has("passing") && request.query["passing"] != "false"
-            let tags = request.query["tag"].map { [$0] } ?? []
+            // Every `?tag=` must match (Consul's ServiceMultipleTags; `consul watch -tag a -tag b`).
+            let tags = request.values("tag")
             return .read(.service(name), tables: [.nodes, .services, .checks]) { store throws(APIError) in
                 let entries = Self.serviceHealth(name, in: store, tags: tags, passingOnly: passingOnly)
                 return .json { Self.write(entries, into: &$0) }

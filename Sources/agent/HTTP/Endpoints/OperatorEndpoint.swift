@@ -2,8 +2,8 @@ import ConsulCore
 import Foundation
 import Raft
 
-/// `/v1/operator/raft/*` and `/v1/operator/autopilot/*`. Everything here is the leader's to answer
-/// (the forwarder sends it there) except a `?stale` read of the Raft configuration.
+/// `/v1/operator/raft/*`, `/v1/operator/autopilot/*` and `/v1/operator/usage`. Everything here is
+/// the leader's to answer (the forwarder sends it there) except `?stale` reads.
 struct OperatorEndpoint {
     let agent: AgentRuntime
 
@@ -11,6 +11,7 @@ struct OperatorEndpoint {
         let agent = self.agent
         switch tail {
         case "keyring": return try KeyringEndpoint(agent: agent).route(request)
+        case "usage": return try OperatorUsageEndpoint(agent: agent).route(request)
         case "raft/configuration":
             try APIRouter.requireMethod(request, "GET")
             return .read(.operator, tables: []) { _ throws(APIError) in Self.raftConfiguration(agent) }
