@@ -389,13 +389,12 @@ final class Agent: Sendable {
                 }
             }
         }
-        let clock = runtime.clock
         return DNSServerRelay(
             isNeeded: {
-                let (isLeader, lastContact) = runtime.leaderContact
-                if isLeader { return false }
-                guard dns.allowStale, let lastContact else { return true }
-                return clock.now().duration(since: lastContact) > dns.maxStale
+                let leader = runtime.leaderContact
+                if leader.isLeader { return false }
+                guard dns.allowStale, let sinceContact = leader.sinceContact else { return true }
+                return sinceContact > dns.maxStale
             },
             send: { packet, transport in ask(packet, transport, stale: false).map(answer) })
     }

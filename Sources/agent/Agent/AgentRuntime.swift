@@ -112,19 +112,17 @@ final class AgentRuntime: Sendable {
     /// Autopilot's settings: those stored through the operator API win over the agent configuration's.
     var autopilotSettings: AgentConfig.AutopilotConfig { watch.current.autopilot?.settings ?? config.autopilot }
     var clusterView: ClusterView { cluster.withLock { $0 } }
-    /// The two fields of the view a DNS query looks at, without copying the rest.
-    var leaderContact: (isLeader: Bool, lastContact: Timestamp?) { cluster.withLock { ($0.isLeader, $0.lastContact) } }
 
     func updateCluster(_ view: ClusterView) { cluster.withLock { $0 = view } }
 
-    /// What every read reports about the leader (`X-Consul-KnownLeader`, `X-Consul-LastContact`
-    /// and the same fields of bodies that embed Consul's QueryMeta): whether one is known, and how
-    /// long ago it was last heard from (zero on the leader itself).
-    var leaderContact: (knownLeader: Bool, lastContact: Duration) {
-        let view = clusterView
-        var lastContact: Duration = .zero
-        if !view.isLeader, let contact = view.lastContact { lastContact = clock.now().duration(since: contact) }
-        return (view.leaderID != nil, lastContact)
+    /// What reads report about the leader (`X-Consul-KnownLeader`, `X-Consul-LastContact` and
+    /// the same fields of bodies that embed Consul's QueryMeta) and what DNS weighs against
+    /// `max_stale`: whether one is known, and how long ago it was last heard from (zero on the
+    /// leader itself; nil when never). Reads three fields, never copies the whole view.
+    var leaderContact: (isLeader: Bool, knownLeader: Bool, sinceContact: Duration?) {
+        let (isLeader, known, contact) = cluster.withLock { ($0.isLeader, $0.leaderID != nil, $0.lastContact) }
+        if isLeader { return (true, true, .zero) }
+        return (false, known, contact.map { clock.now().duration(since: $0) })
     }
 
     var forwardingState: ForwardingState {

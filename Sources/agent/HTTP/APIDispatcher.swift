@@ -156,7 +156,7 @@ final class APIDispatcher: Sendable {
         let leader = agent.leaderContact
         response.headers.append(("X-Consul-Index", String(store.index(of: tables))))
         response.headers.append(("X-Consul-KnownLeader", leader.knownLeader ? "true" : "false"))
-        response.headers.append(("X-Consul-LastContact", String(leader.lastContact.totalNanoseconds / 1_000_000)))
+        response.headers.append(("X-Consul-LastContact", String((leader.sinceContact ?? .zero).totalNanoseconds / 1_000_000)))
         return response
     }
 }

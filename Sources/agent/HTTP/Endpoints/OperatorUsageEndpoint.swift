@@ -25,7 +25,7 @@ struct OperatorUsageEndpoint {
         return .read(.operator, tables: StateStore.usageTables) { store throws(APIError) in
             let leader = agent.leaderContact
             let meta = QueryMeta(
-                index: store.index(of: StateStore.usageTables), lastContact: leader.lastContact, knownLeader: leader.knownLeader,
+                index: store.index(of: StateStore.usageTables), lastContact: leader.sinceContact ?? .zero, knownLeader: leader.knownLeader,
                 consistencyLevel: consistencyLevel)
             return Self.render([(agent.datacenter, store.serviceUsage())], meta: meta)
         }
