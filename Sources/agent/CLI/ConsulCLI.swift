@@ -58,7 +58,7 @@ package enum ConsulCLI {
         planned("logout", "Destroy a Consul token created with login"),
         Command(name: "maint", synopsis: "Controls node or service maintenance mode", run: LocalAgentCommands.maint),
         Command(name: "members", synopsis: "Lists the members of a Consul cluster", run: ClusterCommands.members),
-        planned("monitor", "Stream logs from a Consul agent"),
+        Command(name: "monitor", synopsis: "Stream logs from a Consul agent", run: MonitorCommand.run),
         Command(name: "operator", synopsis: "Provides cluster-level tools for Consul operators", run: OperatorCommand.run),
         outOfScope("peering", "Create and manage peering connections between Consul clusters"),
         Command(name: "reload", synopsis: "Triggers the agent to reload configuration files", run: LocalAgentCommands.reload),
