@@ -53,7 +53,7 @@ package enum ConsulCLI {
         Command(name: "keyring", synopsis: "Manages gossip layer encryption keys", run: KeyringCommand.run),
         Command(name: "kv", synopsis: "Interact with the key-value store", run: KVCommand.run),
         Command(name: "leave", synopsis: "Gracefully leaves the Consul cluster and shuts down", run: ClusterCommands.leave),
-        planned("lock", "Execute a command holding a lock"),
+        Command(name: "lock", synopsis: "Execute a command holding a lock", run: LockCommand.run),
         planned("login", "Login to Consul using an auth method"),
         planned("logout", "Destroy a Consul token created with login"),
         Command(name: "maint", synopsis: "Controls node or service maintenance mode", run: LocalAgentCommands.maint),
