@@ -76,11 +76,13 @@ import Testing
 
     /// Commands that do not exist yet say so and fail; they never pretend to succeed.
     @Test func missingCommandsFailHonestly() {
-        for name in ["lock", "watch"] {
+        for name in ["watch"] {
             let result = CapturedIO.run([name])
             #expect(result.code == 1)
             #expect(result.err.contains("not implemented in this build yet"))
         }
+        #expect(CapturedIO.run(["lock", "prefix"]) == (1, "", "Key prefix and child command must be specified\n"))
+        #expect(CapturedIO.run(["lock", "-n", "0", "prefix", "true"]) == (1, "", "Lock holder limit must be positive\n"))
         // Built, but refuse to run without an action or a name, as Consul's do.
         let keyring = CapturedIO.run(["keyring"])
         #expect(keyring.code == 1 && keyring.err.hasPrefix("Usage: consul keyring [options]"))

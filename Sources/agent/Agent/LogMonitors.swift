@@ -179,16 +179,22 @@ final class LogMonitor: ResponseStream {
         if dropped > 0 { reportDropped(dropped) }
     }
 
+    /// Up to `maxLines` waiting lines (after the dropped-lines notice, if due). Empty: nothing
+    /// waits, and the next offered line schedules a drain again.
+    func takeWaiting(maxLines: Int) -> [String] {
+        state.withLock { state in
+            let lines = state.buffer.take(maxLines: maxLines)
+            if lines.isEmpty { state.drainPending = false }
+            return lines
+        }
+    }
+
     /// On the connection's loop: writes what is waiting while the socket takes it. Stops when the
     /// channel is not writable; `resume` (writability back) picks up from there.
     private func drain() {
         guard let connection = connection.withLock({ $0?.value }) else { return }
         while connection.isWritable {
-            let lines = state.withLock { state -> [String] in
-                let lines = state.buffer.take(maxLines: Self.linesPerChunk)
-                if lines.isEmpty { state.drainPending = false }
-                return lines
-            }
+            let lines = takeWaiting(maxLines: Self.linesPerChunk)
             if lines.isEmpty { return }
             connection.write(lines.joined())
         }
