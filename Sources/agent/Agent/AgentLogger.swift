@@ -57,11 +57,16 @@ final class AgentLogger: Sendable {
         let toMonitors = monitors.wants(level)
         guard toOutput || toMonitors else { return }
         let time = formatter.withLock { $0.string(from: Date()) }
+        guard toMonitors else {
+            // The usual case: nobody monitors this level, so nothing beyond the one line is made.
+            write(json ? Self.json(level, module, message, fields, time: time) : Self.text(level, module, message, fields, time: time))
+            return
+        }
         let renderer = LogLineRenderer(
             text: { Self.text(level, module, message, fields, time: time) },
             json: { Self.json(level, module, message, fields, time: time) })
         if toOutput { write(renderer.line(json: json)) }
-        if toMonitors { monitors.publish(level, renderer) }
+        monitors.publish(level, renderer)
     }
 
     /// `2026-11-22T10:00:00.123Z [INFO]  module: message: key=value`

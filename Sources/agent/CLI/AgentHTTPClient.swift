@@ -309,6 +309,8 @@ private final class StreamReader: ChannelDuplexHandler, @unchecked Sendable {
     typealias OutboundIn = Never
 
     static let maxPendingBytes = 1 << 20
+    /// The most of a refusal's body kept for the error message.
+    static let maxRefusalBytes = 64 << 10
 
     private let promise: EventLoopPromise<AgentHTTPClient.StreamEnd>
     private let onChunk: @Sendable ([UInt8]) -> Void
@@ -331,7 +333,7 @@ private final class StreamReader: ChannelDuplexHandler, @unchecked Sendable {
         case .body(var buffer):
             let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
             guard (200..<300).contains(status) else {
-                if refusedBody.count < 64 << 10 { refusedBody += bytes }
+                if refusedBody.count < Self.maxRefusalBytes { refusedBody += bytes }
                 return
             }
             pendingBytes += bytes.count

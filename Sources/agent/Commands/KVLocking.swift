@@ -159,6 +159,11 @@ struct KVLockingClient: Sendable {
     }
 }
 
+/// Keys under a prefix, as Go's `path.Join` makes them for Consul (an empty prefix adds no slash).
+enum KVPath {
+    static func join(_ prefix: String, _ name: String) -> String { prefix.isEmpty ? name : prefix + "/" + name }
+}
+
 /// The flag values Consul's API client marks its lock and semaphore keys with, so a lock and a
 /// semaphore (or anything else) at one prefix are told apart and reported as a conflict.
 enum KVLockFlags {
@@ -298,10 +303,12 @@ struct KVSemaphore: KVLocking {
     let prefix: String
     let limit: Int
 
-    var lockKey: String { prefix + "/.lock" }
+    var lockKey: String { KVPath.join(prefix, ".lock") }
     var inUse: KVLockError { .semaphoreInUse }
+    /// What the semaphore's keys are listed with: the prefix as a directory.
+    private var listing: String { prefix.isEmpty ? "" : prefix + "/" }
 
-    private func contenderKey(_ session: String) -> String { prefix + "/" + session }
+    private func contenderKey(_ session: String) -> String { KVPath.join(prefix, session) }
 
     /// The `.lock` entry among `pairs`, its decoded holders pruned of dead sessions.
     private func holders(in pairs: [KVPair]) throws(KVLockError) -> (pair: KVPair?, holders: SemaphoreHolders) {
@@ -333,7 +340,7 @@ struct KVSemaphore: KVLocking {
             attempts += 1
             let pairs: [KVPair]
             do {
-                let read = try await client.read(prefix + "/", recurse: true, index: index, wait: wait)
+                let read = try await client.read(listing, recurse: true, index: index, wait: wait)
                 pairs = read.pairs
                 index = read.index
             } catch {
@@ -364,7 +371,7 @@ struct KVSemaphore: KVLocking {
         var retries = monitorRetries
         while !Task.isCancelled {
             do {
-                let read = try await client.read(prefix + "/", recurse: true, index: index, consistent: true)
+                let read = try await client.read(listing, recurse: true, index: index, consistent: true)
                 guard let current = try? holders(in: read.pairs), current.holders.holders.contains(session) else { return }
                 index = read.index
                 retries = monitorRetries
@@ -411,7 +418,7 @@ struct KVSemaphore: KVLocking {
     func cleanup() async throws(KVLockError) {
         let pairs: [KVPair]
         do {
-            pairs = try await client.read(prefix + "/", recurse: true).pairs
+            pairs = try await client.read(listing, recurse: true).pairs
         } catch {
             throw KVLockError(description: "failed to read prefix: \(error.description)")
         }

@@ -29,34 +29,28 @@ enum LockCommand {
     static let usage = """
         Usage: consul lock [options] prefix child...
 
-          Acquires a lock or semaphore at a given path, and invokes a child process
-          when successful. The child process can assume the lock is held while it
-          executes. If the lock is lost or communication is disrupted the child
-          process will be sent a SIGTERM signal and given time to gracefully exit.
-          After the grace period expires the process will be hard terminated.
+          Takes a lock (or, with -n greater than 1, a place in a semaphore) in the KV
+          store under the given prefix and runs the child command only while it is
+          held; the child sees CONSUL_LOCK_HELD=true. When the child exits the lock
+          is released. If the lock is lost, or this command is interrupted, the child
+          gets SIGTERM and, if it is still running after a grace period, SIGKILL.
 
-          For Consul agents on Windows, the child process is always hard terminated
-          with a SIGKILL, since Windows has no POSIX compatible notion for SIGTERM.
-
-          When -n=1, only a single lock holder or leader exists providing mutual
-          exclusion. Setting a higher value switches to a semaphore allowing multiple
-          holders to coordinate.
-
-          The prefix provided must have write privileges.
+          Every holder of one prefix must use the same -n. The token used needs write
+          access to the prefix.
 
         """
 
     static func run(_ arguments: [String], io: CommandIO) -> Int32 {
         var f = FlagSet<Flags>(commandName: "lock")
         HTTPOptions.register(into: &f, \.http)
-        f.bool("child-exit-code", \.childExitCode, usage: "Exit 2 if the child process exited with an error if this is true, otherwise this doesn't propagate an error from the child. The default value is false.")
-        f.int("monitor-retry", \.monitorRetry, usage: "Number of times to retry if Consul returns a 500 error while monitoring the lock. This allows riding out brief periods of unavailability without causing leader elections, but increases the amount of time required to detect a lost lock in some cases. Defaults to 3, with a 1s wait between retries. Set to 0 to disable.")
-        f.int("n", \.limit, usage: "Optional limit on the number of concurrent lock holders. The underlying implementation switches from a lock to a semaphore when the value is greater than 1. The default value is 1.")
-        f.string("name", \.name, usage: "Optional name to associate with the lock session. It not provided, one is generated based on the provided child command.")
-        f.bool("pass-stdin", \.passStdin, usage: "Pass stdin to the child process.")
-        f.bool("shell", \.shell, usage: "Use a shell to run the command (can set a custom shell via the SHELL environment variable).")
-        f.duration("timeout", \.timeout, usage: "Maximum amount of time to wait to acquire the lock, specified as a duration like \"1s\" or \"3h\". The default value is 0.")
-        f.bool("verbose", \.verbose, usage: "Enable verbose (debugging) output.")
+        f.bool("child-exit-code", \.childExitCode, usage: "Exit with code 2 when the child fails (by default a failing child still gives exit code 0).")
+        f.int("monitor-retry", \.monitorRetry, usage: "How many failed checks of the held lock (server errors, the agent unreachable) are retried, 2s apart, before the lock counts as lost. Retrying rides out short outages at the price of noticing a real loss later. Default 3; 0 turns retries off.")
+        f.int("n", \.limit, usage: "How many holders may run at once. 1 (the default) is a lock; more is a semaphore.")
+        f.string("name", \.name, usage: "The name of the lock's session. By default it names the child command and the prefix.")
+        f.bool("pass-stdin", \.passStdin, usage: "Give the child this command's standard input (by default it reads /dev/null).")
+        f.bool("shell", \.shell, usage: "Run the child through a shell: $SHELL, or /bin/sh when SHELL is unset. With -shell=false the first argument is the program.")
+        f.duration("timeout", \.timeout, usage: "How long to wait for the lock before giving up, as a duration (\"10s\", \"2m\"). 0, the default, waits as long as it takes.")
+        f.bool("verbose", \.verbose, usage: "Print each step: setting up, acquiring, starting and stopping the child, releasing.")
         var flags = Flags()
         let rest: [String]
         switch parseFlags(f, arguments, into: &flags, help: usage, io: io) {
@@ -146,8 +140,9 @@ private struct LockSession: Sendable {
         }
         let lock: any KVLocking
         if limit == 1 {
-            info("Setting up lock at path: \(prefix)/.lock")
-            lock = KVLock(client: client, key: prefix + "/.lock")
+            let key = KVPath.join(prefix, ".lock")
+            info("Setting up lock at path: \(key)")
+            lock = KVLock(client: client, key: key)
         } else {
             info("Setting up semaphore (limit \(limit)) at prefix: \(prefix)")
             lock = KVSemaphore(client: client, prefix: prefix, limit: limit)

@@ -14,19 +14,19 @@ enum MonitorCommand {
     static let usage = """
         Usage: consul monitor [options]
 
-          Shows recent log messages of a Consul agent, and attaches to the agent,
-          outputting log messages as they occur in real time. The monitor lets you
-          listen for log levels that may be filtered out of the Consul agent. For
-          example your agent may only be logging at INFO level, but with the monitor
-          you can see the DEBUG level logs.
+          Connects to a Consul agent and prints its log lines as they are written,
+          until interrupted or until the agent goes away. The level asked for may be
+          more detailed than the one the agent logs at: an agent writing INFO lines
+          still shows DEBUG lines to a monitor that asks for them.
 
         """
 
     static func run(_ arguments: [String], io: CommandIO) -> Int32 {
         var f = FlagSet<Flags>(commandName: "monitor")
-        HTTPOptions.register(into: &f, \.http)
-        f.string("log-level", \.logLevel, usage: "Log level of the agent.")
-        f.bool("log-json", \.logJSON, usage: "Output logs in JSON format.")
+        // Like Consul's: the client flags only (the stream is this agent's; no -datacenter or -stale).
+        HTTPOptions.register(into: &f, \.http, withQueryFlags: false)
+        f.string("log-level", \.logLevel, usage: "The level of the lines to show: trace, debug, info (the default), warn or error. It may be more detailed than the agent's own -log-level.")
+        f.bool("log-json", \.logJSON, usage: "Show each line as a JSON object, as the agent writes them with -log-json.")
         var flags = Flags()
         switch parseFlags(f, arguments, into: &flags, help: usage, io: io) {
         case .exit(let code): return code
