@@ -255,4 +255,24 @@ import Testing
         #expect(try Self.kv("e2e/timeout/.lock").isEmpty)
         #expect(try Self.sessions().isEmpty)
     }
+
+    @Test func aLostLockStopsTheChild() throws {
+        let agent = try startAgent()
+        defer { _ = agent.stop() }
+        let directory = try Self.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+
+        let lock = try AgentProcessHarness(arguments: ["lock", "-verbose"] + addr + ["e2e/lost", "echo $$ > \(directory)/pid; " + Self.heldChild("lost", in: directory)])
+        defer { _ = lock.stop(signal: SIGKILL) }
+        #expect(AgentProcessHarness.eventually(20) { Self.read("\(directory)/events").contains("start lost") })
+        let session = try #require(try Self.kv("e2e/lost/.lock").first?["Session"] as? String)
+        // Someone destroys the session: the lock is lost, and the child must not run on.
+        let destroyed = try AgentProcessHarness.http("PUT", host: Self.host, port: Self.port, path: "/v1/session/destroy/" + session)
+        #expect(destroyed.body == "true")
+        #expect(Self.exitCode(of: lock) == 0)
+        let childPID = try #require(Int32(Self.read("\(directory)/pid").trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(AgentProcessHarness.eventually(10) { kill(childPID, 0) != 0 })
+        #expect(!Self.read("\(directory)/events").contains("end lost"))
+        #expect(AgentProcessHarness.eventually(5) { lock.log.contains("Lock lost, killing child\nTerminating child pid ") }, "lock printed:\n\(lock.log)")
+    }
 }
