@@ -47,7 +47,7 @@ import Testing
     }
 
     static func release(_ name: String, in directory: String) {
-        FileManager.default.createFile(atPath: "\(directory)/release-\(name)", contents: Data())
+        _ = FileManager.default.createFile(atPath: "\(directory)/release-\(name)", contents: Data())
     }
 
     static func kv(_ path: String) throws -> [[String: Any]] {
