@@ -76,7 +76,7 @@ import Testing
 
     /// Commands that do not exist yet say so and fail; they never pretend to succeed.
     @Test func missingCommandsFailHonestly() {
-        for name in ["lock"] {
+        for name in ["rtt", "exec", "debug"] {
             let result = CapturedIO.run([name])
             #expect(result.code == 1)
             #expect(result.err.contains("not implemented in this build yet"))
@@ -87,6 +87,8 @@ import Testing
         #expect(CapturedIO.run(["watch", "-type=key"]) == (1, "", "Must specify a single key to watch\n"))
         #expect(CapturedIO.run(["watch", "-type", "key", "-key", "a", "-passingonly=true"]).err == "Invalid parameters: [passingonly]\n")
         #expect(CapturedIO.run(["watch", "-h"]).code == 0)
+        #expect(CapturedIO.run(["lock", "prefix"]) == (1, "", "Key prefix and child command must be specified\n"))
+        #expect(CapturedIO.run(["lock", "-n", "0", "prefix", "true"]) == (1, "", "Lock holder limit must be positive\n"))
         // Built, but refuse to run without an action or a name, as Consul's do.
         let keyring = CapturedIO.run(["keyring"])
         #expect(keyring.code == 1 && keyring.err.hasPrefix("Usage: consul keyring [options]"))

@@ -157,7 +157,7 @@ final class Agent: Sendable {
 
         let runtime = AgentRuntime(
             config: config, nodeName: nodeName, nodeID: nodeID, advertiseAddress: address, watch: watch,
-            raft: raft, lan: lan, servers: directory, lockDelays: lockDelays, clock: clock, tls: tls)
+            raft: raft, lan: lan, servers: directory, lockDelays: lockDelays, clock: clock, tls: tls, logger: logger)
         // User events' service filters match this agent's own services (by ID, as Consul).
         lan.events.setLocalServices { [local = runtime.local] in local.snapshot.sortedServices.map { ($0.record.id, $0.record.tags) } }
         // Service and check definitions from the config files become the agent's local state.

@@ -2,7 +2,8 @@ import Foundation
 import Synchronization
 
 /// Consul's log lines: `2026-11-22T10:00:00.123Z [INFO]  agent: message: key=value`, or one JSON
-/// object per line with `-log-json`. Levels below the configured one are dropped.
+/// object per line with `-log-json`. Levels below the configured one are dropped, unless a
+/// `/v1/agent/monitor` client asks for them.
 final class AgentLogger: Sendable {
     enum Level: Int, Comparable, Sendable {
         case trace = 0, debug, info, warn, error
@@ -37,33 +38,54 @@ final class AgentLogger: Sendable {
     private let json: Bool
     private let write: @Sendable (String) -> Void
     private let formatter: Mutex<ISO8601DateFormatter>
+    /// Open `/v1/agent/monitor` streams. They may ask for more detail than `minimum` (as Consul's
+    /// do): such lines are rendered only while a monitor wants them.
+    let monitors: LogMonitors
 
-    init(level: Level, json: Bool, write: @escaping @Sendable (String) -> Void) {
+    init(level: Level, json: Bool, monitors: LogMonitors = LogMonitors(), write: @escaping @Sendable (String) -> Void) {
         self.minimum = level
         self.json = json
         self.write = write
+        self.monitors = monitors
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         self.formatter = Mutex(formatter)
     }
 
     func log(_ level: Level, _ module: String, _ message: String, _ fields: KeyValuePairs<String, String> = [:]) {
-        guard level >= minimum else { return }
+        let toOutput = level >= minimum
+        let toMonitors = monitors.wants(level)
+        guard toOutput || toMonitors else { return }
         let time = formatter.withLock { $0.string(from: Date()) }
-        if json {
-            var writer = JSONWriter()
-            writer.object { w in
-                w.field("@level") { $0.string(level.jsonName) }
-                w.field("@message") { $0.string(message) }
-                w.field("@module") { $0.string(module) }
-                w.field("@timestamp") { $0.string(time) }
-                for (key, value) in fields { w.field(dynamic: key) { $0.string(value) } }
-            }
-            write(String(decoding: writer.bytes, as: UTF8.self) + "\n")
-        } else {
-            let rendered = fields.isEmpty ? "" : ": " + fields.map { "\($0.key)=\($0.value.contains(" ") ? "\"\($0.value)\"" : $0.value)" }.joined(separator: " ")
-            write("\(time) \(level.label) \(module): \(message)\(rendered)\n")
+        guard toMonitors else {
+            // The usual case: nobody monitors this level, so nothing beyond the one line is made.
+            write(json ? Self.json(level, module, message, fields, time: time) : Self.text(level, module, message, fields, time: time))
+            return
         }
+        let renderer = LogLineRenderer(
+            text: { Self.text(level, module, message, fields, time: time) },
+            json: { Self.json(level, module, message, fields, time: time) })
+        if toOutput { write(renderer.line(json: json)) }
+        monitors.publish(level, renderer)
+    }
+
+    /// `2026-11-22T10:00:00.123Z [INFO]  module: message: key=value`
+    static func text(_ level: Level, _ module: String, _ message: String, _ fields: KeyValuePairs<String, String>, time: String) -> String {
+        let rendered = fields.isEmpty ? "" : ": " + fields.map { "\($0.key)=\($0.value.contains(" ") ? "\"\($0.value)\"" : $0.value)" }.joined(separator: " ")
+        return "\(time) \(level.label) \(module): \(message)\(rendered)\n"
+    }
+
+    /// One JSON object per line, as `-log-json` writes them.
+    static func json(_ level: Level, _ module: String, _ message: String, _ fields: KeyValuePairs<String, String>, time: String) -> String {
+        var writer = JSONWriter()
+        writer.object { w in
+            w.field("@level") { $0.string(level.jsonName) }
+            w.field("@message") { $0.string(message) }
+            w.field("@module") { $0.string(module) }
+            w.field("@timestamp") { $0.string(time) }
+            for (key, value) in fields { w.field(dynamic: key) { $0.string(value) } }
+        }
+        return String(decoding: writer.bytes, as: UTF8.self) + "\n"
     }
 
     func debug(_ module: String, _ message: String, _ fields: KeyValuePairs<String, String> = [:]) { log(.debug, module, message, fields) }

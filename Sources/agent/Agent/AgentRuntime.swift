@@ -33,6 +33,10 @@ final class AgentRuntime: Sendable {
     let coordinateUpdates = CoordinateBatcher()
     /// When this runtime was made: counters' rates in `/v1/agent/metrics` are over this span.
     let startedAt = ContinuousClock.now
+    /// The agent's logger (absent in unit tests that build a runtime without one); its monitors
+    /// are what `/v1/agent/monitor` streams from.
+    let logger: AgentLogger?
+    var logMonitors: LogMonitors? { logger?.monitors }
     /// HTTP requests handled, by method (for `/v1/agent/metrics`).
     private let httpRequests = Mutex<[String: Int]>([:])
 
@@ -86,9 +90,10 @@ final class AgentRuntime: Sendable {
     init(
         config: AgentConfig, nodeName: String, nodeID: String, advertiseAddress: String, watch: StateWatch,
         raft: RaftNode<ConsulStateMachine>?, lan: LANPool? = nil, servers: ServerDirectory = ServerDirectory(), acl: ACLGate = ACLGate(),
-        lockDelays: LockDelays = LockDelays(), clock: any MonotonicClock, tls: AgentTLS? = nil
+        lockDelays: LockDelays = LockDelays(), clock: any MonotonicClock, tls: AgentTLS? = nil, logger: AgentLogger? = nil
     ) {
         self.tls = tls
+        self.logger = logger
         self.lockDelays = lockDelays
         self.lan = lan
         self.servers = servers

@@ -1,4 +1,5 @@
 import ConsulCrypto
+import Dispatch
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -117,63 +118,135 @@ struct AgentHTTPClient: Sendable {
     }
 
     func send(_ method: HTTPMethod, _ target: String, body: [UInt8] = []) throws(Failure) -> Response {
-        let group = MultiThreadedEventLoopGroup.singleton
-        let promise = group.next().makePromise(of: Response.self)
-        let host = self.host
-        let tls = self.tls
-        let serverName = self.tlsServerName
-        let checkName = tlsVerify && serverName != nil
+        let promise = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Response.self)
         do {
-            let channel = try ClientBootstrap(group: group)
-                .connectTimeout(.seconds(10))
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        if let tls {
-                            // A name (-tls-server-name, or the host) is checked against the certificate's DNS
-                            // names only, as Go's client does; an IP address against its IP names (NIOSSL).
-                            try channel.pipeline.syncOperations.addHandlers(
-                                NIOSSLClientHandler(context: tls, serverHostname: serverName),
-                                TLSHandshakeObserver(events: nil, material: nil, peer: host, outgoing: true, requiredName: checkName ? serverName : nil))
-                        }
-                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                        try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise))
-                    }
-                }
-                .connect(host: host, port: port).wait()
-            var headers = HTTPHeaders()
-            headers.add(name: "Host", value: "\(host):\(port)")
-            headers.add(name: "User-Agent", value: "consul-cli")
-            headers.add(name: "Content-Length", value: String(body.count))
-            headers.add(name: "Connection", value: "close")
-            if let token, !token.isEmpty { headers.add(name: "X-Consul-Token", value: token) }
-            let head = HTTPRequestHead(version: .http1_1, method: method, uri: target, headers: headers)
-            channel.write(HTTPClientRequestPart.head(head), promise: nil)
-            if !body.isEmpty {
-                channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
-            }
-            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+            let channel = try open(method, target, body: body, handler: { ResponseCollector(promise: promise) }).wait()
             let timeoutTask = channel.eventLoop.scheduleTask(in: .nanoseconds(timeout.totalNanosecondsForNIO)) {
                 promise.fail(Failure(description: "timed out waiting for the agent"))
                 channel.close(promise: nil)
             }
             defer { timeoutTask.cancel() }
             return try promise.futureResult.wait()
-        } catch let failure as Failure {
-            throw failure
-        } catch let failure as TLSFailure {
+        } catch {
+            promise.fail(error)
+            throw failure(for: error, target: target)
+        }
+    }
+
+    /// `send` for async callers (`consul lock`): the calling task is suspended, not a thread
+    /// blocked, and cancelling the task closes the connection (a blocking query ends at once).
+    func send(_ method: HTTPMethod, _ target: String, body: [UInt8] = []) async throws(Failure) -> Response {
+        let promise = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Response.self)
+        let connecting = open(method, target, body: body, handler: { ResponseCollector(promise: promise) })
+        let timeout = self.timeout
+        connecting.whenSuccess { channel in
+            let timeoutTask = channel.eventLoop.scheduleTask(in: .nanoseconds(timeout.totalNanosecondsForNIO)) {
+                promise.fail(Failure(description: "timed out waiting for the agent"))
+                channel.close(promise: nil)
+            }
+            promise.futureResult.whenComplete { _ in timeoutTask.cancel() }
+        }
+        connecting.whenFailure { promise.fail($0) }
+        do {
+            return try await withTaskCancellationHandler {
+                try await promise.futureResult.get()
+            } onCancel: {
+                promise.fail(CancellationError())
+                connecting.whenSuccess { $0.close(promise: nil) }
+            }
+        } catch {
+            throw failure(for: error, target: target)
+        }
+    }
+
+    /// How a streamed answer (`/v1/agent/monitor`) ended.
+    enum StreamEnd: Sendable, Equatable {
+        /// The agent closed the connection.
+        case closedByAgent
+        /// `interrupt` was called (SIGINT).
+        case interrupted
+        /// A non-2xx answer instead of a stream: its status and body text.
+        case refused(status: Int, message: String)
+    }
+
+    /// A streamed GET: each piece of the body goes to `onChunk` (on a queue of its own, so a slow
+    /// standard output holds back reading from the agent, never the event loop) until the agent
+    /// closes the connection or `interrupt` is called. Blocks the calling (non-loop) thread.
+    func stream(
+        _ target: String, interrupt: (@escaping @Sendable () -> Void) -> Void, onChunk: @escaping @Sendable ([UInt8]) -> Void
+    ) throws(Failure) -> StreamEnd {
+        let promise = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: StreamEnd.self)
+        interrupt { promise.succeed(.interrupted) }
+        do {
+            let channel = try open(.GET, target, body: [], handler: { StreamReader(promise: promise, onChunk: onChunk) }).wait()
+            promise.futureResult.whenComplete { _ in channel.close(promise: nil) }
+            return try promise.futureResult.wait()
+        } catch {
+            promise.fail(error)
+            throw failure(for: error, target: target)
+        }
+    }
+
+    /// Connects (TLS when configured), installs the HTTP client handlers and `handler`, and sends
+    /// the request; the future is the connected channel.
+    private func open<Handler: ChannelInboundHandler>(
+        _ method: HTTPMethod, _ target: String, body: [UInt8], handler: @escaping @Sendable () -> Handler
+    ) -> EventLoopFuture<any Channel> where Handler.InboundIn == HTTPClientResponsePart {
+        let host = self.host
+        let port = self.port
+        let tls = self.tls
+        let serverName = self.tlsServerName
+        let checkName = tlsVerify && serverName != nil
+        let token = self.token
+        return ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.seconds(10))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        // A name (-tls-server-name, or the host) is checked against the certificate's DNS
+                        // names only, as Go's client does; an IP address against its IP names (NIOSSL).
+                        try channel.pipeline.syncOperations.addHandlers(
+                            NIOSSLClientHandler(context: tls, serverHostname: serverName),
+                            TLSHandshakeObserver(events: nil, material: nil, peer: host, outgoing: true, requiredName: checkName ? serverName : nil))
+                    }
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(handler())
+                }
+            }
+            .connect(host: host, port: port)
+            .map { channel in
+                var headers = HTTPHeaders()
+                headers.add(name: "Host", value: "\(host):\(port)")
+                headers.add(name: "User-Agent", value: "consul-cli")
+                headers.add(name: "Content-Length", value: String(body.count))
+                headers.add(name: "Connection", value: "close")
+                if let token, !token.isEmpty { headers.add(name: "X-Consul-Token", value: token) }
+                let head = HTTPRequestHead(version: .http1_1, method: method, uri: target, headers: headers)
+                channel.write(HTTPClientRequestPart.head(head), promise: nil)
+                if !body.isEmpty {
+                    channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
+                }
+                channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+                return channel
+            }
+    }
+
+    /// Consul's wording for what went wrong on the way to the agent.
+    private func failure(for error: any Error, target: String) -> Failure {
+        if let failure = error as? Failure { return failure }
+        if let failure = error as? TLSFailure {
             // Go's client words it "x509: …"; ours says the same things in its own words.
             let reason = TLSHandshakeObserver.reason(
                 for: failure.error, peerCertificate: failure.peerCertificate, material: tlsMaterial,
                 expectedName: tlsServerName ?? host, outgoing: true)
-            throw Failure(description: "Get \"\(scheme)://\(host):\(port)\(target)\": tls: \(reason)")
-        } catch {
-            promise.fail(error)
-            let text = "\(error)"
-            if text.contains("Connection refused") {
-                throw Failure(description: "dial tcp \(host):\(port): connect: connection refused")
-            }
-            throw Failure(description: "\(host):\(port): \(text)")
+            return Failure(description: "Get \"\(scheme)://\(host):\(port)\(target)\": tls: \(reason)")
         }
+        if error is CancellationError { return Failure(description: "request cancelled") }
+        let text = "\(error)"
+        if text.contains("Connection refused") {
+            return Failure(description: "dial tcp \(host):\(port): connect: connection refused")
+        }
+        return Failure(description: "\(host):\(port): \(text)")
     }
 }
 
@@ -224,6 +297,98 @@ private final class ResponseCollector: ChannelInboundHandler {
             promise.fail(error)
         }
         context.close(promise: nil)
+    }
+}
+
+/// Reads a streamed answer: a 2xx body goes out piece by piece through a serial queue; reading
+/// pauses while more than `maxPendingBytes` wait there (backpressure reaches the agent, which
+/// then drops lines for this client rather than buffer them). Anything else is collected whole.
+private final class StreamReader: ChannelDuplexHandler, @unchecked Sendable {
+    // @unchecked: every field is touched only on the channel's event loop (the queue hops back).
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = Never
+
+    static let maxPendingBytes = 1 << 20
+    /// The most of a refusal's body kept for the error message.
+    static let maxRefusalBytes = 64 << 10
+
+    private let promise: EventLoopPromise<AgentHTTPClient.StreamEnd>
+    private let onChunk: @Sendable ([UInt8]) -> Void
+    private let output = DispatchQueue(label: "consul.cli.stream-output")
+    private var status = 0
+    private var refusedBody: [UInt8] = []
+    private var pendingBytes = 0
+    private var readHeld = false
+    private var finished = false
+
+    init(promise: EventLoopPromise<AgentHTTPClient.StreamEnd>, onChunk: @escaping @Sendable ([UInt8]) -> Void) {
+        self.promise = promise
+        self.onChunk = onChunk
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            status = Int(head.status.code)
+        case .body(var buffer):
+            let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+            guard (200..<300).contains(status) else {
+                if refusedBody.count < Self.maxRefusalBytes { refusedBody += bytes }
+                return
+            }
+            pendingBytes += bytes.count
+            let loop = context.eventLoop
+            let bound = NIOLoopBound((self, context), eventLoop: loop)
+            output.async { [onChunk] in
+                onChunk(bytes)
+                loop.execute {
+                    let (handler, context) = bound.value
+                    handler.pendingBytes -= bytes.count
+                    if handler.readHeld, handler.pendingBytes <= StreamReader.maxPendingBytes {
+                        handler.readHeld = false
+                        context.read()
+                    }
+                }
+            }
+        case .end:
+            finish(context: context)
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if pendingBytes > Self.maxPendingBytes {
+            readHeld = true
+            return
+        }
+        context.read()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        finish(context: context)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A stream cut off mid-chunk (the agent stopped) ends like a closed one, as for Consul's CLI.
+        if (200..<300).contains(status) {
+            finish(context: context)
+        } else {
+            promise.fail(error)
+        }
+        context.close(promise: nil)
+    }
+
+    private func finish(context: ChannelHandlerContext) {
+        guard !finished else { return }
+        finished = true
+        guard status != 0 else {
+            promise.fail(AgentHTTPClient.Failure(description: "connection closed before a complete response"))
+            return
+        }
+        let end: AgentHTTPClient.StreamEnd = (200..<300).contains(status)
+            ? .closedByAgent : .refused(status: status, message: String(decoding: refusedBody, as: UTF8.self))
+        // What was read is printed before the command reports the end.
+        let promise = self.promise
+        output.async { promise.succeed(end) }
     }
 }
 

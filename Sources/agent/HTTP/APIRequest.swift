@@ -114,6 +114,8 @@ struct APIResponse: Sendable {
     var contentType = "application/json"
     var headers: [(name: String, value: String)] = []
     var body: [UInt8] = []
+    /// Set for a streamed answer: `body` is ignored and the stream writes until the client leaves.
+    var stream: (any ResponseStream)? = nil
 
     static func json(_ body: (inout JSONWriter) -> Void) -> APIResponse {
         var writer = JSONWriter()

@@ -81,12 +81,16 @@ private final class HTTPAPIHandler: ChannelInboundHandler {
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var bodyTooLarge = false
+    /// The streamed answer this connection is carrying, if any: it owns the connection until it closes.
+    private var stream: (any ResponseStream)?
 
     init(dispatcher: APIDispatcher) {
         self.dispatcher = dispatcher
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // A streaming answer never ends while the connection lives: nothing after it is answered.
+        guard stream == nil else { return }
         switch unwrapInboundIn(data) {
         case .head(let head):
             self.head = head
@@ -127,7 +131,44 @@ private final class HTTPAPIHandler: ChannelInboundHandler {
         }
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { stream?.resume() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        endStream()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        endStream()
+    }
+
+    private func endStream() {
+        guard let stream else { return }
+        self.stream = nil
+        stream.detach()
+    }
+
+    /// The head of a streamed answer, flushed at once so the client knows it is connected; no
+    /// Content-Length, so HTTP/1.1 gets chunked encoding (HTTP/1.0: the body runs to the close).
+    private func startStream(_ stream: any ResponseStream, _ response: APIResponse, version: HTTPVersion, context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: HTTPServer.isSafeHeader(("Content-Type", response.contentType)) ? response.contentType : "application/octet-stream")
+        headers.add(name: "Vary", value: "Accept-Encoding")
+        for header in response.headers where HTTPServer.isSafeHeader(header) { headers.add(name: header.name, value: header.value) }
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: response.status), headers: headers))), promise: nil)
+        guard context.channel.isActive else { return }
+        self.stream = stream
+        stream.attach(StreamConnection(context: context))
+    }
+
     private func write(_ response: APIResponse, version: HTTPVersion, keepAlive: Bool, context: ChannelHandlerContext) {
+        if let stream = response.stream {
+            startStream(stream, response, version: version, context: context)
+            return
+        }
         var headers = HTTPHeaders()
         headers.reserveCapacity(6 + response.headers.count)
         let contentType = HTTPServer.isSafeHeader(("Content-Type", response.contentType)) ? response.contentType : "application/octet-stream"

@@ -59,6 +59,9 @@ struct AgentEndpoint {
                 }
                 return APIResponse()
             }
+        case "monitor":
+            try APIRouter.requireMethod(request, "GET")
+            return try monitor(request)
         case "version", "host", "metrics":
             return try AgentInfoEndpoint(agent: agent).route(request, tail: tail)
         case _ where tail.hasPrefix("health/service/"):
@@ -72,6 +75,19 @@ struct AgentEndpoint {
             if let route = try AgentLocalEndpoint(agent: agent).route(request, tail: tail) { return route }
             throw .notImplemented("/v1/agent/\(tail) is not implemented in this build yet")
         }
+    }
+
+    /// `/v1/agent/monitor?loglevel=&logjson`: this agent's log lines as they happen, streamed until
+    /// the client goes away. The level may be more detailed than the agent's own `-log-level`.
+    private func monitor(_ request: APIRequest) throws(APIError) -> APIRoute {
+        let name = request.query["loglevel"].flatMap { $0.isEmpty ? nil : $0 } ?? "INFO"
+        guard let level = AgentLogger.Level(name.trimmingSpaces()) else { throw .badRequest("Unknown log level: \(name)") }
+        guard let logger = agent.logger else { throw .internalError("this agent has no logger to monitor") }
+        let monitor = LogMonitor(level: level, json: request.has("logjson"), registry: logger.monitors) { [weak logger] dropped in
+            logger?.warn("agent.http", "Dropped logs during monitor request", ["dropped_count": String(dropped)])
+        }
+        let response = APIResponse(status: 200, contentType: "text/plain; charset=utf-8", stream: monitor)
+        return APIRoute(action: .respond(response), isWrite: false, resource: .agent(agent.nodeName), access: .read)
     }
 
     static func writeMember(_ member: SerfMemberInfo, into writer: inout JSONWriter) {
