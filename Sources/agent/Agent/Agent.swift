@@ -389,11 +389,18 @@ final class Agent: Sendable {
                 }
             }
         }
+        let datacenter = runtime.datacenter
         return DNSServerRelay(
             isNeeded: {
                 let leader = runtime.leaderContact
-                if leader.isLeader { return false }
-                guard dns.allowStale, let sinceContact = leader.sinceContact else { return true }
+                // The forwarder's own rule decides, as for an HTTP read of this consistency.
+                let state = ForwardingState(datacenter: datacenter, isServer: true, isLeader: leader.isLeader, knownLeader: leader.knownLeader)
+                let decision = try? Forwarder.decide(datacenter: datacenter, consistency: dns.allowStale ? .stale : .default, isWrite: false, state: state)
+                guard decision == .local else { return true }
+                // A stale answer from a server that has not heard from a leader within max_stale
+                // (or never has) is asked of the leader instead, as Consul's DNS does.
+                guard !leader.isLeader else { return false }
+                guard let sinceContact = leader.sinceContact else { return true }
                 return sinceContact > dns.maxStale
             },
             send: { packet, transport in ask(packet, transport, stale: false).map(answer) })
