@@ -22,16 +22,18 @@ struct LeaderDuties: Sendable {
 
     func run() async {
         guard let raft = runtime.raft else { return }
+        await withTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { await refreshView(raft) }
+            tasks.addTask { await performDuties(raft) }
+        }
+    }
+
+    /// Samples Raft's status into the cached view, on its own: a duty waiting for a Raft write
+    /// (as long as the cluster has no quorum, until leadership is lost) must not leave the view
+    /// (leader, last contact, `consul info`) showing what was true before it started.
+    private func refreshView(_ raft: RaftNode<ConsulStateMachine>) async {
         var wasLeader = false
-        var reconciledTerm: Term?
         var knownLeader: ServerID?
-        var reconciler = MemberReconciler()
-        var reconciledGeneration: UInt64 = 0
-        var lastReconcile: Timestamp?
-        var bootstrapGeneration: UInt64 = 0
-        var lastBootstrapAttempt: Timestamp?
-        var addressesGeneration: UInt64 = 0
-        var lastCoordinateFlush: Timestamp?
         while !Task.isCancelled {
             let status = await raft.status()
             var view = runtime.clusterView
@@ -57,6 +59,22 @@ struct LeaderDuties: Sendable {
             if isLeader && !wasLeader { logger.info("agent.leader", "cluster leadership acquired") }
             if !isLeader && wasLeader { logger.info("agent.leader", "cluster leadership lost") }
             wasLeader = isLeader
+            try? await Task.sleep(for: Self.refreshInterval)
+        }
+    }
+
+    private func performDuties(_ raft: RaftNode<ConsulStateMachine>) async {
+        var reconciledTerm: Term?
+        var reconciler = MemberReconciler()
+        var reconciledGeneration: UInt64 = 0
+        var lastReconcile: Timestamp?
+        var bootstrapGeneration: UInt64 = 0
+        var lastBootstrapAttempt: Timestamp?
+        var addressesGeneration: UInt64 = 0
+        var lastCoordinateFlush: Timestamp?
+        while !Task.isCancelled {
+            let status = await raft.status()
+            let isLeader = status.role == "leader"
             // A restored snapshot (or a catalog deregister) may have dropped this server's own
             // node: register it again, as Consul's leader re-reconciles itself.
             if isLeader, reconciledTerm == status.term, runtime.watch.current.node(named: runtime.nodeName) == nil { reconciledTerm = nil }
