@@ -235,17 +235,11 @@ private struct LockSession: Sendable {
         info("Starting handler")
         var environment = ProcessInfo.processInfo.environment
         environment["CONSUL_LOCK_HELD"] = "true"
-        let arguments: [String]
-        if shell {
-            let shellPath = environment["SHELL"].flatMap { $0.isEmpty ? nil : $0 } ?? "/bin/sh"
-            arguments = [shellPath, "-c", child.joined(separator: " ")]
-        } else {
-            arguments = child
-        }
+        let arguments = shell ? ChildProcess.shellCommand(child, environment: environment) : child
         if passStdin { info("Stdin passed to handler process") }
         let process: ChildProcess
         do throws(ChildProcess.SpawnError) {
-            process = try ChildProcess(arguments: arguments, environment: environment, passStdin: passStdin)
+            process = try ChildProcess(arguments: arguments, environment: environment, input: passStdin ? .inherited : .devNull)
         } catch {
             io.errorLine("Error starting handler: \(error.description)")
             return true

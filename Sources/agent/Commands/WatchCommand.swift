@@ -181,7 +181,7 @@ final class HandlerRunner: Sendable {
     let command: [String]
     let useShell: Bool
     /// The handler running now, for forwarding signals.
-    private let running = Mutex<pid_t?>(nil)
+    private let running = Mutex<ChildProcess?>(nil)
 
     init(command: [String], useShell: Bool) {
         self.command = command
@@ -189,21 +189,15 @@ final class HandlerRunner: Sendable {
     }
 
     func forward(_ signal: Int32) {
-        if let pid = running.withLock({ $0 }) { kill(pid, signal) }
+        _ = running.withLock({ $0 })?.signal(signal)
     }
 
-    /// Runs the handler to its end; nil when it exited 0, else Go's wording of what happened.
+    /// Runs the handler to its end (blocking the watch's own thread); nil when it exited 0, else
+    /// Go's wording of what happened.
     func run(stdin: [UInt8], index: UInt64) -> String? {
-        let environment = ProcessInfo.processInfo.environment
-        let argv: [String]
-        if useShell {
-            // Consul's ExecScript: $SHELL (else /bin/sh) -c "the arguments joined by spaces".
-            let shell = environment["SHELL"].flatMap { $0.isEmpty ? nil : $0 } ?? "/bin/sh"
-            argv = [shell, "-c", command.joined(separator: " ")]
-        } else {
-            guard let program = command.first else { return "no handler to run" }
-            argv = [program.contains("/") ? program : ScriptProbe.lookUp(program) ?? program] + command.dropFirst()
-        }
+        var environment = ProcessInfo.processInfo.environment
+        environment["CONSUL_INDEX"] = String(index)
+        let argv = useShell ? ChildProcess.shellCommand(command, environment: environment) : command
         let inputPath = NSTemporaryDirectory() + "consul-watch-" + UUID().uuidString
         let inputFD = open(inputPath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard inputFD >= 0 else { return "cannot create a file for the handler's input in \(NSTemporaryDirectory())" }
@@ -213,48 +207,15 @@ final class HandlerRunner: Sendable {
         }
         let written = stdin.withUnsafeBytes { write(inputFD, $0.baseAddress, $0.count) }
         guard written == stdin.count, lseek(inputFD, 0, SEEK_SET) == 0 else { return "cannot write the handler's input to \(inputPath)" }
-        var variables = environment.filter { $0.key != "CONSUL_INDEX" }.map { "\($0.key)=\($0.value)" }
-        variables.append("CONSUL_INDEX=\(index)")
-        let pid: pid_t
-        switch Self.spawn(argv, environment: variables, stdinFD: inputFD) {
-        case .success(let child): pid = child
-        case .failure(let error): return "fork/exec \(argv[0]): \(String(cString: strerror(error.code)))"
+        let child: ChildProcess
+        do throws(ChildProcess.SpawnError) {
+            child = try ChildProcess(arguments: argv, environment: environment, input: .file(inputFD))
+        } catch {
+            return "fork/exec \(error.program): \(error.reason)"
         }
-        running.withLock { $0 = pid }
+        running.withLock { $0 = child }
         defer { running.withLock { $0 = nil } }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            guard errno == EINTR else { return "wait: \(String(cString: strerror(errno)))" }
-        }
-        if status & 0x7f == 0 {
-            let code = (status >> 8) & 0xff
-            return code == 0 ? nil : "exit status \(code)"
-        }
-        return "signal: \(status & 0x7f)"
-    }
-
-    /// posix_spawn with stdin from `stdinFD`, the watch's stdout and stderr, and default signal
-    /// handling (the watch ignores SIGPIPE; its handler must not inherit that).
-    private static func spawn(_ argv: [String], environment: [String], stdinFD: Int32) -> Result<pid_t, ScriptProbe.Errno> {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, stdinFD, 0)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attributes, &mask)
-        let args = argv.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup($0) } + [nil]
-        defer { for pointer in args + envp { free(pointer) } }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, argv[0], &actions, &attributes, args, envp)
-        return result == 0 ? .success(pid) : .failure(ScriptProbe.Errno(result))
+        let exit = child.waitUntilExit()
+        return exit.succeeded ? nil : exit.description
     }
 }
