@@ -200,6 +200,27 @@ extension KVLocking {
     /// How long one blocking query waits while acquiring (Consul's default lock wait time).
     static var acquireWait: Duration { .seconds(15) }
 
+    /// Blocking reads of `key` (consistent, as Consul's client monitors) until `held` says the
+    /// session lost it, or the agent could not be asked `monitorRetries` times in a row.
+    static func watchWhileHeld(
+        _ client: KVLockingClient, _ key: String, recurse: Bool, monitorRetries: Int, held: ([KVPair]) -> Bool
+    ) async {
+        var index: UInt64 = 0
+        var retries = monitorRetries
+        while !Task.isCancelled {
+            do {
+                let read = try await client.read(key, recurse: recurse, index: index, consistent: true)
+                guard held(read.pairs) else { return }
+                index = read.index
+                retries = monitorRetries
+            } catch {
+                guard error.retryable, retries > 0, !Task.isCancelled else { return }
+                retries -= 1
+                try? await Task.sleep(for: monitorRetryPause)
+            }
+        }
+    }
+
     /// Time left in one-shot mode (`-timeout`); nil: none left. No timeout: the default wait.
     static func nextWait(started: ContinuousClock.Instant, timeout: Duration?, attempts: Int) -> Duration?? {
         guard let timeout else { return .some(acquireWait) }
@@ -252,19 +273,8 @@ struct KVLock: KVLocking {
     }
 
     func monitor(session: String, monitorRetries: Int) async {
-        var index: UInt64 = 0
-        var retries = monitorRetries
-        while !Task.isCancelled {
-            do {
-                let read = try await client.read(key, recurse: false, index: index, consistent: true)
-                guard let pair = read.pairs.first, pair.session == session else { return }
-                index = read.index
-                retries = monitorRetries
-            } catch {
-                guard error.retryable, retries > 0, !Task.isCancelled else { return }
-                retries -= 1
-                try? await Task.sleep(for: Self.monitorRetryPause)
-            }
+        await Self.watchWhileHeld(client, key, recurse: false, monitorRetries: monitorRetries) { pairs in
+            pairs.first?.session == session
         }
     }
 
@@ -367,19 +377,8 @@ struct KVSemaphore: KVLocking {
     }
 
     func monitor(session: String, monitorRetries: Int) async {
-        var index: UInt64 = 0
-        var retries = monitorRetries
-        while !Task.isCancelled {
-            do {
-                let read = try await client.read(listing, recurse: true, index: index, consistent: true)
-                guard let current = try? holders(in: read.pairs), current.holders.holders.contains(session) else { return }
-                index = read.index
-                retries = monitorRetries
-            } catch {
-                guard error.retryable, retries > 0, !Task.isCancelled else { return }
-                retries -= 1
-                try? await Task.sleep(for: Self.monitorRetryPause)
-            }
+        await Self.watchWhileHeld(client, listing, recurse: true, monitorRetries: monitorRetries) { pairs in
+            (try? holders(in: pairs))?.holders.holders.contains(session) == true
         }
     }
 
