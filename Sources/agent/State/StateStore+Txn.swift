@@ -121,35 +121,47 @@ extension StateStore {
 
     private struct OperationFailed: Error { var what: String }
 
-    /// A node operation, with Consul's state store rules: `cas` with index 0 only creates, and
-    /// `delete-cas` of a missing node fails (unlike KV's); deleting a node removes its services,
-    /// checks, sessions and coordinates, as a catalog deregistration does.
-    private mutating func runTxnNode(_ verb: TxnCatalogVerb, _ node: CatalogNode, cas: UInt64, at index: UInt64) -> Result<[TxnResult], OperationFailed> {
-        let existing = node.id.isEmpty ? self.node(named: node.name) : nodes.values.first { $0.id == node.id }
-        func fail(_ what: String) -> Result<[TxnResult], OperationFailed> { .failure(OperationFailed(what: what)) }
-        func set() -> Result<[TxnResult], OperationFailed> {
-            do {
-                return .success([.node(try ensureNode(node, at: index))])
-            } catch {
-                return fail(error.message)
-            }
-        }
+    /// The five verbs every catalog kind shares, with Consul's state store rules and words: `cas`
+    /// with index 0 only creates, and `delete-cas` of a missing object fails (unlike KV's). `what`
+    /// names the object as Consul's errors do (`service "web" on node "n1"`).
+    private mutating func runCatalogVerb(
+        _ verb: TxnCatalogVerb, what: String, existing: (result: TxnResult, indexes: RaftIndexes)?, cas: UInt64,
+        set: (inout StateStore) -> Result<[TxnResult], OperationFailed>, delete: (inout StateStore) -> Void
+    ) -> Result<[TxnResult], OperationFailed> {
         switch verb {
         case .get:
-            guard let existing else { return fail("node \"\(node.name)\" doesn't exist") }
-            return .success([.node(existing)])
+            guard let existing else { return .failure(OperationFailed(what: "\(what) doesn't exist")) }
+            return .success([existing.result])
         case .set:
-            return set()
+            return set(&self)
         case .cas:
-            guard Self.casMatches(cas, existing?.indexes) else { return fail("failed to set node \"\(node.name)\", index is stale") }
-            return set()
+            guard Self.casMatches(cas, existing?.indexes) else { return .failure(OperationFailed(what: "failed to set \(what), index is stale")) }
+            return set(&self)
         case .delete:
-            deregister(node: existing?.name ?? node.name, serviceID: nil, checkID: nil, at: index)
+            delete(&self)
             return .success([])
         case .deleteCAS:
-            guard let existing, existing.indexes.modifyIndex == cas else { return fail("failed to delete node \"\(node.name)\", index is stale") }
-            deregister(node: existing.name, serviceID: nil, checkID: nil, at: index)
+            guard let existing, existing.indexes.modifyIndex == cas else {
+                return .failure(OperationFailed(what: "failed to delete \(what), index is stale"))
+            }
+            delete(&self)
             return .success([])
+        }
+    }
+
+    /// A node operation; deleting a node removes its services, checks, sessions and coordinates,
+    /// as a catalog deregistration does.
+    private mutating func runTxnNode(_ verb: TxnCatalogVerb, _ node: CatalogNode, cas: UInt64, at index: UInt64) -> Result<[TxnResult], OperationFailed> {
+        let existing = node.id.isEmpty ? self.node(named: node.name) : nodes.values.first { $0.id == node.id }
+        let name = existing?.name ?? node.name
+        return runCatalogVerb(verb, what: "node \"\(node.name)\"", existing: existing.map { (.node($0), $0.indexes) }, cas: cas) { store in
+            do throws(Refusal) {
+                return .success([.node(try store.ensureNode(node, at: index))])
+            } catch {
+                return .failure(OperationFailed(what: error.message))
+            }
+        } delete: { store in
+            store.deregister(node: name, serviceID: nil, checkID: nil, at: index)
         }
     }
 
@@ -159,69 +171,34 @@ extension StateStore {
     ) -> Result<[TxnResult], OperationFailed> {
         let nodeKey = Self.nodeKey(nodeName)
         let existing = services[ServiceKey(node: nodeKey, id: service.id)]
-        func fail(_ what: String) -> Result<[TxnResult], OperationFailed> { .failure(OperationFailed(what: what)) }
-        func set() -> Result<[TxnResult], OperationFailed> {
-            guard let node = nodes[nodeKey] else { return fail("Missing node registration") }
+        let what = "service \"\(service.id)\" on node \"\(nodeName)\""
+        return runCatalogVerb(verb, what: what, existing: existing.map { (.service($0), $0.indexes) }, cas: cas) { store in
+            guard let node = store.nodes[nodeKey] else { return .failure(OperationFailed(what: "Missing node registration")) }
             var service = service
             service.node = node.name
-            return .success([.service(ensureService(service, nodeKey: nodeKey, at: index))])
-        }
-        switch verb {
-        case .get:
-            guard let existing else { return fail("service \"\(service.id)\" on node \"\(nodeName)\" doesn't exist") }
-            return .success([.service(existing)])
-        case .set:
-            return set()
-        case .cas:
-            guard Self.casMatches(cas, existing?.indexes) else {
-                return fail("failed to set service \"\(service.id)\" on node \"\(nodeName)\", index is stale")
-            }
-            return set()
-        case .delete:
-            deregister(node: nodeName, serviceID: service.id, checkID: nil, at: index)
-            return .success([])
-        case .deleteCAS:
-            guard let existing, existing.indexes.modifyIndex == cas else {
-                return fail("failed to delete service \"\(service.id)\" on node \"\(nodeName)\", index is stale")
-            }
-            deregister(node: nodeName, serviceID: service.id, checkID: nil, at: index)
-            return .success([])
+            return .success([.service(store.ensureService(service, nodeKey: nodeKey, at: index))])
+        } delete: { store in
+            store.deregister(node: nodeName, serviceID: service.id, checkID: nil, at: index)
         }
     }
 
     /// A check operation; setting one needs its node (and its service, when it names one).
     private mutating func runTxnCheck(_ verb: TxnCatalogVerb, _ check: HealthCheck, cas: UInt64, at index: UInt64) -> Result<[TxnResult], OperationFailed> {
         let nodeKey = Self.nodeKey(check.node)
-        let existing = checks[CheckKey(node: nodeKey, id: check.id)]
-        func fail(_ what: String) -> Result<[TxnResult], OperationFailed> { .failure(OperationFailed(what: what)) }
-        func set() -> Result<[TxnResult], OperationFailed> {
-            guard let node = nodes[nodeKey] else { return fail("Missing node registration") }
+        let key = CheckKey(node: nodeKey, id: check.id)
+        let existing = checks[key]
+        let what = "check \"\(check.id)\" on node \"\(check.node)\""
+        return runCatalogVerb(verb, what: what, existing: existing.map { (.check($0), $0.indexes) }, cas: cas) { store in
+            guard let node = store.nodes[nodeKey] else { return .failure(OperationFailed(what: "Missing node registration")) }
             var check = check
             check.node = node.name
-            guard let attached = withServiceFields(check, nodeKey: nodeKey) else { return fail("Missing service registration") }
-            putCheck(attached, nodeKey: nodeKey, at: index)
-            return .success(checks[CheckKey(node: nodeKey, id: check.id)].map { [.check($0)] } ?? [])
-        }
-        switch verb {
-        case .get:
-            guard let existing else { return fail("check \"\(check.id)\" on node \"\(check.node)\" doesn't exist") }
-            return .success([.check(existing)])
-        case .set:
-            return set()
-        case .cas:
-            guard Self.casMatches(cas, existing?.indexes) else {
-                return fail("failed to set check \"\(check.id)\" on node \"\(check.node)\", index is stale")
+            guard let attached = store.withServiceFields(check, nodeKey: nodeKey) else {
+                return .failure(OperationFailed(what: "Missing service registration"))
             }
-            return set()
-        case .delete:
-            deregister(node: check.node, serviceID: nil, checkID: check.id, at: index)
-            return .success([])
-        case .deleteCAS:
-            guard let existing, existing.indexes.modifyIndex == cas else {
-                return fail("failed to delete check \"\(check.id)\" on node \"\(check.node)\", index is stale")
-            }
-            deregister(node: check.node, serviceID: nil, checkID: check.id, at: index)
-            return .success([])
+            store.putCheck(attached, nodeKey: nodeKey, at: index)
+            return .success(store.checks[key].map { [.check($0)] } ?? [])
+        } delete: { store in
+            store.deregister(node: check.node, serviceID: nil, checkID: check.id, at: index)
         }
     }
 
