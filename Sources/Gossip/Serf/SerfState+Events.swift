@@ -261,14 +261,11 @@ extension SerfState {
     }
 
     /// Unanchored regex search like Go's `regexp.MatchString`; nil when the expression is refused.
+    /// The expression comes from the peer that sent the query: it is matched in linear time (RE2
+    /// syntax, as serf's), and a long one is refused outright.
     static func matches(_ expression: String, _ value: String) -> Bool? {
-        guard expression.utf8.count <= 256 else { return nil }
-        let scalars = Array(expression.unicodeScalars)
-        for (index, scalar) in scalars.enumerated() where scalar == ")" && index + 1 < scalars.count {
-            if "*+?{".unicodeScalars.contains(scalars[index + 1]) { return nil }
-        }
-        guard let regex = try? Regex(expression) else { return nil }
-        return (try? regex.firstMatch(in: value)) != nil ? true : false
+        guard expression.utf8.count <= 256, let regex = try? LinearRegex(expression) else { return nil }
+        return regex.matches(value)
     }
 
     /// serf `Query.Respond`: answer to the query's source, plus relays.

@@ -45,12 +45,12 @@ enum ClusterCommands {
             }
         }
         return HTTPCommand.run(io: io) { () throws(CommandFailure) -> Int32 in
-            var statusFilter: NSRegularExpression?
+            var statusFilter: LinearRegex?
             if let pattern = flags.status {
-                do {
-                    statusFilter = try NSRegularExpression(pattern: pattern)
+                do throws(LinearRegex.SyntaxError) {
+                    statusFilter = try LinearRegex(pattern)
                 } catch {
-                    throw CommandFailure("Failed to compile status regexp: \(pattern)")
+                    throw CommandFailure("Failed to compile status regexp: \(error.description)")
                 }
             }
             let client = try makeClient(flags.http)
@@ -59,7 +59,7 @@ enum ClusterCommands {
             members = members.filter { member in
                 guard let statusFilter else { return true }
                 let status = statusName(member.text("Status"))
-                return statusFilter.firstMatch(in: status, range: NSRange(status.startIndex..., in: status)) != nil
+                return statusFilter.matches(status)
             }
             guard !members.isEmpty else { return 2 }
             members.sort { lhs, rhs in

@@ -43,8 +43,10 @@ enum EventCommand {
         }
         for (label, pattern) in [("node", flags.node), ("service", flags.service), ("tag", flags.tag)] {
             guard let pattern, !pattern.isEmpty else { continue }
-            if (try? NSRegularExpression(pattern: pattern)) == nil {
-                io.errorLine("Failed to compile \(label) filter regexp: error parsing regexp: \(pattern)")
+            do throws(LinearRegex.SyntaxError) {
+                _ = try LinearRegex(pattern)
+            } catch {
+                io.errorLine("Failed to compile \(label) filter regexp: \(error.description)")
                 return 1
             }
         }

@@ -27,7 +27,7 @@ struct UserEvent: Equatable, Sendable {
         if name.isEmpty { return "User event missing name" }
         if !tag.isEmpty && service.isEmpty { return "Cannot provide tag filter without service filter" }
         for (label, pattern) in [("node", node), ("service", service), ("tag", tag)] where !pattern.isEmpty {
-            if (try? NSRegularExpression(pattern: pattern)) == nil { return "Invalid \(label) filter: error parsing regexp: \(pattern)" }
+            do throws(LinearRegex.SyntaxError) { _ = try LinearRegex(pattern) } catch { return "Invalid \(label) filter: \(error.description)" }
         }
         return nil
     }
@@ -69,9 +69,11 @@ struct UserEvent: Equatable, Sendable {
     /// Consul's `shouldProcessUserEvent`: the node filter against this node's name, the service
     /// filter against the IDs of its services (and the tag filter against their tags).
     func passes(nodeName: String, services: [(id: String, tags: [String])]) -> Bool {
+        // The filters come from whichever peer fired the event: matched in linear time (RE2
+        // syntax, as Consul's), so no pattern can stall this agent's event handling.
         func matches(_ pattern: String, _ text: String) -> Bool? {
-            guard let regex = try? NSRegularExpression(pattern: pattern) else { return nil }
-            return regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
+            guard let regex = try? LinearRegex(pattern) else { return nil }
+            return regex.matches(text)
         }
         if !nodeFilter.isEmpty, matches(nodeFilter, nodeName) != true { return false }
         guard !serviceFilter.isEmpty else { return true }

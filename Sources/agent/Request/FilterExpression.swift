@@ -30,14 +30,9 @@ struct FilterExpression: Sendable {
         /// The negated form (`!=`, `is not empty`, `not in`, `not contains`, `not matches`).
         var negated: Bool
         var value: String
-        /// For `matches`: compiled once, when the expression is parsed.
-        var regex: RegexBox?
-    }
-
-    /// `Regex` is not `Sendable`; the compiled pattern is only read.
-    final class RegexBox: @unchecked Sendable {
-        let regex: Regex<AnyRegexOutput>
-        init(_ regex: Regex<AnyRegexOutput>) { self.regex = regex }
+        /// For `matches`: compiled once, when the expression is parsed. RE2 syntax matched in
+        /// linear time, as Consul's (Go's regexp): a client's pattern cannot make the agent spin.
+        var regex: LinearRegex?
     }
 
     let root: Node
@@ -74,8 +69,8 @@ struct FilterExpression: Sendable {
             case .contains: positive = found.contains { contains($0, match.value) }
             case .matches:
                 positive = found.contains { candidate in
-                    guard case .string(let text) = candidate, let regex = match.regex?.regex else { return false }
-                    return (try? regex.firstMatch(in: text)) != nil
+                    guard case .string(let text) = candidate, let regex = match.regex else { return false }
+                    return regex.matches(text)
                 }
             }
             return positive != match.negated
@@ -279,9 +274,11 @@ struct FilterExpression: Sendable {
             if take(.word("contains")) { return Match(selector: path, op: .contains, negated: negated, value: try value()) }
             if take(.word("matches")) {
                 let pattern = try value()
-                let regex: Regex<AnyRegexOutput>
-                do { regex = try Regex(pattern) } catch { throw ParseError("invalid regular expression \"\(pattern)\"") }
-                return Match(selector: path, op: .matches, negated: negated, value: pattern, regex: RegexBox(regex))
+                let regex: LinearRegex
+                do throws(LinearRegex.SyntaxError) { regex = try LinearRegex(pattern) } catch {
+                    throw ParseError("invalid regular expression \"\(pattern)\": \(error.description)")
+                }
+                return Match(selector: path, op: .matches, negated: negated, value: pattern, regex: regex)
             }
             throw ParseError("expected a match operator after \(path.joined(separator: ".")), found \(peekDescription)")
         }
