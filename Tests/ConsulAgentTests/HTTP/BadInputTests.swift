@@ -49,6 +49,8 @@ import Testing
         try await Self.withClient { (client: Client) async throws in
             let badJSON = try await client.call("PUT", "/v1/session/create", "{")
             #expect(badJSON.0 == 400 && badJSON.1.hasPrefix("Request decode failed: "), "\(badJSON)")
+            #expect(try await client.call("PUT", "/v1/session/create", "[]") == (400, "Request decode failed: the body must be a JSON object"))
+            #expect(try await client.call("PUT", "/v1/session/create", #""web""#) == (400, "Request decode failed: the body must be a JSON object"))
             #expect(try await client.call("PUT", "/v1/session/create", #"{"TTL": 10}"#) == (400, "Request decode failed: TTL must be a string, not an integer"))
             #expect(try await client.call("PUT", "/v1/session/create", #"{"TTL": "soon"}"#) == (400, #"Request decode failed: invalid TTL "soon""#))
             #expect(try await client.call("PUT", "/v1/session/create", #"{"TTL": "1s"}"#) == (400, "Invalid Session TTL '1s', must be between [10s-24h0m0s]"))
@@ -61,6 +63,8 @@ import Testing
             #expect(try await client.call("PUT", "/v1/session/create", oversized) == (413, "Request body too large, max size: \(JSONBody.maxBytes) bytes"))
             // The same body with a good TTL gets past validation and on towards a server.
             #expect(try await client.call("PUT", "/v1/session/create", #"{"TTL": "10s"}"#) == Self.noServers)
+            // As in Go, a JSON null is no fields at all: the defaults.
+            #expect(try await client.call("PUT", "/v1/session/create", "null") == Self.noServers)
         }
     }
 
