@@ -229,6 +229,7 @@ import Testing
             #expect(try await client.call("PUT", "/v1/agent/check/update/", #"{"Status": "passing"}"#) == (400, "Missing check ID"))
             let badJSON = try await client.call("PUT", "/v1/agent/check/update/c1", "{")
             #expect(badJSON.0 == 400 && badJSON.1.hasPrefix("Request decode failed: "), "\(badJSON)")
+            #expect(try await client.call("PUT", "/v1/agent/check/update/c1", #"["passing"]"#) == (400, "Request decode failed: the body must be a JSON object"))
             #expect(try await client.call("PUT", "/v1/agent/check/update/c1", #"{"Status": 1}"#) == (400, "Request decode failed: Status must be a string, not an integer"))
             #expect(try await client.call("PUT", "/v1/agent/check/update/c1", "{}") == (400, "Invalid check status: ''"))
             #expect(try await client.call("PUT", "/v1/agent/check/update/c1", #"{"Status": "maintenance"}"#) == (400, "Invalid check status: 'maintenance'"))

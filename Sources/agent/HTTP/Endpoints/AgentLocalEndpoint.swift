@@ -170,6 +170,8 @@ struct AgentLocalEndpoint {
             try APIRouter.requireMethod(request, "PUT")
             guard !id.isEmpty else { throw .badRequest("Missing check ID") }
             let body = try JSONBody.parse(request.body)
+            // A list or string is a decode failure, as in Consul, not a body without a Status.
+            guard body.isObject() || body.value.isNull else { throw .badRequest("Request decode failed: the body must be a JSON object") }
             let statusText = try body.string("Status") ?? ""
             guard let status = HealthStatus(rawValue: statusText), status != .maintenance else {
                 throw .badRequest("Invalid check status: '\(statusText)'")
