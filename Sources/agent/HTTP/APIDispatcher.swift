@@ -25,6 +25,10 @@ final class APIDispatcher: Sendable {
         do {
             let route = try router.route(request)
             let options = try QueryOptions.parse(request, localDatacenter: agent.datacenter)
+            // Parsed before anything is forwarded or started: a bad expression is the caller's 400
+            // wherever the request would go (a client with no server in reach included), and must
+            // not leave a blocking query waiting behind it. The agent that answers applies it.
+            let filter = try listFilter(request)
             let answerer = route.answerer
             // Only the replicated state and what any server knows travel between agents; what an
             // agent answers about itself is never forwarded, so a forwarded request cannot ask for it.
@@ -50,9 +54,6 @@ final class APIDispatcher: Sendable {
                 return relay.forward(request, isWrite: route.isWrite, options: options, on: loop)
             }
             _ = try agent.acl.authorize(token: options.token, route.resource, route.access)
-            // Parsed before the action starts: a bad expression must not leave a blocking query
-            // waiting behind its 400.
-            let filter = try listFilter(request)
             let answer: EventLoopFuture<APIResponse>
             switch route.action {
             case .respond(let response):

@@ -28,10 +28,18 @@ enum Gzip {
         return Array(output.prefix(Int(stream.total_out)))
     }
 
+    /// What a stream without a gzip header (magic bytes, room for header and trailer) is told.
+    static let invalidHeader = "not a gzip stream (gzip: invalid header)"
+
+    /// The cheap first look: gzip's magic bytes and room for its header and trailer, without inflating.
+    static func hasHeader(_ input: [UInt8]) -> Bool {
+        input.count >= 18 && input[0] == 0x1f && input[1] == 0x8b
+    }
+
     /// Inflates a whole gzip stream; more than `limit` bytes out is an error (a small archive
     /// must not be able to expand without bound).
     static func decompress(_ input: [UInt8], limit: Int) throws(Failure) -> [UInt8] {
-        guard input.count >= 18, input[0] == 0x1f, input[1] == 0x8b else { throw Failure(description: "not a gzip stream (gzip: invalid header)") }
+        guard hasHeader(input) else { throw Failure(description: invalidHeader) }
         var stream = z_stream()
         guard inflateInit2_(&stream, 15 + 16, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             throw Failure(description: "zlib: inflateInit failed")

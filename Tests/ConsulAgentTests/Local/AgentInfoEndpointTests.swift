@@ -55,6 +55,32 @@ import Testing
         try await group.shutdownGracefully()
     }
 
+    /// `/v1/agent/self` has exactly Consul's top-level keys (no `xDS`: this edition serves no
+    /// service mesh) and Consul CE's `Config` keys, and `Config.Version` is a PEP 440 public
+    /// version, which py-consul and other tooling parse.
+    @Test func selfHasConsulsKeysAndAPEP440Version() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let dispatcher = APIDispatcher(agent: RPCRelayTests.clientRuntime(), seed: 1)
+        let answer = try await AgentLocalEndpointTests.call(dispatcher, group.next(), "GET", "/v1/agent/self")
+        try await group.shutdownGracefully()
+        #expect(answer.0 == 200)
+        let object = try json(answer.1)
+        #expect(Set(object.keys) == ["Config", "DebugConfig", "Coord", "Member", "Stats", "Meta"])
+        let config = try #require(object["Config"] as? [String: Any])
+        #expect(Set(config.keys) == ["Datacenter", "PrimaryDatacenter", "NodeName", "NodeID", "Revision", "Server", "Version", "BuildDate"])
+        let version = try #require(config["Version"] as? String)
+        #expect(version == "1.21.0")
+        #expect(Self.isPEP440PublicVersion(version), "\(version)")
+        // The check itself: what PEP 440 refuses is refused.
+        #expect(!Self.isPEP440PublicVersion("1.21.0-dev") && !Self.isPEP440PublicVersion("v1.21") && !Self.isPEP440PublicVersion("1.21.0+ent"))
+        #expect(Self.isPEP440PublicVersion("1.21.0rc1") && Self.isPEP440PublicVersion("1.21.0.dev3"))
+    }
+
+    /// PEP 440's canonical public version: `[N!]N(.N)*[{a|b|rc}N][.postN][.devN]`.
+    static func isPEP440PublicVersion(_ text: String) -> Bool {
+        text.wholeMatch(of: /([1-9][0-9]*!)?(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*((a|b|rc)(0|[1-9][0-9]*))?(\.post(0|[1-9][0-9]*))?(\.dev(0|[1-9][0-9]*))?/) != nil
+    }
+
     @Test func metricsRenderingIsConsulsShape() {
         var metrics = AgentMetrics(timestamp: Date(timeIntervalSince1970: 1_700_000_007))
         metrics.gauges = [

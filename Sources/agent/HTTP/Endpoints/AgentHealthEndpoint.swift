@@ -50,6 +50,9 @@ struct AgentHealthEndpoint {
 
     func route(_ request: APIRequest, tail: Substring) throws(APIError) -> APIRoute {
         try APIRouter.requireMethod(request, "GET")
+        // A missing ID or name is the caller's mistake (400, Consul's words), not an unknown service.
+        if tail == "id/" { throw .badRequest("Missing serviceID") }
+        if tail == "name/" { throw .badRequest("Missing service Name") }
         let text = request.query["format"] == "text"
         let state = agent.local.snapshot
         let datacenter = agent.datacenter

@@ -67,6 +67,9 @@ struct AgentLocalEndpoint {
             try APIRouter.requireMethod(request, "PUT")
             let definition: ServiceDefinition
             let body = try JSONBody.parse(request.body)
+            // Consul's first checks, in its words, before the definition's own validation.
+            guard body.isObject() else { throw .badRequest("Request decode failed: the body must be a JSON object") }
+            guard let name = try body.string("Name"), !name.isEmpty else { throw .badRequest("Missing service name") }
             do throws(DefinitionError) {
                 definition = try DefinitionParser(strict: false).service(body.value)
             } catch {
@@ -126,10 +129,18 @@ struct AgentLocalEndpoint {
             try APIRouter.requireMethod(request, "PUT")
             let definition: CheckDefinition
             let body = try JSONBody.parse(request.body)
+            // Consul's first checks, in its words; what the definition's validation refuses is an
+            // "Invalid check", as Consul names a CheckType that does not validate.
+            guard body.isObject() else { throw .badRequest("Request decode failed: the body must be a JSON object") }
+            let name = try body.string("Name") ?? "", checkID = try body.string("ID") ?? "", legacyCheckID = try body.string("CheckID") ?? ""
+            if name.isEmpty && checkID.isEmpty && legacyCheckID.isEmpty { throw .badRequest("Missing check name") }
+            if let status = try body.string("Status"), !status.isEmpty {
+                guard let initial = HealthStatus(rawValue: status), initial != .maintenance else { throw .badRequest("Bad check status") }
+            }
             do throws(DefinitionError) {
                 definition = try DefinitionParser(strict: false).check(body.value)
             } catch {
-                throw .badRequest(error.message)
+                throw .badRequest("Invalid check: \(error.message)")
             }
             return .agentOperation(.node(node)) { () async throws(APIError) -> APIResponse in
                 do throws(DefinitionError) {
@@ -159,6 +170,8 @@ struct AgentLocalEndpoint {
             try APIRouter.requireMethod(request, "PUT")
             guard !id.isEmpty else { throw .badRequest("Missing check ID") }
             let body = try JSONBody.parse(request.body)
+            // A list or string is a decode failure, as in Consul, not a body without a Status.
+            guard body.isObject() || body.value.isNull else { throw .badRequest("Request decode failed: the body must be a JSON object") }
             let statusText = try body.string("Status") ?? ""
             guard let status = HealthStatus(rawValue: statusText), status != .maintenance else {
                 throw .badRequest("Invalid check status: '\(statusText)'")
@@ -201,14 +214,12 @@ struct AgentLocalEndpoint {
         .notFound("Unknown service ID \"\(id)\". Ensure that the service ID is passed, not the service name.")
     }
 
-    /// `?enable=true|false`, required, as Consul's maintenance endpoints want it.
+    /// `?enable=true|false`, required, read as Consul reads it (Go's `strconv.ParseBool`): absent is
+    /// "Missing", present but empty or anything else Go refuses is "Invalid".
     private static func enableParameter(_ request: APIRequest) throws(APIError) -> Bool {
-        guard let text = request.query["enable"], !text.isEmpty else { throw .badRequest("Missing value for enable") }
-        switch text.lowercased() {
-        case "true", "1", "t": return true
-        case "false", "0", "f": return false
-        default: throw .badRequest("Invalid value for enable: \"\(text)\"")
-        }
+        guard let text = request.query["enable"] else { throw .badRequest("Missing value for enable") }
+        guard let enable = GoBool.parse(text) else { throw .badRequest("Invalid value for enable: \"\(text)\"") }
+        return enable
     }
 
     // MARK: - JSON

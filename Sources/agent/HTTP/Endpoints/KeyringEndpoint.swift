@@ -31,13 +31,13 @@ struct KeyringEndpoint {
             }
         }
         if let relay = request.query["relay-factor"], !relay.isEmpty {
-            guard let factor = Int(relay) else { throw .badRequest("Error parsing relay factor: invalid syntax: \(relay)") }
+            guard let factor = Int(relay) else { throw .badRequest("Error parsing relay factor: strconv.Atoi: parsing \"\(relay)\": invalid syntax") }
             guard (0...5).contains(factor) else { throw .badRequest("Invalid relay-factor: Relay factor must be in range: [0, 5]") }
             // Accepted for compatibility; serf's relayed answers are not used by this agent.
         }
         if let local = request.query["local-only"], !local.isEmpty {
-            guard let value = GoBool.parse(local) else { throw .badRequest("Error parsing local-only: invalid syntax: \(local)") }
-            if value && operation != .list { throw .badRequest("local-only can only be set for list requests") }
+            guard let value = GoBool.parse(local) else { throw .badRequest("Error parsing local-only: strconv.ParseBool: parsing \"\(local)\": invalid syntax") }
+            if value && operation != .list { throw .badRequest("Invalid use of local-only: local-only can only be set for list requests") }
         }
         let agent = self.agent, keyText = key
         let perform: @Sendable () async throws(APIError) -> APIResponse = { () async throws(APIError) -> APIResponse in

@@ -67,6 +67,9 @@ struct SessionEndpoint {
     /// delay 15s; behavior release) and its validation messages.
     static func session(from body: [UInt8], defaultNode: String) throws(APIError) -> Session {
         let json = body.isEmpty ? JSONBody(.object(ConfigObject())) : try JSONBody.parse(body)
+        // Go decodes `null` into the defaults and refuses any other JSON that is not an object
+        // (a list body must not quietly create a default session).
+        guard json.isObject() || json.value.isNull else { throw .badRequest("Request decode failed: the body must be a JSON object") }
         var lockDelay: Duration = .seconds(15)
         if let member = json.member("LockDelay"), !member.isNull {
             if let text = member.stringValue {

@@ -48,6 +48,9 @@ struct SnapshotEndpoint {
             }
         }
         let body = request.body
+        // A body that is not even a gzip stream (empty, a JSON file, a tarball) is refused here,
+        // before it travels to the leader; the archive itself is verified there, off the event loop.
+        guard Gzip.hasHeader(body) else { throw .badRequest("Error restoring snapshot: failed to decompress snapshot: \(Gzip.invalidHeader)") }
         return .leaderOperation(.operator, access: .write) { () async throws(APIError) -> APIResponse in
             let archive: SnapshotArchive
             do throws(SnapshotArchive.Problem) {
