@@ -38,14 +38,10 @@ final class AgentRuntime: Sendable {
     let logger: AgentLogger?
     var logMonitors: LogMonitors? { logger?.monitors }
     /// HTTP requests handled, by method (for `/v1/agent/metrics`).
-    private let httpRequests = Mutex<[String: Int]>([:])
+    private let httpRequests = HTTPMethodCounters()
 
-    func countHTTPRequest(_ method: String) {
-        // Clients choose the method string: anything unusual is one bucket, so the map stays small.
-        let known = ["GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS", "PATCH"].contains(method)
-        httpRequests.withLock { $0[known ? method : "OTHER", default: 0] += 1 }
-    }
-    var httpRequestCounts: [String: Int] { httpRequests.withLock { $0 } }
+    func countHTTPRequest(_ method: String) { httpRequests.count(method) }
+    var httpRequestCounts: [String: Int] { httpRequests.snapshot }
 
     /// What the agent last learned of Raft leadership; refreshed by `AgentLifecycle`.
     struct ClusterView: Sendable, Equatable {
@@ -130,9 +126,10 @@ final class AgentRuntime: Sendable {
         return (false, known, contact.map { clock.now().duration(since: $0) })
     }
 
+    /// Read for every request: only the two fields it needs, never a copy of the whole view.
     var forwardingState: ForwardingState {
-        let view = clusterView
-        return ForwardingState(datacenter: datacenter, isServer: raft != nil, isLeader: view.isLeader, knownLeader: view.leaderID != nil)
+        let (isLeader, knownLeader) = cluster.withLock { ($0.isLeader, $0.leaderID != nil) }
+        return ForwardingState(datacenter: datacenter, isServer: raft != nil, isLeader: isLeader, knownLeader: knownLeader)
     }
 
     /// The RPC address of a server, as `/v1/status/leader` shows it: from the Raft configuration,
@@ -176,5 +173,34 @@ final class AgentRuntime: Sendable {
         case .badSnapshot(let message): return .internalError("raft snapshot failed: \(message)")
         case .peersFile(let problem): return .internalError("raft peers.json: \(problem)")
         }
+    }
+}
+
+/// One counter per HTTP method Consul knows and one for anything else (clients choose the
+/// string, so the set stays bounded), counted without a lock: every request passes here.
+final class HTTPMethodCounters: Sendable {
+    private let get = Atomic<Int>(0), put = Atomic<Int>(0), post = Atomic<Int>(0), delete = Atomic<Int>(0)
+    private let head = Atomic<Int>(0), options = Atomic<Int>(0), patch = Atomic<Int>(0), other = Atomic<Int>(0)
+
+    func count(_ method: String) {
+        switch method {
+        case "GET": get.wrappingAdd(1, ordering: .relaxed)
+        case "PUT": put.wrappingAdd(1, ordering: .relaxed)
+        case "POST": post.wrappingAdd(1, ordering: .relaxed)
+        case "DELETE": delete.wrappingAdd(1, ordering: .relaxed)
+        case "HEAD": head.wrappingAdd(1, ordering: .relaxed)
+        case "OPTIONS": options.wrappingAdd(1, ordering: .relaxed)
+        case "PATCH": patch.wrappingAdd(1, ordering: .relaxed)
+        default: other.wrappingAdd(1, ordering: .relaxed)
+        }
+    }
+
+    var snapshot: [String: Int] {
+        let all = [
+            ("GET", get.load(ordering: .relaxed)), ("PUT", put.load(ordering: .relaxed)), ("POST", post.load(ordering: .relaxed)),
+            ("DELETE", delete.load(ordering: .relaxed)), ("HEAD", head.load(ordering: .relaxed)), ("OPTIONS", options.load(ordering: .relaxed)),
+            ("PATCH", patch.load(ordering: .relaxed)), ("OTHER", other.load(ordering: .relaxed)),
+        ]
+        return Dictionary(uniqueKeysWithValues: all.filter { $0.1 > 0 })
     }
 }

@@ -39,18 +39,25 @@ struct APIRequest: Sendable {
     }
 
     /// Splits a request target into a decoded path and query parameters. Nil when the
-    /// percent-encoding is broken.
+    /// percent-encoding is broken. Works on the target's UTF-8 bytes: it runs for every request.
     static func parseTarget(_ target: String) -> (path: String, query: [String: String])? {
-        let parts = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let path = percentDecode(parts[0], plusIsSpace: false) else { return nil }
-        var query: [String: String] = [:]
-        var repeats: [String: Int] = [:]
-        if parts.count > 1 {
-            for pair in parts[1].split(separator: "&") where !pair.isEmpty {
-                let keyValue = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                guard let key = percentDecode(keyValue[0], plusIsSpace: true) else { return nil }
-                let value = keyValue.count > 1 ? percentDecode(keyValue[1], plusIsSpace: true) : ""
-                guard let value else { return nil }
+        var target = target
+        return target.withUTF8 { bytes -> (path: String, query: [String: String])? in
+            let question = bytes.firstIndex(of: UInt8(ascii: "?")) ?? bytes.endIndex
+            guard let path = percentDecode(UnsafeBufferPointer(rebasing: bytes[..<question]), plusIsSpace: false) else { return nil }
+            var query: [String: String] = [:]
+            guard question < bytes.endIndex else { return (path, query) }
+            var repeats: [String: Int] = [:]
+            var start = question + 1
+            while start <= bytes.endIndex {
+                let end = bytes[start...].firstIndex(of: UInt8(ascii: "&")) ?? bytes.endIndex
+                defer { start = end + 1 }
+                guard end > start else { continue }
+                let pair = bytes[start..<end]
+                let equals = pair.firstIndex(of: UInt8(ascii: "=")) ?? end
+                guard let key = percentDecode(UnsafeBufferPointer(rebasing: bytes[start..<equals]), plusIsSpace: true),
+                      let value = equals < end ? percentDecode(UnsafeBufferPointer(rebasing: bytes[(equals + 1)..<end]), plusIsSpace: true) : ""
+                else { return nil }
                 if query[key] == nil {
                     query[key] = value
                 } else {
@@ -61,30 +68,32 @@ struct APIRequest: Sendable {
                     query[key + "\u{0}\(n)"] = value
                 }
             }
+            return (path, query)
         }
-        return (path, query)
     }
 
-    static func percentDecode(_ text: Substring, plusIsSpace: Bool) -> String? {
-        // Most targets have nothing to decode (and a String's UTF-8 is valid already).
-        if !text.utf8.contains(where: { $0 == UInt8(ascii: "%") || (plusIsSpace && $0 == UInt8(ascii: "+")) }) {
-            return String(text)
+    /// `bytes` are a slice of a valid UTF-8 string cut at ASCII delimiters, so they are valid
+    /// UTF-8 themselves; only what `%` escapes produce needs validating.
+    static func percentDecode(_ bytes: UnsafeBufferPointer<UInt8>, plusIsSpace: Bool) -> String? {
+        // Most targets have nothing to decode.
+        if !bytes.contains(where: { $0 == UInt8(ascii: "%") || (plusIsSpace && $0 == UInt8(ascii: "+")) }) {
+            return String(decoding: bytes, as: UTF8.self)
         }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(text.utf8.count)
-        var iterator = text.utf8.makeIterator()
+        var decoded: [UInt8] = []
+        decoded.reserveCapacity(bytes.count)
+        var iterator = bytes.makeIterator()
         while let byte = iterator.next() {
             switch byte {
             case UInt8(ascii: "%"):
                 guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else { return nil }
-                bytes.append(high << 4 | low)
+                decoded.append(high << 4 | low)
             case UInt8(ascii: "+") where plusIsSpace:
-                bytes.append(UInt8(ascii: " "))
+                decoded.append(UInt8(ascii: " "))
             default:
-                bytes.append(byte)
+                decoded.append(byte)
             }
         }
-        return String(validating: bytes, as: UTF8.self)
+        return String(validating: decoded, as: UTF8.self)
     }
 
     private static func hexValue(_ byte: UInt8) -> UInt8? {
@@ -98,7 +107,13 @@ struct APIRequest: Sendable {
 }
 
 extension String {
-    func equalsIgnoringCase(_ other: String) -> Bool { lowercased() == other.lowercased() }
+    /// ASCII case-insensitive equality (header names), without making lowercased copies.
+    func equalsIgnoringCase(_ other: String) -> Bool {
+        guard utf8.count == other.utf8.count else { return false }
+        return zip(utf8, other.utf8).allSatisfy { a, b in
+            a == b || (a | 0x20 == b | 0x20 && (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(a | 0x20))
+        }
+    }
 
     func trimmingSpaces() -> String {
         var slice = Substring(self)
