@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP1
 
 /// A response body produced over time (`/v1/agent/monitor`): the server sends the head at once,
 /// then the stream writes chunks until the client goes away. Ordinary responses never carry one,
@@ -16,9 +15,12 @@ protocol ResponseStream: AnyObject, Sendable {
 /// What a stream may do with its connection; used only on the connection's event loop.
 final class StreamConnection {
     private let context: ChannelHandlerContext
+    /// HTTP/1.1: each write is one chunk of chunked encoding; HTTP/1.0: raw bytes until the close.
+    private let chunked: Bool
 
-    init(context: ChannelHandlerContext) {
+    init(context: ChannelHandlerContext, chunked: Bool) {
         self.context = context
+        self.chunked = chunked
     }
 
     var eventLoop: any EventLoop { context.eventLoop }
@@ -28,8 +30,15 @@ final class StreamConnection {
 
     /// Writes one chunk and flushes it (a monitor's lines are wanted as they happen).
     func write(_ text: String) {
-        var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
+        let count = text.utf8.count
+        guard count > 0 else { return }  // an empty chunk would end a chunked body
+        var buffer = context.channel.allocator.buffer(capacity: count + 16)
+        if chunked {
+            buffer.writeString(String(count, radix: 16))
+            buffer.writeStaticString("\r\n")
+        }
         buffer.writeString(text)
-        context.writeAndFlush(NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer))), promise: nil)
+        if chunked { buffer.writeStaticString("\r\n") }
+        context.writeAndFlush(NIOAny(buffer), promise: nil)
     }
 }
