@@ -4,6 +4,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Raft
+import Synchronization
 
 /// A running agent: the state store and Raft (servers), the HTTP API, and the background duties
 /// that keep the cluster view and the catalog's record of this node current.
@@ -17,6 +18,9 @@ final class Agent: Sendable {
     private let background: Task<Void, Never>
     /// A `-dev` agent keeps its Raft data here and removes it on shutdown (Consul's dev mode is in memory).
     private let temporaryDirectory: String?
+    /// One reload at a time (SIGHUP and `consul reload` may meet): each plans against the
+    /// configuration the previous one left.
+    private let reloading = Mutex(())
 
     private init(
         runtime: AgentRuntime, logger: AgentLogger, parts: StartedParts, raftTransport: RaftTCPTransport?,
@@ -283,13 +287,17 @@ final class Agent: Sendable {
     /// Starts the check runners and anti-entropy. Catalog writes go through the agent's own
     /// request path, like any client's `/v1/catalog/register`.
     private static func startLocalAgent(_ runtime: AgentRuntime, dispatcher: APIDispatcher, group: MultiThreadedEventLoopGroup, logger: AgentLogger) {
-        let address = runtime.advertiseAddress
-        let node = LocalNodeInfo(
-            id: runtime.nodeID, name: runtime.nodeName, address: address,
-            taggedAddresses: ["lan": address, "lan_ipv4": address, "wan": address, "wan_ipv4": address],
-            meta: runtime.config.nodeMeta.merging(["consul-network-segment": ""]) { given, _ in given })
+        let (address, nodeID, nodeName) = (runtime.advertiseAddress, runtime.nodeID, runtime.nodeName)
+        let identity: @Sendable () -> (node: LocalNodeInfo, token: String?) = { [weak runtime] in
+            let (meta, token) = runtime?.config { ($0.nodeMeta, $0.acl.agentToken ?? $0.acl.defaultToken) } ?? ([:], nil)
+            let node = LocalNodeInfo(
+                id: nodeID, name: nodeName, address: address,
+                taggedAddresses: ["lan": address, "lan_ipv4": address, "wan": address, "wan_ipv4": address],
+                meta: meta.merging(["consul-network-segment": ""]) { given, _ in given })
+            return (node, token)
+        }
         var sync = CatalogSync(
-            local: runtime.local, node: node, clock: runtime.clock, logger: logger,
+            local: runtime.local, identity: identity, clock: runtime.clock, logger: logger,
             send: { request in
                 do {
                     return try await dispatcher.handle(request, on: group.next()).get()
@@ -297,8 +305,7 @@ final class Agent: Sendable {
                     return APIError.internalError("\(error)").response
                 }
             },
-            clusterSize: { [weak lan = runtime.lan] in lan?.members.count ?? 1 },
-            token: runtime.config.acl.agentToken ?? runtime.config.acl.defaultToken)
+            clusterSize: { [weak lan = runtime.lan] in lan?.members.count ?? 1 })
         sync.checkUpdateInterval = runtime.config.checkUpdateInterval
         let checkAuthorities = runtime.config.enableAgentTLSForChecks ? runtime.tls?.rpc?.material.authorities ?? [] : []
         let probes = CheckProbes(group: group, limiter: ProbeLimiter(), tls: CheckTLS(extraAuthorities: checkAuthorities))
@@ -365,8 +372,10 @@ final class Agent: Sendable {
     /// answers from its own catalog, unless stale answers are off or it has not heard from the
     /// leader within `max_stale`: then the leader answers.
     private static func dnsServerRelay(runtime: AgentRuntime, dispatcher: APIDispatcher, group: any EventLoopGroup) -> DNSServerRelay {
-        let dns = runtime.config.dns
-        let maxStaleMilliseconds = dns.maxStale.totalNanoseconds / 1_000_000
+        // Read per query, not kept: a reload may change them.
+        @Sendable func staleness() -> (allowStale: Bool, maxStale: Duration) {
+            runtime.config { ($0.dns.allowStale, $0.dns.maxStale) }
+        }
         @Sendable func ask(_ packet: [UInt8], _ transport: DNSTransport, stale: Bool) -> EventLoopFuture<APIResponse> {
             var query = ["transport": transport == .udp ? "udp" : "tcp"]
             if stale { query["stale"] = "" }
@@ -379,6 +388,8 @@ final class Agent: Sendable {
         }
         guard runtime.raft != nil else {
             return DNSServerRelay(isNeeded: { true }) { packet, transport in
+                let dns = staleness()
+                let maxStaleMilliseconds = dns.maxStale.totalNanoseconds / 1_000_000
                 guard dns.allowStale else { return ask(packet, transport, stale: false).map(answer) }
                 // As Consul's DNS: a stale answer from a server that has not heard from its leader
                 // within max_stale is asked again of the leader.
@@ -393,6 +404,7 @@ final class Agent: Sendable {
         return DNSServerRelay(
             isNeeded: {
                 let leader = runtime.leaderContact
+                let dns = staleness()
                 // The forwarder's own rule decides, as for an HTTP read of this consistency.
                 let state = ForwardingState(datacenter: datacenter, isServer: true, isLeader: leader.isLeader, knownLeader: leader.knownLeader)
                 let decision = try? Forwarder.decide(datacenter: datacenter, consistency: dns.allowStale ? .stale : .default, isWrite: false, state: state)
@@ -419,5 +431,44 @@ final class Agent: Sendable {
 
     static func randomSeed() -> UInt64 {
         SecureRandom.bytes(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+}
+
+extension Agent {
+    /// Consul's reload of a configuration that loaded and validated: the reloadable settings take
+    /// effect now, every other setting keeps its running value (named in a warning), and the
+    /// service and check definitions of the files replace those of the last load. If the
+    /// definitions cannot be registered, nothing changes and the error is thrown.
+    @discardableResult
+    func reload(to loaded: AgentConfig) throws(DefinitionError) -> ConfigReload {
+        try reloading.withLock { _ throws(DefinitionError) -> ConfigReload in
+            let plan = ConfigReload.plan(running: runtime.config, loaded: loaded)
+            // Definitions first: the one step that can fail, so a failure leaves everything as it was.
+            let definitions = try ConfigDefinitions.typed(plan.next)
+            try runtime.local.update { state, now throws(DefinitionError) in
+                try state.replaceConfigDefinitions(services: definitions.services, checks: definitions.checks, now: now)
+            }
+            runtime.adopt(plan)
+            if plan.changed.contains(.logLevel), let level = AgentLogger.Level(plan.next.logLevel) {
+                logger.setLevel(level)
+            }
+            if plan.changed.contains(.dnsConfig) {
+                parts.dns?.updateSettings(DNSResolverSettings(config: plan.next))
+            }
+            if plan.changed.contains(.nodeMeta) || plan.changed.contains(.aclTokens) {
+                // Anti-entropy reads both afresh; wake it so the catalog follows now.
+                runtime.local.poke()
+            }
+            if !plan.notApplied.isEmpty {
+                logger.warn(
+                    "agent", "Configuration changes not applied: these settings cannot change while the agent runs; restart it to apply them",
+                    ["settings": plan.notApplied.joined(separator: ",")])
+            }
+            let changed = plan.changed.map(\.rawValue).filter { $0 != "services" && $0 != "checks" }
+            if !changed.isEmpty {
+                logger.info("agent", "Reloaded configuration", ["applied": changed.joined(separator: ",")])
+            }
+            return plan
+        }
     }
 }

@@ -6,7 +6,15 @@ import Synchronization
 /// store's current version, Raft, and a cached view of the cluster that handlers on event loops
 /// read without waiting.
 final class AgentRuntime: Sendable {
-    let config: AgentConfig
+    /// The configuration the agent runs with. The one place reloadable settings live: a reload
+    /// replaces the reloadable fields (`ConfigReload`), every other field keeps its start-up value,
+    /// and readers that must follow a reload read it here each time rather than keep a copy.
+    var config: AgentConfig { liveConfig.withLock { $0 } }
+    /// One part of the configuration, without copying the rest (for readers on hot paths).
+    func config<T: Sendable>(_ part: (AgentConfig) -> T) -> T { liveConfig.withLock { part($0) } }
+    private let liveConfig: Mutex<AgentConfig>
+    /// Fixed for the agent's life, read by every request: kept apart from the live configuration.
+    let datacenter: String
     let nodeName: String
     let nodeID: String
     /// The address other agents reach this one at (gossip and RPC).
@@ -97,7 +105,8 @@ final class AgentRuntime: Sendable {
         self.lockDelays = lockDelays
         self.lan = lan
         self.servers = servers
-        self.config = config
+        self.liveConfig = Mutex(config)
+        self.datacenter = config.datacenter
         self.nodeName = nodeName
         self.nodeID = nodeID
         self.advertiseAddress = advertiseAddress
@@ -113,9 +122,11 @@ final class AgentRuntime: Sendable {
             clock: clock)
     }
 
-    var datacenter: String { config.datacenter }
+    /// Runs the agent with `reload.next` from now on (its non-reloadable fields are the running ones).
+    func adopt(_ reload: ConfigReload) { liveConfig.withLock { $0 = reload.next } }
+
     /// Autopilot's settings: those stored through the operator API win over the agent configuration's.
-    var autopilotSettings: AgentConfig.AutopilotConfig { watch.current.autopilot?.settings ?? config.autopilot }
+    var autopilotSettings: AgentConfig.AutopilotConfig { watch.current.autopilot?.settings ?? config(\.autopilot) }
     var clusterView: ClusterView { cluster.withLock { $0 } }
 
     func updateCluster(_ view: ClusterView) { cluster.withLock { $0 = view } }
@@ -139,7 +150,7 @@ final class AgentRuntime: Sendable {
     /// where every server is recorded with its address.
     func rpcAddress(of server: ServerID) -> String {
         if let address = clusterView.configuration.addresses[server] { return address }
-        return server.rawValue == nodeID ? "\(advertiseAddress):\(config.ports.server)" : server.rawValue
+        return server.rawValue == nodeID ? "\(advertiseAddress):\(config(\.ports.server))" : server.rawValue
     }
 
     /// Proposes a state change and waits until it is committed and applied here.

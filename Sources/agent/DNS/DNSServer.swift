@@ -126,8 +126,12 @@ final class DNSServer: Sendable {
     /// UDP and TCP on each address.
     private let channels: [any Channel]
     private let recursorClient: DNSRecursorClient?
+    private let resolvers: DNSResolverSlot
 
-    private init(counters: DNSServerCounters, localPort: Int, channels: [any Channel], recursorClient: DNSRecursorClient?) {
+    private init(
+        counters: DNSServerCounters, localPort: Int, channels: [any Channel], recursorClient: DNSRecursorClient?, resolvers: DNSResolverSlot
+    ) {
+        self.resolvers = resolvers
         self.counters = counters
         self.localPort = localPort
         self.channels = channels
@@ -153,7 +157,7 @@ final class DNSServer: Sendable {
         var settings = configuration.settings
         settings.recursorsConfigured = recursorClient != nil
         let context = DNSServerContext(
-            resolver: DNSResolver(settings: settings), catalog: catalog, serial: serial, counters: DNSServerCounters(),
+            resolvers: DNSResolverSlot(DNSResolver(settings: settings)), catalog: catalog, serial: serial, counters: DNSServerCounters(),
             recursorClient: recursorClient, configuration: configuration, seed: seed, serverRelay: serverRelay)
         var channels: [any Channel] = []
         var port = configuration.port
@@ -170,8 +174,19 @@ final class DNSServer: Sendable {
                 throw DNSServerError.bindFailed(host: host, port: port, reason: "\(error)")
             }
         }
-        return DNSServer(counters: context.counters, localPort: port, channels: channels, recursorClient: recursorClient)
+        return DNSServer(
+            counters: context.counters, localPort: port, channels: channels, recursorClient: recursorClient, resolvers: context.resolvers)
     }
+
+    /// Answers with these settings from the next query on (`dns_config` changed by a reload).
+    /// Recursors are the ones the server started with.
+    func updateSettings(_ settings: DNSResolverSettings) {
+        var settings = settings
+        settings.recursorsConfigured = recursorClient != nil
+        resolvers.replace(DNSResolver(settings: settings))
+    }
+
+    var settings: DNSResolverSettings { resolvers.resolver.settings }
 
     func stop() async {
         for channel in channels { try? await channel.close() }
@@ -234,9 +249,40 @@ struct DNSServerRelay: Sendable {
     var send: @Sendable (_ packet: [UInt8], _ transport: DNSTransport) -> EventLoopFuture<[UInt8]?>
 }
 
+/// The resolver a DNS server answers with, replaceable while it runs (a reload's `dns_config`).
+/// Each handler keeps the one it last used (in its memo) and looks again only when the version
+/// moved: the hot path pays one atomic load, no lock.
+final class DNSResolverSlot: Sendable {
+    private let current: Mutex<(version: UInt64, resolver: DNSResolver)>
+    private let latestVersion = Atomic<UInt64>(0)
+
+    init(_ resolver: DNSResolver) {
+        current = Mutex((0, resolver))
+    }
+
+    var resolver: DNSResolver { current.withLock { $0.resolver } }
+
+    func replace(_ resolver: DNSResolver) {
+        current.withLock { slot in
+            slot = (slot.version + 1, resolver)
+            latestVersion.store(slot.version, ordering: .releasing)
+        }
+    }
+
+    /// The current resolver, as cached in `memo`; a newer one replaces the cache and the answers
+    /// compiled with the old settings.
+    func resolver(for memo: inout DNSAnswerMemo) -> DNSResolver {
+        let version = latestVersion.load(ordering: .acquiring)
+        if let cached = memo.resolver(version: version) { return cached }
+        let (latest, resolver) = current.withLock { ($0.version, $0.resolver) }
+        memo.adopt(resolver, version: latest)
+        return resolver
+    }
+}
+
 /// What every handler of one server shares.
 final class DNSServerContext: Sendable {
-    let resolver: DNSResolver
+    let resolvers: DNSResolverSlot
     let catalog: @Sendable () -> any DNSCatalogView
     let serial: @Sendable () -> UInt32
     let counters: DNSServerCounters
@@ -251,12 +297,12 @@ final class DNSServerContext: Sendable {
     let connectionSerial = Atomic<UInt64>(0)
 
     init(
-        resolver: DNSResolver, catalog: @escaping @Sendable () -> any DNSCatalogView, serial: @escaping @Sendable () -> UInt32,
+        resolvers: DNSResolverSlot, catalog: @escaping @Sendable () -> any DNSCatalogView, serial: @escaping @Sendable () -> UInt32,
         counters: DNSServerCounters, recursorClient: DNSRecursorClient?, configuration: DNSServerConfiguration, seed: UInt64,
         serverRelay: DNSServerRelay? = nil
     ) {
         self.serverRelay = serverRelay
-        self.resolver = resolver
+        self.resolvers = resolvers
         self.catalog = catalog
         self.serial = serial
         self.counters = counters
@@ -273,6 +319,7 @@ final class DNSServerContext: Sendable {
         forward: (_ start: () -> EventLoopFuture<[UInt8]?>) -> Void
     ) -> [UInt8]? {
         counters.queries.wrappingAdd(1, ordering: .relaxed)
+        let resolver = resolvers.resolver(for: &memo)
         let resolution = resolver.resolve(packet, transport: transport, catalog: catalog(), serial: serial(), random: &random, memo: &memo)
         if let serverRelay, serverRelay.isNeeded() {
             // A name in our domain (not a malformed packet), which this agent may not answer itself.
@@ -320,7 +367,7 @@ final class DNSServerContext: Sendable {
         guard let query = try? DNSQuery.parse(packet) else {
             return DNSResponseWriter.errorResponse(id: UInt16(packet[0]) << 8 | UInt16(packet[1]), code: .serverFailure)
         }
-        return resolver.serverFailure(for: query)
+        return resolvers.resolver.serverFailure(for: query)
     }
 }
 
