@@ -100,6 +100,8 @@ final class Agent: Sendable {
             throw StartFailure(description: "Failed to configure TLS: \(error.description)")
         }
         for line in tls.summary { logger.info("agent.tls", line) }
+        // What every listener and dialer asks per new connection; a reload replaces its contents.
+        let liveTLS = LiveTLS(tls)
 
         let clock = SystemMonotonicClock()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(System.coreCount, 4)))
@@ -116,7 +118,8 @@ final class Agent: Sendable {
             let me = ServerID(nodeID)
             let rpcAddress = "\(address):\(config.ports.server)"
             // Raft dials its peers like agent RPC does: RPCTLS when verify_outgoing is on.
-            let security: any RaftChannelSecurity = tls.rpc.map { TLSRaftChannels(tls: $0) } ?? PlaintextRaftChannels()
+            // A reload cannot turn TLS on or off (`ConfigReload`), so the server port's TLS stays present.
+            let security: any RaftChannelSecurity = tls.rpc.map { startTLS in TLSRaftChannels { liveTLS.rpc ?? startTLS } } ?? PlaintextRaftChannels()
             let transport = RaftTCPTransport(localID: me, group: group, security: security)
             raftTransport = transport
             // A lone bootstrapping server (or -dev) writes the first configuration itself; with
@@ -161,7 +164,7 @@ final class Agent: Sendable {
 
         let runtime = AgentRuntime(
             config: config, nodeName: nodeName, nodeID: nodeID, advertiseAddress: address, watch: watch,
-            raft: raft, lan: lan, servers: directory, lockDelays: lockDelays, clock: clock, tls: tls, logger: logger)
+            raft: raft, lan: lan, servers: directory, lockDelays: lockDelays, clock: clock, tls: liveTLS, logger: logger)
         // User events' service filters match this agent's own services (by ID, as Consul).
         lan.events.setLocalServices { [local = runtime.local] in local.snapshot.sortedServices.map { ($0.record.id, $0.record.tags) } }
         // Service and check definitions from the config files become the agent's local state.
@@ -176,7 +179,7 @@ final class Agent: Sendable {
         }
         restorePersistedDefinitions(runtime, dataPath: dataPath, logger: logger)
         // Requests this agent does not answer itself go to the leader (servers) or a server (clients).
-        let rpcPool = RPCClientPool(group: group, tls: tls.rpc)
+        let rpcPool = RPCClientPool(group: group, tlsSource: { liveTLS.rpc })
         started.rpcPool = rpcPool
         let dispatcher = APIDispatcher(agent: runtime, seed: randomSeed(), relay: RPCRelay(runtime: runtime, pool: rpcPool))
         startLocalAgent(runtime, dispatcher: dispatcher, group: group, logger: logger)
@@ -187,7 +190,7 @@ final class Agent: Sendable {
             do {
                 started.serverPort = try await ServerPortListener.start(
                     host: config.bindAddressNeedsResolution ? "0.0.0.0" : config.bindAddr, port: config.ports.server, raft: raftTransport,
-                    rpc: rpcServer, tls: tls.rpc, group: group, logger: logger)
+                    rpc: rpcServer, tlsSource: { liveTLS.rpc }, group: group, logger: logger)
             } catch {
                 await started.stop()
                 throw StartFailure(description: "Error starting the server port listener on \(address):\(config.ports.server): \(error)")
@@ -203,10 +206,11 @@ final class Agent: Sendable {
                 }
             }
         }
-        if config.ports.https > 0, let context = tls.https {
+        if config.ports.https > 0, let startContext = tls.https {
             for host in config.clientAddrs {
                 do {
-                    started.http.append(try await HTTPServer.start(host: host, port: config.ports.https, dispatcher: dispatcher, group: group, tls: context))
+                    started.http.append(try await HTTPServer.start(
+                        host: host, port: config.ports.https, dispatcher: dispatcher, group: group, tlsSource: { liveTLS.https ?? startContext }))
                 } catch {
                     await started.stop()
                     throw StartFailure(description: "Error starting HTTPS listener on \(host):\(config.ports.https): \(error)")
@@ -435,20 +439,43 @@ final class Agent: Sendable {
 }
 
 extension Agent {
+    /// Why a configuration that loaded could still not be applied (nothing was changed).
+    struct ReloadFailure: Error, CustomStringConvertible {
+        var description: String
+    }
+
     /// Consul's reload of a configuration that loaded and validated: the reloadable settings take
-    /// effect now, every other setting keeps its running value (named in a warning), and the
-    /// service and check definitions of the files replace those of the last load. If the
-    /// definitions cannot be registered, nothing changes and the error is thrown.
+    /// effect now, every other setting keeps its running value (named in a warning), the service
+    /// and check definitions of the files replace those of the last load, and where TLS is on its
+    /// certificate files are read again (new connections use them). If the certificates or the
+    /// definitions cannot be used, nothing changes and the failure is thrown.
+    /// Reads files: call it off any event loop.
     @discardableResult
-    func reload(to loaded: AgentConfig) throws(DefinitionError) -> ConfigReload {
-        try reloading.withLock { _ throws(DefinitionError) -> ConfigReload in
+    func reload(to loaded: AgentConfig) throws(ReloadFailure) -> ConfigReload {
+        try reloading.withLock { _ throws(ReloadFailure) -> ConfigReload in
             let plan = ConfigReload.plan(running: runtime.config, loaded: loaded)
-            // Definitions first: the one step that can fail, so a failure leaves everything as it was.
-            let definitions = try ConfigDefinitions.typed(plan.next)
-            try runtime.local.update { state, now throws(DefinitionError) in
-                try state.replaceConfigDefinitions(services: definitions.services, checks: definitions.checks, now: now)
+            // The steps that can fail come first, so a failure leaves everything as it was.
+            var rereadTLS: AgentTLS?
+            if let liveTLS = runtime.liveTLS, liveTLS.rpc != nil || liveTLS.https != nil {
+                do throws(TLSMaterialError) {
+                    rereadTLS = try AgentTLS.make(plan.next, events: liveTLS.current.events)
+                } catch {
+                    throw ReloadFailure(description: "Failed to reload TLS configuration: \(error.description)")
+                }
+            }
+            do throws(DefinitionError) {
+                let definitions = try ConfigDefinitions.typed(plan.next)
+                try runtime.local.update { state, now throws(DefinitionError) in
+                    try state.replaceConfigDefinitions(services: definitions.services, checks: definitions.checks, now: now)
+                }
+            } catch {
+                throw ReloadFailure(description: error.message)
             }
             runtime.adopt(plan)
+            if let rereadTLS {
+                runtime.liveTLS?.replace(rereadTLS)
+                logger.info("agent.tls", "Reloaded TLS certificates; new connections use them")
+            }
             if plan.changed.contains(.logLevel), let level = AgentLogger.Level(plan.next.logLevel) {
                 logger.setLevel(level)
             }

@@ -33,8 +33,10 @@ final class AgentRuntime: Sendable {
     let lan: LANPool?
     /// This agent's own services and checks (`/v1/agent/services|checks`), synced to the catalog.
     let local: LocalAgent
-    /// TLS on the server port and HTTPS, for `consul info` (absent in unit tests without sockets).
-    let tls: AgentTLS?
+    /// TLS on the server port and HTTPS (absent in unit tests without sockets); a reload replaces
+    /// it when it re-reads the certificates.
+    let liveTLS: LiveTLS?
+    var tls: AgentTLS? { liveTLS?.current }
     /// Since when autopilot has judged each server healthy or not (leader only).
     let autopilotStability = AutopilotStability()
     /// Coordinate updates queued on the leader for its next batch write.
@@ -98,9 +100,9 @@ final class AgentRuntime: Sendable {
     init(
         config: AgentConfig, nodeName: String, nodeID: String, advertiseAddress: String, watch: StateWatch,
         raft: RaftNode<ConsulStateMachine>?, lan: LANPool? = nil, servers: ServerDirectory = ServerDirectory(), acl: ACLGate = ACLGate(),
-        lockDelays: LockDelays = LockDelays(), clock: any MonotonicClock, tls: AgentTLS? = nil, logger: AgentLogger? = nil
+        lockDelays: LockDelays = LockDelays(), clock: any MonotonicClock, tls: LiveTLS? = nil, logger: AgentLogger? = nil
     ) {
-        self.tls = tls
+        self.liveTLS = tls
         self.logger = logger
         self.lockDelays = lockDelays
         self.lan = lan

@@ -17,6 +17,8 @@ struct ConfigReload: Equatable, Sendable {
         case aclTokens = "acl.tokens"
         case services = "services"
         case checks = "checks"
+        /// The `tls` block; the agent also re-reads the certificate files on every reload.
+        case tls = "tls"
     }
 
     /// The configuration to run with from now on.
@@ -42,10 +44,14 @@ struct ConfigReload: Equatable, Sendable {
         take(.aclTokens, \.acl.defaultToken)
         take(.services, \.services)
         take(.checks, \.checks)
+        // Consul: a reload cannot turn TLS on or off, only change it where it is on.
+        let tlsSwitched = AgentTLS.rpcEnabled(running) != AgentTLS.rpcEnabled(loaded)
+        if !tlsSwitched { take(.tls, \.tls) }
         // Keys this agent accepts but does not act on are reported at start; not a change to refuse.
         next.ignoredKeys = loaded.ignoredKeys
 
         var notApplied = restartOnlyKeys.filter { !$0.same(next, loaded) }.map(\.key)
+        if tlsSwitched { notApplied.append("tls (turning TLS on or off)") }
         // A field missing from the table still must not change silently.
         if notApplied.isEmpty && next != loaded { notApplied = ["(other settings)"] }
         return ConfigReload(next: next, changed: changed, notApplied: notApplied)
@@ -74,8 +80,6 @@ struct ConfigReload: Equatable, Sendable {
         key("enable_script_checks", \.enableScriptChecks), key("enable_local_script_checks", \.enableLocalScriptChecks),
         key("enable_agent_tls_for_checks", \.enableAgentTLSForChecks),
         key("raft_protocol", \.raftProtocol), key("gossip_lan", \.gossipLAN), key("autopilot", \.autopilot),
-        // Certificates are read once at start (Consul re-reads them on reload; this agent does not yet).
-        key("tls", \.tls),
         key("acl.enabled", \.acl.enabled), key("acl.default_policy", \.acl.defaultPolicy),
         key("acl.tokens.initial_management", \.acl.initialManagementToken),
         key("check_update_interval", \.checkUpdateInterval),

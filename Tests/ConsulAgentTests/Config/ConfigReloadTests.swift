@@ -77,17 +77,36 @@ import Testing
             server = true
             log_json = true
             recursors = ["127.0.0.53"]
-            tls { defaults { tls_min_version = "TLSv1_3" } }
+            tls { defaults { ca_file = "/etc/consul/ca.pem" } }
             log_level = "warn"
             """)
         let plan = ConfigReload.plan(running: running, loaded: loaded)
         #expect(plan.changed == [.logLevel])
-        #expect(plan.notApplied == ["server", "node_name", "datacenter", "ports", "log_json", "recursors", "tls"])
+        #expect(plan.notApplied == ["server", "node_name", "datacenter", "ports", "log_json", "recursors", "tls (turning TLS on or off)"])
         // The running values stay; only the reloadable one moves.
         #expect(plan.next.nodeName == "n1" && plan.next.ports.http == 8500 && plan.next.ports.dns == 8600)
         #expect(plan.next.datacenter == "dc1" && !plan.next.server && !plan.next.logJSON && plan.next.recursors.isEmpty)
         #expect(plan.next.tls == running.tls)
         #expect(plan.next.logLevel == "warn")
+    }
+
+    @Test func tlsSettingsChangeWhereTLSIsOn() throws {
+        let running = try config(#"tls { defaults { ca_file = "/etc/consul/ca.pem" } }"#)
+        let loaded = try config("""
+            tls {
+              defaults {
+                ca_file = "/etc/consul/ca-2.pem"
+                cert_file = "/etc/consul/agent.pem"
+                key_file = "/etc/consul/agent-key.pem"
+              }
+            }
+            """)
+        let plan = ConfigReload.plan(running: running, loaded: loaded)
+        #expect(plan.changed == [.tls] && plan.notApplied.isEmpty)
+        #expect(plan.next.tls == loaded.tls)
+        // Turning it off again is refused.
+        let off = ConfigReload.plan(running: loaded, loaded: try config(#"log_level = "info""#))
+        #expect(off.changed.isEmpty && off.notApplied == ["tls (turning TLS on or off)"] && off.next.tls == loaded.tls)
     }
 
     @Test func dataDirChangeIsRefused() throws {
