@@ -4,7 +4,7 @@ import Testing
 /// Reloading a real server started with `-config-dir`: SIGHUP and `consul reload` apply
 /// `log_level`, `node_meta` and `dns_config` while the agent runs, keep settings that need a
 /// restart (and say so), and a broken file changes nothing and is named.
-/// Address 127.0.0.191 belongs to this suite (127.0.0.191-195 are this branch's).
+/// Addresses 127.0.0.191 and 127.0.0.192 belong to this suite (127.0.0.191-195 are this branch's).
 @Suite(.serialized) struct ReloadEndToEndTests {
     static let host = "127.0.0.191"
     static let node = "reload-e2e"
@@ -47,6 +47,10 @@ import Testing
                 }
                 """
             try text.write(toFile: configDir + "/agent.hcl", atomically: true, encoding: .utf8)
+        }
+
+        func write(_ name: String, _ text: String) throws {
+            try text.write(toFile: configDir + "/" + name, atomically: true, encoding: .utf8)
         }
 
         deinit { try? FileManager.default.removeItem(atPath: root) }
@@ -147,5 +151,69 @@ import Testing
         #expect(rackInCatalog() == "r3")
         fireEvent("still-info")
         #expect(!agent.log.contains("event_name=still-info"), "\(agent.log)")
+    }
+
+    /// Certificates rotated in place (same file names, a new CA): after SIGHUP new HTTPS
+    /// connections get the new certificate; a reload that finds a broken key fails, names it,
+    /// and the certificates in use stay.
+    @Test func reloadReReadsTLSCertificates() throws {
+        let host = "127.0.0.192"
+        let curl = try AgentProcessHarness.ensureTool("curl", package: "curl")
+        let first = try TestPKI(additionalServerIP: host)
+        let second = try TestPKI(additionalServerIP: host)
+        let setup = try Setup()
+        let tlsDir = setup.root + "/tls"
+        try FileManager.default.createDirectory(atPath: tlsDir, withIntermediateDirectories: true)
+        func install(_ pki: TestPKI) throws {
+            for (source, name) in [(pki.ca, "ca.pem"), (pki.serverCert, "server.pem"), (pki.serverKey, "server-key.pem")] {
+                let data = try Data(contentsOf: URL(fileURLWithPath: source))
+                try data.write(to: URL(fileURLWithPath: tlsDir + "/" + name), options: .atomic)
+            }
+        }
+        try install(first)
+        try setup.write("agent.hcl", """
+            node_name = "reload-tls"
+            server = true
+            bootstrap_expect = 1
+            bind_addr = "\(host)"
+            client_addr = "\(host)"
+            data_dir = "\(setup.dataDir)"
+            ports {
+              https = 8501
+            }
+            tls {
+              defaults {
+                ca_file = "\(tlsDir)/ca.pem"
+                cert_file = "\(tlsDir)/server.pem"
+                key_file = "\(tlsDir)/server-key.pem"
+              }
+            }
+            """)
+        let agent = try AgentProcessHarness(arguments: ["agent", "-config-dir", setup.configDir])
+        defer { _ = agent.stop(signal: SIGINT) }
+        /// Whether a new HTTPS connection trusting only `ca` is answered.
+        func trusted(by ca: String) -> Bool {
+            let result = try? AgentProcessHarness.run(curl, [
+                "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "--cacert", ca, "https://\(host):8501/v1/agent/self"])
+            return result?.0 == 0 && result?.1 == "200"
+        }
+        let up = AgentProcessHarness.eventually(30) { trusted(by: first.ca) }
+        #expect(up, "\(agent.log)")
+        guard up else { return }
+        #expect(!trusted(by: second.ca))
+
+        // Rotated in place, the configuration unchanged: SIGHUP re-reads the files.
+        try install(second)
+        kill(agent.process.processIdentifier, SIGHUP)
+        #expect(Self.printed(agent, "Reloaded TLS certificates"), "\(agent.log)")
+        #expect(AgentProcessHarness.eventually(10) { trusted(by: second.ca) }, "\(agent.log)")
+        #expect(!trusted(by: first.ca))
+
+        // A broken key: the reload fails, naming the file, and the second certificate stays.
+        try "not a key\n".write(toFile: tlsDir + "/server-key.pem", atomically: true, encoding: .utf8)
+        let broken = try AgentProcessHarness.cli(["reload", "-http-addr", "\(host):8500"])
+        #expect(broken.0 != 0 && broken.2.contains("server-key.pem"), "\(broken)")
+        #expect(trusted(by: second.ca))
+        #expect(Self.count(agent, "Reloaded TLS certificates") == 1, "\(agent.log)")
     }
 }
