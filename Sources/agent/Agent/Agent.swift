@@ -463,24 +463,31 @@ extension Agent {
                     throw ReloadFailure(description: "Failed to reload TLS configuration: \(error.description)")
                 }
             }
+            var dns: DNSServer.Reconfiguration?
+            if let server = parts.dns, plan.changed.contains(.dnsConfig) || plan.changed.contains(.recursors) {
+                do {
+                    dns = try server.prepare(settings: DNSResolverSettings(config: plan.next), recursors: plan.next.recursors)
+                } catch {
+                    throw ReloadFailure(description: "Failed to reload DNS configuration: \(error)")
+                }
+            }
             do throws(DefinitionError) {
                 let definitions = try ConfigDefinitions.typed(plan.next)
                 try runtime.local.update { state, now throws(DefinitionError) in
                     try state.replaceConfigDefinitions(services: definitions.services, checks: definitions.checks, now: now)
                 }
             } catch {
+                if let dns { parts.dns?.discard(dns) }
                 throw ReloadFailure(description: error.message)
             }
             runtime.adopt(plan)
+            if let dns { parts.dns?.apply(dns) }
             if let rereadTLS {
                 runtime.liveTLS?.replace(rereadTLS)
                 logger.info("agent.tls", "Reloaded TLS certificates; new connections use them")
             }
             if plan.changed.contains(.logLevel), let level = AgentLogger.Level(plan.next.logLevel) {
                 logger.setLevel(level)
-            }
-            if plan.changed.contains(.dnsConfig) {
-                parts.dns?.updateSettings(DNSResolverSettings(config: plan.next))
             }
             if plan.changed.contains(.nodeMeta) || plan.changed.contains(.aclTokens) {
                 // Anti-entropy reads both afresh; wake it so the catalog follows now.

@@ -14,6 +14,7 @@ struct ConfigReload: Equatable, Sendable {
         case logLevel = "log_level"
         case nodeMeta = "node_meta"
         case dnsConfig = "dns_config"
+        case recursors = "recursors"
         case aclTokens = "acl.tokens"
         case services = "services"
         case checks = "checks"
@@ -40,6 +41,7 @@ struct ConfigReload: Equatable, Sendable {
         take(.logLevel, \.logLevel)
         take(.nodeMeta, \.nodeMeta)
         take(.dnsConfig, \.dns)
+        take(.recursors, \.recursors)
         take(.aclTokens, \.acl.agentToken)
         take(.aclTokens, \.acl.defaultToken)
         take(.services, \.services)
@@ -75,8 +77,6 @@ struct ConfigReload: Equatable, Sendable {
         key("encrypt", \.encrypt), key("encrypt_verify_incoming", \.encryptVerifyIncoming),
         key("encrypt_verify_outgoing", \.encryptVerifyOutgoing), key("disable_keyring_file", \.disableKeyringFile),
         key("log_json", \.logJSON), key("ui_config", \.ui),
-        // The DNS server's recursor client is made at start.
-        key("recursors", \.recursors),
         key("enable_script_checks", \.enableScriptChecks), key("enable_local_script_checks", \.enableLocalScriptChecks),
         key("enable_agent_tls_for_checks", \.enableAgentTLSForChecks),
         key("raft_protocol", \.raftProtocol), key("gossip_lan", \.gossipLAN), key("autopilot", \.autopilot),
