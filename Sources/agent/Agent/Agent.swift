@@ -311,8 +311,12 @@ final class Agent: Sendable {
             },
             clusterSize: { [weak lan = runtime.lan] in lan?.members.count ?? 1 })
         sync.checkUpdateInterval = runtime.config.checkUpdateInterval
-        let checkAuthorities = runtime.config.enableAgentTLSForChecks ? runtime.tls?.rpc?.material.authorities ?? [] : []
-        let probes = CheckProbes(group: group, limiter: ProbeLimiter(), tls: CheckTLS(extraAuthorities: checkAuthorities))
+        // Read per probe connection: a reload may have re-read the agent's CA.
+        let agentTLSForChecks = runtime.config.enableAgentTLSForChecks
+        let checkTLS = CheckTLS { [weak liveTLS = runtime.liveTLS] in
+            agentTLSForChecks ? liveTLS?.rpc?.material.authorities ?? [] : []
+        }
+        let probes = CheckProbes(group: group, limiter: ProbeLimiter(), tls: checkTLS)
         runtime.local.start(probes: probes, sync: sync, logger: logger)
     }
 
