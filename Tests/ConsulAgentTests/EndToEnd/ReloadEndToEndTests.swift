@@ -116,6 +116,9 @@ import Testing
         #expect(agent.log.contains("Reloaded configuration: applied=log_level,node_meta,dns_config"), "\(agent.log)")
         let metaFollowed = AgentProcessHarness.eventually(20) { rackInCatalog() == "r2" }
         #expect(metaFollowed, "rack=\(String(describing: rackInCatalog()))\n\(agent.log)")
+        // The agent's own view of its configuration follows too.
+        let selfView = try AgentProcessHarness.http("GET", host: Self.host, port: 8500, path: "/v1/agent/self").body
+        #expect(selfView.contains(#""rack":"r2""#), "\(selfView)")
         #expect(Self.webTTLs(dig) == ["42"])
         fireEvent("while-debug")
         #expect(Self.printed(agent, "[DEBUG] agent: new event: event_name=while-debug"), "\(agent.log)")
