@@ -5,12 +5,13 @@ import Synchronization
 /// collect lines, the node runner prints them.
 package typealias GossipLogSink = @Sendable (GossipLogLevel, String) -> Void
 
-/// Logs through a sink at or above `minimumLevel`, at most `burst` lines per `interval` for each
+/// Logs through a sink the lines `accepts` lets through (by default: at or above a minimum level), at most `burst` lines per `interval` for each
 /// kind of line, so a peer sending garbage (or a flapping member) cannot flood the log. The kind
 /// is the line's first words with digits removed; suppressed lines are counted and reported with
 /// the next line of that kind that gets through.
 package final class RateLimitedLogger: Sendable {
-    package let minimumLevel: GossipLogLevel
+    /// Asked per line before any work; the agent's answer follows a reloaded `log_level`.
+    private let accepts: @Sendable (GossipLogLevel) -> Bool
     package let burst: Int
     package let interval: Duration
     /// Kinds tracked at once; beyond it the table starts over (bounded memory under odd input).
@@ -25,11 +26,18 @@ package final class RateLimitedLogger: Sendable {
         var suppressed: Int
     }
 
-    package init(
+    package convenience init(
         minimumLevel: GossipLogLevel = .info, burst: Int = 10, interval: Duration = .seconds(10),
         clock: any MonotonicClock, sink: @escaping GossipLogSink
     ) {
-        self.minimumLevel = minimumLevel
+        self.init(accepts: { $0 >= minimumLevel }, burst: burst, interval: interval, clock: clock, sink: sink)
+    }
+
+    package init(
+        accepts: @escaping @Sendable (GossipLogLevel) -> Bool, burst: Int = 10, interval: Duration = .seconds(10),
+        clock: any MonotonicClock, sink: @escaping GossipLogSink
+    ) {
+        self.accepts = accepts
         self.burst = burst
         self.interval = interval
         self.clock = clock
@@ -37,7 +45,7 @@ package final class RateLimitedLogger: Sendable {
     }
 
     package func log(_ level: GossipLogLevel, _ message: String) {
-        guard level >= minimumLevel else { return }
+        guard accepts(level) else { return }
         let kind = Self.kind(of: message)
         let now = clock.now()
         let suppressed: Int? = state.withLock { windows in

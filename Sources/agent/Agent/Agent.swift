@@ -4,6 +4,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Raft
+import Synchronization
 
 /// A running agent: the state store and Raft (servers), the HTTP API, and the background duties
 /// that keep the cluster view and the catalog's record of this node current.
@@ -17,6 +18,9 @@ final class Agent: Sendable {
     private let background: Task<Void, Never>
     /// A `-dev` agent keeps its Raft data here and removes it on shutdown (Consul's dev mode is in memory).
     private let temporaryDirectory: String?
+    /// One reload at a time (SIGHUP and `consul reload` may meet): each plans against the
+    /// configuration the previous one left.
+    private let reloading = Mutex(())
 
     private init(
         runtime: AgentRuntime, logger: AgentLogger, parts: StartedParts, raftTransport: RaftTCPTransport?,
@@ -96,6 +100,8 @@ final class Agent: Sendable {
             throw StartFailure(description: "Failed to configure TLS: \(error.description)")
         }
         for line in tls.summary { logger.info("agent.tls", line) }
+        // What every listener and dialer asks per new connection; a reload replaces its contents.
+        let liveTLS = LiveTLS(tls)
 
         let clock = SystemMonotonicClock()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(System.coreCount, 4)))
@@ -112,7 +118,8 @@ final class Agent: Sendable {
             let me = ServerID(nodeID)
             let rpcAddress = "\(address):\(config.ports.server)"
             // Raft dials its peers like agent RPC does: RPCTLS when verify_outgoing is on.
-            let security: any RaftChannelSecurity = tls.rpc.map { TLSRaftChannels(tls: $0) } ?? PlaintextRaftChannels()
+            // A reload cannot turn TLS on or off (`ConfigReload`), so the server port's TLS stays present.
+            let security: any RaftChannelSecurity = tls.rpc.map { startTLS in TLSRaftChannels { liveTLS.rpc ?? startTLS } } ?? PlaintextRaftChannels()
             let transport = RaftTCPTransport(localID: me, group: group, security: security)
             raftTransport = transport
             // A lone bootstrapping server (or -dev) writes the first configuration itself; with
@@ -157,7 +164,7 @@ final class Agent: Sendable {
 
         let runtime = AgentRuntime(
             config: config, nodeName: nodeName, nodeID: nodeID, advertiseAddress: address, watch: watch,
-            raft: raft, lan: lan, servers: directory, lockDelays: lockDelays, clock: clock, tls: tls, logger: logger)
+            raft: raft, lan: lan, servers: directory, lockDelays: lockDelays, clock: clock, tls: liveTLS, logger: logger)
         // User events' service filters match this agent's own services (by ID, as Consul).
         lan.events.setLocalServices { [local = runtime.local] in local.snapshot.sortedServices.map { ($0.record.id, $0.record.tags) } }
         // Service and check definitions from the config files become the agent's local state.
@@ -172,7 +179,7 @@ final class Agent: Sendable {
         }
         restorePersistedDefinitions(runtime, dataPath: dataPath, logger: logger)
         // Requests this agent does not answer itself go to the leader (servers) or a server (clients).
-        let rpcPool = RPCClientPool(group: group, tls: tls.rpc)
+        let rpcPool = RPCClientPool(group: group, tlsSource: { liveTLS.rpc })
         started.rpcPool = rpcPool
         let dispatcher = APIDispatcher(agent: runtime, seed: randomSeed(), relay: RPCRelay(runtime: runtime, pool: rpcPool))
         startLocalAgent(runtime, dispatcher: dispatcher, group: group, logger: logger)
@@ -183,7 +190,7 @@ final class Agent: Sendable {
             do {
                 started.serverPort = try await ServerPortListener.start(
                     host: config.bindAddressNeedsResolution ? "0.0.0.0" : config.bindAddr, port: config.ports.server, raft: raftTransport,
-                    rpc: rpcServer, tls: tls.rpc, group: group, logger: logger)
+                    rpc: rpcServer, tlsSource: { liveTLS.rpc }, group: group, logger: logger)
             } catch {
                 await started.stop()
                 throw StartFailure(description: "Error starting the server port listener on \(address):\(config.ports.server): \(error)")
@@ -199,10 +206,11 @@ final class Agent: Sendable {
                 }
             }
         }
-        if config.ports.https > 0, let context = tls.https {
+        if config.ports.https > 0, let startContext = tls.https {
             for host in config.clientAddrs {
                 do {
-                    started.http.append(try await HTTPServer.start(host: host, port: config.ports.https, dispatcher: dispatcher, group: group, tls: context))
+                    started.http.append(try await HTTPServer.start(
+                        host: host, port: config.ports.https, dispatcher: dispatcher, group: group, tlsSource: { liveTLS.https ?? startContext }))
                 } catch {
                     await started.stop()
                     throw StartFailure(description: "Error starting HTTPS listener on \(host):\(config.ports.https): \(error)")
@@ -283,13 +291,17 @@ final class Agent: Sendable {
     /// Starts the check runners and anti-entropy. Catalog writes go through the agent's own
     /// request path, like any client's `/v1/catalog/register`.
     private static func startLocalAgent(_ runtime: AgentRuntime, dispatcher: APIDispatcher, group: MultiThreadedEventLoopGroup, logger: AgentLogger) {
-        let address = runtime.advertiseAddress
-        let node = LocalNodeInfo(
-            id: runtime.nodeID, name: runtime.nodeName, address: address,
-            taggedAddresses: ["lan": address, "lan_ipv4": address, "wan": address, "wan_ipv4": address],
-            meta: runtime.config.nodeMeta.merging(["consul-network-segment": ""]) { given, _ in given })
+        let (address, nodeID, nodeName) = (runtime.advertiseAddress, runtime.nodeID, runtime.nodeName)
+        let identity: @Sendable () -> (node: LocalNodeInfo, token: String?) = { [weak runtime] in
+            let (meta, token) = runtime?.config { ($0.nodeMeta, $0.acl.agentToken ?? $0.acl.defaultToken) } ?? ([:], nil)
+            let node = LocalNodeInfo(
+                id: nodeID, name: nodeName, address: address,
+                taggedAddresses: ["lan": address, "lan_ipv4": address, "wan": address, "wan_ipv4": address],
+                meta: meta.merging(["consul-network-segment": ""]) { given, _ in given })
+            return (node, token)
+        }
         var sync = CatalogSync(
-            local: runtime.local, node: node, clock: runtime.clock, logger: logger,
+            local: runtime.local, identity: identity, clock: runtime.clock, logger: logger,
             send: { request in
                 do {
                     return try await dispatcher.handle(request, on: group.next()).get()
@@ -297,11 +309,14 @@ final class Agent: Sendable {
                     return APIError.internalError("\(error)").response
                 }
             },
-            clusterSize: { [weak lan = runtime.lan] in lan?.members.count ?? 1 },
-            token: runtime.config.acl.agentToken ?? runtime.config.acl.defaultToken)
+            clusterSize: { [weak lan = runtime.lan] in lan?.members.count ?? 1 })
         sync.checkUpdateInterval = runtime.config.checkUpdateInterval
-        let checkAuthorities = runtime.config.enableAgentTLSForChecks ? runtime.tls?.rpc?.material.authorities ?? [] : []
-        let probes = CheckProbes(group: group, limiter: ProbeLimiter(), tls: CheckTLS(extraAuthorities: checkAuthorities))
+        // Read per probe connection: a reload may have re-read the agent's CA.
+        let agentTLSForChecks = runtime.config.enableAgentTLSForChecks
+        let checkTLS = CheckTLS { [weak liveTLS = runtime.liveTLS] in
+            agentTLSForChecks ? liveTLS?.rpc?.material.authorities ?? [] : []
+        }
+        let probes = CheckProbes(group: group, limiter: ProbeLimiter(), tls: checkTLS)
         runtime.local.start(probes: probes, sync: sync, logger: logger)
     }
 
@@ -365,8 +380,10 @@ final class Agent: Sendable {
     /// answers from its own catalog, unless stale answers are off or it has not heard from the
     /// leader within `max_stale`: then the leader answers.
     private static func dnsServerRelay(runtime: AgentRuntime, dispatcher: APIDispatcher, group: any EventLoopGroup) -> DNSServerRelay {
-        let dns = runtime.config.dns
-        let maxStaleMilliseconds = dns.maxStale.totalNanoseconds / 1_000_000
+        // Read per query, not kept: a reload may change them.
+        @Sendable func staleness() -> (allowStale: Bool, maxStale: Duration) {
+            runtime.config { ($0.dns.allowStale, $0.dns.maxStale) }
+        }
         @Sendable func ask(_ packet: [UInt8], _ transport: DNSTransport, stale: Bool) -> EventLoopFuture<APIResponse> {
             var query = ["transport": transport == .udp ? "udp" : "tcp"]
             if stale { query["stale"] = "" }
@@ -379,6 +396,8 @@ final class Agent: Sendable {
         }
         guard runtime.raft != nil else {
             return DNSServerRelay(isNeeded: { true }) { packet, transport in
+                let dns = staleness()
+                let maxStaleMilliseconds = dns.maxStale.totalNanoseconds / 1_000_000
                 guard dns.allowStale else { return ask(packet, transport, stale: false).map(answer) }
                 // As Consul's DNS: a stale answer from a server that has not heard from its leader
                 // within max_stale is asked again of the leader.
@@ -393,6 +412,7 @@ final class Agent: Sendable {
         return DNSServerRelay(
             isNeeded: {
                 let leader = runtime.leaderContact
+                let dns = staleness()
                 // The forwarder's own rule decides, as for an HTTP read of this consistency.
                 let state = ForwardingState(datacenter: datacenter, isServer: true, isLeader: leader.isLeader, knownLeader: leader.knownLeader)
                 let decision = try? Forwarder.decide(datacenter: datacenter, consistency: dns.allowStale ? .stale : .default, isWrite: false, state: state)
@@ -419,5 +439,74 @@ final class Agent: Sendable {
 
     static func randomSeed() -> UInt64 {
         SecureRandom.bytes(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+}
+
+extension Agent {
+    /// Why a configuration that loaded could still not be applied (nothing was changed).
+    struct ReloadFailure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Consul's reload of a configuration that loaded and validated: the reloadable settings take
+    /// effect now, every other setting keeps its running value (named in a warning), the service
+    /// and check definitions of the files replace those of the last load, and where TLS is on its
+    /// certificate files are read again (new connections use them). If the certificates or the
+    /// definitions cannot be used, nothing changes and the failure is thrown.
+    /// Reads files: call it off any event loop.
+    @discardableResult
+    func reload(to loaded: AgentConfig) throws(ReloadFailure) -> ConfigReload {
+        try reloading.withLock { _ throws(ReloadFailure) -> ConfigReload in
+            let plan = ConfigReload.plan(running: runtime.config, loaded: loaded)
+            // The steps that can fail come first, so a failure leaves everything as it was.
+            var rereadTLS: AgentTLS?
+            if let liveTLS = runtime.liveTLS, liveTLS.rpc != nil || liveTLS.https != nil {
+                do throws(TLSMaterialError) {
+                    rereadTLS = try AgentTLS.make(plan.next, events: liveTLS.current.events)
+                } catch {
+                    throw ReloadFailure(description: "Failed to reload TLS configuration: \(error.description)")
+                }
+            }
+            var dns: DNSServer.Reconfiguration?
+            if let server = parts.dns, plan.changed.contains(.dnsConfig) || plan.changed.contains(.recursors) {
+                do {
+                    dns = try server.prepare(settings: DNSResolverSettings(config: plan.next), recursors: plan.next.recursors)
+                } catch {
+                    throw ReloadFailure(description: "Failed to reload DNS configuration: \(error)")
+                }
+            }
+            do throws(DefinitionError) {
+                let definitions = try ConfigDefinitions.typed(plan.next)
+                try runtime.local.update { state, now throws(DefinitionError) in
+                    try state.replaceConfigDefinitions(services: definitions.services, checks: definitions.checks, now: now)
+                }
+            } catch {
+                if let dns { parts.dns?.discard(dns) }
+                throw ReloadFailure(description: error.message)
+            }
+            runtime.adopt(plan)
+            if let dns { parts.dns?.apply(dns) }
+            if let rereadTLS {
+                runtime.liveTLS?.replace(rereadTLS)
+                logger.info("agent.tls", "Reloaded TLS certificates; new connections use them")
+            }
+            if plan.changed.contains(.logLevel), let level = AgentLogger.Level(plan.next.logLevel) {
+                logger.setLevel(level)
+            }
+            if plan.changed.contains(.nodeMeta) || plan.changed.contains(.aclTokens) {
+                // Anti-entropy reads both afresh; wake it so the catalog follows now.
+                runtime.local.poke()
+            }
+            if !plan.notApplied.isEmpty {
+                logger.warn(
+                    "agent", "Configuration changes not applied: these settings cannot change while the agent runs; restart it to apply them",
+                    ["settings": plan.notApplied.joined(separator: ",")])
+            }
+            let changed = plan.changed.map(\.rawValue).filter { $0 != "services" && $0 != "checks" }
+            if !changed.isEmpty {
+                logger.info("agent", "Reloaded configuration", ["applied": changed.joined(separator: ",")])
+            }
+            return plan
+        }
     }
 }

@@ -34,7 +34,8 @@ final class AgentLogger: Sendable {
         static func < (lhs: Level, rhs: Level) -> Bool { lhs.rawValue < rhs.rawValue }
     }
 
-    private let minimum: Level
+    /// The configured level (`log_level`); a reload changes it while the agent runs.
+    private let minimum: Atomic<Int>
     private let json: Bool
     private let write: @Sendable (String) -> Void
     private let formatter: Mutex<ISO8601DateFormatter>
@@ -43,7 +44,7 @@ final class AgentLogger: Sendable {
     let monitors: LogMonitors
 
     init(level: Level, json: Bool, monitors: LogMonitors = LogMonitors(), write: @escaping @Sendable (String) -> Void) {
-        self.minimum = level
+        self.minimum = Atomic(level.rawValue)
         self.json = json
         self.write = write
         self.monitors = monitors
@@ -52,8 +53,17 @@ final class AgentLogger: Sendable {
         self.formatter = Mutex(formatter)
     }
 
+    var level: Level { Level(rawValue: minimum.load(ordering: .relaxed)) ?? .info }
+
+    /// Changes what the output gets from the next line on (`log_level` on reload).
+    func setLevel(_ level: Level) { minimum.store(level.rawValue, ordering: .relaxed) }
+
+    /// Whether a line of this level would go anywhere: the output or a monitor. Lets callers
+    /// with their own filtering (the gossip logger) skip work and follow a reloaded level.
+    func wants(_ level: Level) -> Bool { level >= self.level || monitors.wants(level) }
+
     func log(_ level: Level, _ module: String, _ message: String, _ fields: KeyValuePairs<String, String> = [:]) {
-        let toOutput = level >= minimum
+        let toOutput = level >= self.level
         let toMonitors = monitors.wants(level)
         guard toOutput || toMonitors else { return }
         let time = formatter.withLock { $0.string(from: Date()) }

@@ -50,7 +50,7 @@ enum AgentProcess {
                         if case let problem?? = await agent.runtime.requestReload() {
                             io.errorLine("==> Failed to reload configs: \(problem)")
                         } else {
-                            io.line("==> Reloaded service and check definitions")
+                            io.line("==> Reload complete")
                         }
                     }
                     return
@@ -95,17 +95,14 @@ enum AgentProcess {
         return 0
     }
 
-    /// Consul's reload, limited to what this agent can change while running: the service and
-    /// check definitions of the config files (other settings keep their start-up values). A
-    /// configuration that does not load leaves everything as it was.
+    /// Consul's reload: loads the config files again (here, off any event loop) and applies what
+    /// Consul lets a reload change (`Agent.reload(to:)`). A configuration that does not load or
+    /// validate changes nothing; its problem is logged and returned.
     static func reload(_ agent: Agent, load: @Sendable () throws(AgentConfigError) -> LoadedAgentConfig) async -> String? {
         agent.logger.info("agent", "Reloading configuration...")
         do {
             let loaded = try load()
-            let definitions = try ConfigDefinitions.typed(loaded.config)
-            try agent.runtime.local.update { state, now throws(DefinitionError) in
-                try state.replaceConfigDefinitions(services: definitions.services, checks: definitions.checks, now: now)
-            }
+            try agent.reload(to: loaded.config)
             return nil
         } catch let error as AgentConfigError {
             agent.logger.error("agent", "Failed to reload configs", ["error": error.description])

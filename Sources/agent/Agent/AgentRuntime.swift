@@ -6,7 +6,15 @@ import Synchronization
 /// store's current version, Raft, and a cached view of the cluster that handlers on event loops
 /// read without waiting.
 final class AgentRuntime: Sendable {
-    let config: AgentConfig
+    /// The configuration the agent runs with. The one place reloadable settings live: a reload
+    /// replaces the reloadable fields (`ConfigReload`), every other field keeps its start-up value,
+    /// and readers that must follow a reload read it here each time rather than keep a copy.
+    var config: AgentConfig { liveConfig.withLock { $0 } }
+    /// One part of the configuration, without copying the rest (for readers on hot paths).
+    func config<T: Sendable>(_ part: (AgentConfig) -> T) -> T { liveConfig.withLock { part($0) } }
+    private let liveConfig: Mutex<AgentConfig>
+    /// Fixed for the agent's life, read by every request: kept apart from the live configuration.
+    let datacenter: String
     let nodeName: String
     let nodeID: String
     /// The address other agents reach this one at (gossip and RPC).
@@ -25,8 +33,10 @@ final class AgentRuntime: Sendable {
     let lan: LANPool?
     /// This agent's own services and checks (`/v1/agent/services|checks`), synced to the catalog.
     let local: LocalAgent
-    /// TLS on the server port and HTTPS, for `consul info` (absent in unit tests without sockets).
-    let tls: AgentTLS?
+    /// TLS on the server port and HTTPS (absent in unit tests without sockets); a reload replaces
+    /// it when it re-reads the certificates.
+    let liveTLS: LiveTLS?
+    var tls: AgentTLS? { liveTLS?.current }
     /// Since when autopilot has judged each server healthy or not (leader only).
     let autopilotStability = AutopilotStability()
     /// Coordinate updates queued on the leader for its next batch write.
@@ -86,14 +96,15 @@ final class AgentRuntime: Sendable {
     init(
         config: AgentConfig, nodeName: String, nodeID: String, advertiseAddress: String, watch: StateWatch,
         raft: RaftNode<ConsulStateMachine>?, lan: LANPool? = nil, servers: ServerDirectory = ServerDirectory(), acl: ACLGate = ACLGate(),
-        lockDelays: LockDelays = LockDelays(), clock: any MonotonicClock, tls: AgentTLS? = nil, logger: AgentLogger? = nil
+        lockDelays: LockDelays = LockDelays(), clock: any MonotonicClock, tls: LiveTLS? = nil, logger: AgentLogger? = nil
     ) {
-        self.tls = tls
+        self.liveTLS = tls
         self.logger = logger
         self.lockDelays = lockDelays
         self.lan = lan
         self.servers = servers
-        self.config = config
+        self.liveConfig = Mutex(config)
+        self.datacenter = config.datacenter
         self.nodeName = nodeName
         self.nodeID = nodeID
         self.advertiseAddress = advertiseAddress
@@ -109,9 +120,11 @@ final class AgentRuntime: Sendable {
             clock: clock)
     }
 
-    var datacenter: String { config.datacenter }
+    /// Runs the agent with `reload.next` from now on (its non-reloadable fields are the running ones).
+    func adopt(_ reload: ConfigReload) { liveConfig.withLock { $0 = reload.next } }
+
     /// Autopilot's settings: those stored through the operator API win over the agent configuration's.
-    var autopilotSettings: AgentConfig.AutopilotConfig { watch.current.autopilot?.settings ?? config.autopilot }
+    var autopilotSettings: AgentConfig.AutopilotConfig { watch.current.autopilot?.settings ?? config(\.autopilot) }
     var clusterView: ClusterView { cluster.withLock { $0 } }
 
     func updateCluster(_ view: ClusterView) { cluster.withLock { $0 = view } }
@@ -136,7 +149,7 @@ final class AgentRuntime: Sendable {
     /// where every server is recorded with its address.
     func rpcAddress(of server: ServerID) -> String {
         if let address = clusterView.configuration.addresses[server] { return address }
-        return server.rawValue == nodeID ? "\(advertiseAddress):\(config.ports.server)" : server.rawValue
+        return server.rawValue == nodeID ? "\(advertiseAddress):\(config(\.ports.server))" : server.rawValue
     }
 
     /// Proposes a state change and waits until it is committed and applied here.

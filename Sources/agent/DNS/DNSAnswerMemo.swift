@@ -17,10 +17,25 @@ struct DNSAnswerMemo {
     }
 
     private var generation: UInt64?
+    /// The server's resolver these answers were compiled with, and its version in the server's
+    /// `DNSResolverSlot`: compiled answers carry its settings (TTLs), so a new one empties the table.
+    private var resolver: DNSResolver?
+    private var resolverVersion: UInt64 = 0
     /// nil values remember names that cannot be compiled (so they are not tried again).
     private var table: [Key: DNSCompiledAnswer?] = [:]
 
     init() {}
+
+    func resolver(version: UInt64) -> DNSResolver? {
+        version == resolverVersion ? resolver : nil
+    }
+
+    mutating func adopt(_ resolver: DNSResolver, version: UInt64) {
+        self.resolver = resolver
+        resolverVersion = version
+        table.removeAll(keepingCapacity: true)
+        generation = nil
+    }
 
     /// The compiled answer for `query` under `generation`: nil if unknown, `.some(nil)` if known
     /// not to be compilable.

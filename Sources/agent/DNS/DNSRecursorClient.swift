@@ -50,11 +50,31 @@ final class DNSRecursorClient: Sendable {
 
     /// Binds one unconnected UDP socket per address family the recursors use.
     static func start(recursors: [SocketAddress], timeout: Duration, eventLoop: any EventLoop, seed: UInt64) async throws -> DNSRecursorClient {
+        let (client, bound) = open(recursors: recursors, timeout: timeout, eventLoop: eventLoop, seed: seed)
+        try await bound.get()
+        return client
+    }
+
+    /// `start` for a reload, which runs outside any event loop and waits for the bind here.
+    static func startWaiting(recursors: [SocketAddress], timeout: Duration, eventLoop: any EventLoop, seed: UInt64) throws -> DNSRecursorClient {
+        let (client, bound) = open(recursors: recursors, timeout: timeout, eventLoop: eventLoop, seed: seed)
+        do {
+            try bound.wait()
+        } catch {
+            Task { await client.close() }
+            throw error
+        }
+        return client
+    }
+
+    private static func open(
+        recursors: [SocketAddress], timeout: Duration, eventLoop: any EventLoop, seed: UInt64
+    ) -> (DNSRecursorClient, EventLoopFuture<Void>) {
         let client = DNSRecursorClient(recursors: recursors, timeout: .nanoseconds(timeout.totalNanoseconds), eventLoop: eventLoop, seed: seed)
         var families: [NIOBSDSocket.ProtocolFamily] = []
         for recursor in recursors where !families.contains(recursor.protocol) { families.append(recursor.protocol) }
-        for family in families {
-            let channel = try await DatagramBootstrap(group: eventLoop)
+        let binds = families.map { family in
+            DatagramBootstrap(group: eventLoop)
                 .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: maxAnswerSize))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -62,10 +82,9 @@ final class DNSRecursorClient: Sendable {
                     }
                 }
                 .bind(host: family == .inet6 ? "::" : "0.0.0.0", port: 0)
-                .get()
-            try await eventLoop.submit { client.state.value.channels[family] = channel }.get()
+                .flatMap { channel in eventLoop.submit { client.state.value.channels[family] = channel } }
         }
-        return client
+        return (client, EventLoopFuture.andAllSucceed(binds, on: eventLoop))
     }
 
     /// Sends `packet` (a parsed query) to the recursors; the future holds the answer to relay, with

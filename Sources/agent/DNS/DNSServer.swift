@@ -125,13 +125,23 @@ final class DNSServer: Sendable {
     let localPort: Int
     /// UDP and TCP on each address.
     private let channels: [any Channel]
-    private let recursorClient: DNSRecursorClient?
+    private let resolvers: DNSResolverSlot
+    /// How recursor clients are made: the one at start and those a reload makes.
+    private let recursorLoop: any EventLoop
+    private let recursorTimeout: Duration
+    private let seed: UInt64
 
-    private init(counters: DNSServerCounters, localPort: Int, channels: [any Channel], recursorClient: DNSRecursorClient?) {
+    private init(
+        counters: DNSServerCounters, localPort: Int, channels: [any Channel], resolvers: DNSResolverSlot,
+        recursorLoop: any EventLoop, recursorTimeout: Duration, seed: UInt64
+    ) {
+        self.resolvers = resolvers
         self.counters = counters
         self.localPort = localPort
         self.channels = channels
-        self.recursorClient = recursorClient
+        self.recursorLoop = recursorLoop
+        self.recursorTimeout = recursorTimeout
+        self.seed = seed
     }
 
     /// Binds UDP and TCP on every `configuration.hosts` address (one port for all; with port 0 the
@@ -153,8 +163,8 @@ final class DNSServer: Sendable {
         var settings = configuration.settings
         settings.recursorsConfigured = recursorClient != nil
         let context = DNSServerContext(
-            resolver: DNSResolver(settings: settings), catalog: catalog, serial: serial, counters: DNSServerCounters(),
-            recursorClient: recursorClient, configuration: configuration, seed: seed, serverRelay: serverRelay)
+            resolvers: DNSResolverSlot(DNSResolver(settings: settings), recursors: configuration.recursors, client: recursorClient),
+            catalog: catalog, serial: serial, counters: DNSServerCounters(), configuration: configuration, seed: seed, serverRelay: serverRelay)
         var channels: [any Channel] = []
         var port = configuration.port
         for host in configuration.hosts {
@@ -170,12 +180,56 @@ final class DNSServer: Sendable {
                 throw DNSServerError.bindFailed(host: host, port: port, reason: "\(error)")
             }
         }
-        return DNSServer(counters: context.counters, localPort: port, channels: channels, recursorClient: recursorClient)
+        return DNSServer(
+            counters: context.counters, localPort: port, channels: channels, resolvers: context.resolvers,
+            recursorLoop: loop, recursorTimeout: configuration.recursorTimeout, seed: seed)
     }
+
+    /// A reload's new DNS configuration, made ready (recursor addresses parsed, their client's
+    /// socket bound) but not yet answering: `apply` puts it in place, `discard` drops it.
+    struct Reconfiguration: Sendable {
+        fileprivate var settings: DNSResolverSettings
+        fileprivate var recursors: [String]
+        /// nil: keep the client in use (the recursors did not change).
+        fileprivate var newClient: DNSRecursorClient??
+    }
+
+    /// Prepares `settings` and `recursors` for `apply`. Throws when a recursor address is invalid
+    /// or its socket cannot be bound; nothing has changed then. Waits for the bind: call it off
+    /// any event loop.
+    func prepare(settings: DNSResolverSettings, recursors: [String]) throws -> Reconfiguration {
+        guard recursors != resolvers.recursors else { return Reconfiguration(settings: settings, recursors: recursors, newClient: nil) }
+        let addresses = try recursors.map { text throws(DNSServerError) in try DNSRecursorClient.address(text) }
+        let client = addresses.isEmpty
+            ? nil : try DNSRecursorClient.startWaiting(recursors: addresses, timeout: recursorTimeout, eventLoop: recursorLoop, seed: seed &+ 1)
+        return Reconfiguration(settings: settings, recursors: recursors, newClient: .some(client))
+    }
+
+    /// Answers with the prepared configuration from the next query on. A replaced recursor
+    /// client is closed once queries already sent to it have had their time.
+    func apply(_ reconfiguration: Reconfiguration) {
+        var settings = reconfiguration.settings
+        let client = reconfiguration.newClient ?? resolvers.recursorClient
+        settings.recursorsConfigured = client != nil
+        let replaced = resolvers.replace(DNSResolver(settings: settings), recursors: reconfiguration.recursors, client: client)
+        if let replaced, replaced !== client {
+            let grace = recursorTimeout * max(1, reconfiguration.recursors.count + 1)
+            Task {
+                try? await Task.sleep(for: grace)
+                await replaced.close()
+            }
+        }
+    }
+
+    func discard(_ reconfiguration: Reconfiguration) {
+        if case let client?? = reconfiguration.newClient { Task { await client.close() } }
+    }
+
+    var settings: DNSResolverSettings { resolvers.resolver.settings }
 
     func stop() async {
         for channel in channels { try? await channel.close() }
-        await recursorClient?.close()
+        await resolvers.recursorClient?.close()
     }
 
     /// Seconds since 1970 from the system's real-time clock (for the SOA serial).
@@ -234,13 +288,61 @@ struct DNSServerRelay: Sendable {
     var send: @Sendable (_ packet: [UInt8], _ transport: DNSTransport) -> EventLoopFuture<[UInt8]?>
 }
 
+/// The resolver a DNS server answers with and the recursors it forwards to, replaceable while
+/// it runs (a reload's `dns_config` and `recursors`). Each handler keeps the resolver it last used
+/// (in its memo) and looks again only when the version moved: the hot path pays one atomic load,
+/// no lock. The recursor client is looked up per forwarded query.
+final class DNSResolverSlot: Sendable {
+    private struct Current {
+        var version: UInt64
+        var resolver: DNSResolver
+        var recursors: [String]
+        var client: DNSRecursorClient?
+    }
+
+    private let current: Mutex<Current>
+    private let latestVersion = Atomic<UInt64>(0)
+
+    init(_ resolver: DNSResolver, recursors: [String] = [], client: DNSRecursorClient? = nil) {
+        current = Mutex(Current(version: 0, resolver: resolver, recursors: recursors, client: client))
+    }
+
+    var resolver: DNSResolver { current.withLock { $0.resolver } }
+    var recursorClient: DNSRecursorClient? { current.withLock { $0.client } }
+    /// The recursor addresses as configured (text), to tell whether a reload changed them.
+    var recursors: [String] { current.withLock { $0.recursors } }
+
+    /// Puts a new resolver (and recursor client) in place; answers the client it replaced.
+    @discardableResult
+    func replace(_ resolver: DNSResolver, recursors: [String]? = nil, client: DNSRecursorClient?? = nil) -> DNSRecursorClient? {
+        current.withLock { slot in
+            let previous = slot.client
+            slot.version += 1
+            slot.resolver = resolver
+            if let recursors { slot.recursors = recursors }
+            if let client { slot.client = client }
+            latestVersion.store(slot.version, ordering: .releasing)
+            return previous
+        }
+    }
+
+    /// The current resolver, as cached in `memo`; a newer one replaces the cache and the answers
+    /// compiled with the old settings.
+    func resolver(for memo: inout DNSAnswerMemo) -> DNSResolver {
+        let version = latestVersion.load(ordering: .acquiring)
+        if let cached = memo.resolver(version: version) { return cached }
+        let (latest, resolver) = current.withLock { ($0.version, $0.resolver) }
+        memo.adopt(resolver, version: latest)
+        return resolver
+    }
+}
+
 /// What every handler of one server shares.
 final class DNSServerContext: Sendable {
-    let resolver: DNSResolver
+    let resolvers: DNSResolverSlot
     let catalog: @Sendable () -> any DNSCatalogView
     let serial: @Sendable () -> UInt32
     let counters: DNSServerCounters
-    let recursorClient: DNSRecursorClient?
     let configuration: DNSServerConfiguration
     let seed: UInt64
     /// How names in the Consul domain are answered when this agent may not answer them from its
@@ -251,16 +353,15 @@ final class DNSServerContext: Sendable {
     let connectionSerial = Atomic<UInt64>(0)
 
     init(
-        resolver: DNSResolver, catalog: @escaping @Sendable () -> any DNSCatalogView, serial: @escaping @Sendable () -> UInt32,
-        counters: DNSServerCounters, recursorClient: DNSRecursorClient?, configuration: DNSServerConfiguration, seed: UInt64,
+        resolvers: DNSResolverSlot, catalog: @escaping @Sendable () -> any DNSCatalogView, serial: @escaping @Sendable () -> UInt32,
+        counters: DNSServerCounters, configuration: DNSServerConfiguration, seed: UInt64,
         serverRelay: DNSServerRelay? = nil
     ) {
         self.serverRelay = serverRelay
-        self.resolver = resolver
+        self.resolvers = resolvers
         self.catalog = catalog
         self.serial = serial
         self.counters = counters
-        self.recursorClient = recursorClient
         self.configuration = configuration
         self.seed = seed
     }
@@ -273,6 +374,7 @@ final class DNSServerContext: Sendable {
         forward: (_ start: () -> EventLoopFuture<[UInt8]?>) -> Void
     ) -> [UInt8]? {
         counters.queries.wrappingAdd(1, ordering: .relaxed)
+        let resolver = resolvers.resolver(for: &memo)
         let resolution = resolver.resolve(packet, transport: transport, catalog: catalog(), serial: serial(), random: &random, memo: &memo)
         if let serverRelay, serverRelay.isNeeded() {
             // A name in our domain (not a malformed packet), which this agent may not answer itself.
@@ -300,7 +402,7 @@ final class DNSServerContext: Sendable {
             counters.answered(.nameError)
             return resolver.nameError(for: query, serial: serial())
         case .forward(let query):
-            guard let recursorClient else {
+            guard let recursorClient = resolvers.recursorClient else {
                 counters.answered(.serverFailure)
                 return resolver.serverFailure(for: query)
             }
@@ -320,7 +422,7 @@ final class DNSServerContext: Sendable {
         guard let query = try? DNSQuery.parse(packet) else {
             return DNSResponseWriter.errorResponse(id: UInt16(packet[0]) << 8 | UInt16(packet[1]), code: .serverFailure)
         }
-        return resolver.serverFailure(for: query)
+        return resolvers.resolver.serverFailure(for: query)
     }
 }
 

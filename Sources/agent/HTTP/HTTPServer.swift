@@ -20,6 +20,16 @@ final class HTTPServer: Sendable {
 
     /// `tls`: serve HTTPS with this context (which decides whether client certificates are required).
     static func start(host: String, port: Int, dispatcher: APIDispatcher, group: any EventLoopGroup, tls: NIOSSLContext? = nil) async throws -> HTTPServer {
+        var source: (@Sendable () -> NIOSSLContext)?
+        if let tls { source = { tls } }
+        return try await start(host: host, port: port, dispatcher: dispatcher, group: group, tlsSource: source)
+    }
+
+    /// `tlsSource`: serve HTTPS with the context it gives, asked once per accepted connection (a
+    /// reload's re-read certificates serve new connections; open ones keep theirs).
+    static func start(
+        host: String, port: Int, dispatcher: APIDispatcher, group: any EventLoopGroup, tlsSource: (@Sendable () -> NIOSSLContext)?
+    ) async throws -> HTTPServer {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -27,7 +37,7 @@ final class HTTPServer: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let tls {
+                    if let tls = tlsSource?() {
                         // A failed handshake closes the connection (NIOSSL does); the observer only
                         // keeps the error from reaching the HTTP handlers.
                         try channel.pipeline.syncOperations.addHandlers(NIOSSLServerHandler(context: tls), HTTPSErrorSink())

@@ -16,14 +16,17 @@ struct CatalogSync: Sendable {
     static let maxRetry: Duration = .seconds(15)
 
     let local: LocalAgent
-    let node: LocalNodeInfo
+    /// This node's catalog entry and the token writes carry, asked afresh for every sync: a
+    /// reload changes `node_meta` and the ACL tokens while the loop runs.
+    let identity: @Sendable () -> (node: LocalNodeInfo, token: String?)
     let clock: any MonotonicClock
     let logger: AgentLogger
     /// Sends one request through the agent's request path.
     let send: @Sendable (APIRequest) async -> APIResponse
     /// How many members the LAN pool has (scales the full-sync interval).
     let clusterSize: @Sendable () -> Int
-    let token: String?
+    var node: LocalNodeInfo { identity().node }
+    var token: String? { identity().token }
     var checkUpdateInterval: Duration = AntiEntropy.defaultCheckUpdateInterval
 
     struct Failure: Error, CustomStringConvertible {
@@ -46,6 +49,7 @@ struct CatalogSync: Sendable {
         var lastError = ""
         for await _ in wakes {
             let now = clock.now()
+            let node = self.node
             if let retryAt, now < retryAt { continue }
             do throws(Failure) {
                 if remote == nil || now >= nextFullSync {

@@ -9,22 +9,29 @@ import Synchronization
 /// the server's chain and name, one for `tls_skip_verify`.
 ///
 /// Trust: the system's roots, plus `extraAuthorities` (Consul's `enable_agent_tls_for_checks` makes
-/// checks trust the agent's own CA; tests pass a CA they made).
+/// checks trust the agent's own CA; tests pass a CA they made). The agent's CA may change with a
+/// reload that re-reads it: the contexts are made again when the authorities differ.
 final class CheckTLS: Sendable {
-    private let extraAuthorities: [NIOSSLCertificate]
-    private let contexts = Mutex<[Mode: NIOSSLContext]>([:])
+    private let extraAuthorities: @Sendable () -> [NIOSSLCertificate]
+    private let contexts = Mutex<(authorities: [NIOSSLCertificate], byMode: [Mode: NIOSSLContext])>(([], [:]))
 
     /// `chainOnly`: NIOSSL checks the chain, `CheckServerNameVerifier` the DNS name. NIOSSL alone
     /// would also accept a certificate for the peer's IP address when a name was asked for, which
     /// Go (and so Consul) does not.
     private enum Mode: Hashable { case skip, full, chainOnly }
 
-    init(extraAuthorities: [NIOSSLCertificate] = []) {
-        self.extraAuthorities = extraAuthorities
+    convenience init(extraAuthorities: [NIOSSLCertificate] = []) {
+        self.init(extraAuthoritiesSource: { extraAuthorities })
+    }
+
+    /// `extraAuthoritiesSource` is asked per probe connection (cheap: the agent's live TLS).
+    init(extraAuthoritiesSource: @escaping @Sendable () -> [NIOSSLCertificate]) {
+        self.extraAuthorities = extraAuthoritiesSource
     }
 
     private func context(_ mode: Mode) throws -> NIOSSLContext {
-        if let cached = contexts.withLock({ $0[mode] }) { return cached }
+        let extraAuthorities = self.extraAuthorities()
+        if let cached = contexts.withLock({ $0.authorities == extraAuthorities ? $0.byMode[mode] : nil }) { return cached }
         var configuration = TLSConfiguration.makeClientConfiguration()
         switch mode {
         case .skip: configuration.certificateVerification = .none
@@ -34,8 +41,9 @@ final class CheckTLS: Sendable {
         if !extraAuthorities.isEmpty { configuration.additionalTrustRoots = [.certificates(extraAuthorities)] }
         let context = try NIOSSLContext(configuration: configuration)
         return contexts.withLock { current in
-            if let raced = current[mode] { return raced }
-            current[mode] = context
+            if current.authorities != extraAuthorities { current = (extraAuthorities, [:]) }
+            if let raced = current.byMode[mode] { return raced }
+            current.byMode[mode] = context
             return context
         }
     }

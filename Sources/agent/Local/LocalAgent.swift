@@ -30,7 +30,8 @@ final class LocalAgent: Sendable {
         var tasks: [Task<Void, Never>]
         /// The agent's request path, for alias checks of other nodes.
         var send: @Sendable (APIRequest) async -> APIResponse
-        var token: String?
+        /// Read per query: a reload may change the agent's token.
+        var token: @Sendable () -> String?
     }
 
     /// Alias checks of other nodes: how long each blocking query may wait, and the least time
@@ -95,7 +96,7 @@ final class LocalAgent: Sendable {
             }
         }
         let syncLoop = Task { await sync.run(wakes: stream) }
-        shell.withLock { $0 = Shell(probes: probes, logger: logger, tasks: [ticker, syncLoop], send: sync.send, token: sync.token) }
+        shell.withLock { $0 = Shell(probes: probes, logger: logger, tasks: [ticker, syncLoop], send: sync.send, token: { sync.token }) }
         reconcileRunners()
         wake.yield()
     }
@@ -203,7 +204,7 @@ final class LocalAgent: Sendable {
     /// every answer. A failed query makes the check critical and is retried with a growing delay.
     private func runRemoteAlias(_ definition: CheckDefinition, target: AliasCheck.Target, shell: Shell) async {
         var headers: [(name: String, value: String)] = []
-        if let token = shell.token, !token.isEmpty { headers.append(("X-Consul-Token", token)) }
+        if let token = shell.token(), !token.isEmpty { headers.append(("X-Consul-Token", token)) }
         var index: UInt64 = 0
         var retry = Self.aliasMinQueryGap
         while !Task.isCancelled {

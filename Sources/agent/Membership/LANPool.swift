@@ -80,7 +80,7 @@ final class LANPool: Sendable {
 
         let (changes, changed) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         let gossipLogger = RateLimitedLogger(
-            minimumLevel: (AgentLogger.Level(config.logLevel) ?? .info).gossipLevel, clock: clock,
+            accepts: { logger.wants($0.agentLevel) }, clock: clock,
             sink: { level, text in logger.log(level.agentLevel, module, text) })
         let events = UserEventLog(nodeName: identity.nodeName)
         let node = GossipNode(

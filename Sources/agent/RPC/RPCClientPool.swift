@@ -64,7 +64,9 @@ final class RPCClientPool: Sendable {
     let limits: Limits
     let counters = RPCCounters()
     /// With `verify_outgoing`, every connection is RPCTLS (see `InternalRPCTLS.secureOutgoing`).
-    let tls: InternalRPCTLS?
+    /// Asked as each connection is made: a reload may have re-read the certificates.
+    var tls: InternalRPCTLS? { tlsSource() }
+    private let tlsSource: @Sendable () -> InternalRPCTLS?
 
     private struct State {
         var connections: [String: [RPCClientConnection]] = [:]
@@ -74,10 +76,14 @@ final class RPCClientPool: Sendable {
 
     private let state = Mutex(State())
 
-    init(group: any EventLoopGroup, limits: Limits = Limits(), tls: InternalRPCTLS? = nil) {
+    convenience init(group: any EventLoopGroup, limits: Limits = Limits(), tls: InternalRPCTLS? = nil) {
+        self.init(group: group, limits: limits, tlsSource: { tls })
+    }
+
+    init(group: any EventLoopGroup, limits: Limits = Limits(), tlsSource: @escaping @Sendable () -> InternalRPCTLS?) {
         self.group = group
         self.limits = limits
-        self.tls = tls
+        self.tlsSource = tlsSource
     }
 
     /// Sends `request` to the agent at `address` ("host:port") and completes on `loop` with its

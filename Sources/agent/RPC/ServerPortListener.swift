@@ -37,6 +37,15 @@ final class ServerPortListener: Sendable {
         host: String, port: Int, raft: RaftTCPTransport, rpc: RPCServer?, tls: InternalRPCTLS? = nil, group: any EventLoopGroup,
         logger: AgentLogger
     ) async throws -> ServerPortListener {
+        try await start(host: host, port: port, raft: raft, rpc: rpc, tlsSource: { tls }, group: group, logger: logger)
+    }
+
+    /// `tlsSource` is asked once per accepted connection: a reload's re-read certificates serve
+    /// new connections while open ones keep theirs.
+    static func start(
+        host: String, port: Int, raft: RaftTCPTransport, rpc: RPCServer?, tlsSource: @escaping @Sendable () -> InternalRPCTLS?,
+        group: any EventLoopGroup, logger: AgentLogger
+    ) async throws -> ServerPortListener {
         let refusedCounter = RefusedCounter()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
@@ -45,7 +54,7 @@ final class ServerPortListener: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(FirstByteDemultiplexer(
-                        raft: raft, rpc: rpc, tls: tls, insideTLS: false, refused: refusedCounter, logger: logger))
+                        raft: raft, rpc: rpc, tls: tlsSource(), insideTLS: false, refused: refusedCounter, logger: logger))
                 }
             }
             .bind(host: host, port: port).get()

@@ -1,6 +1,7 @@
 import ConsulCrypto
 import NIOCore
 import NIOSSL
+import Synchronization
 
 /// TLS for what an agent listens on and dials, set up once at start from its configuration, as
 /// Consul's TLS configurator does: the server port (agent RPC and Raft, `tls.internal_rpc` over
@@ -19,7 +20,7 @@ struct AgentTLS: Sendable {
     static func make(_ config: AgentConfig, events: TLSEvents) throws(TLSMaterialError) -> AgentTLS {
         let rpcSettings = config.tls.effectiveInternalRPC
         var rpc: InternalRPCTLS?
-        if rpcSettings.files != TLSFiles() || rpcSettings.verifyOutgoing == true || rpcSettings.verifyIncoming == true {
+        if rpcEnabled(config) {
             rpc = try InternalRPCTLS(
                 settings: rpcSettings, serverName: "server.\(config.datacenter).\(config.domainWithoutDot)", events: events)
         }
@@ -36,6 +37,13 @@ struct AgentTLS: Sendable {
             https = try makeContext(configuration, stanza: "tls.https", files: httpsSettings.files)
         }
         return AgentTLS(rpc: rpc, https: https, httpsVerifyIncoming: httpsSettings.verifyIncoming ?? false, events: events)
+    }
+
+    /// Whether the server port speaks TLS at all: any file, or verifying either way. A reload may
+    /// change certificates and settings but not this (Consul: TLS cannot be turned on or off by a reload).
+    static func rpcEnabled(_ config: AgentConfig) -> Bool {
+        let settings = config.tls.effectiveInternalRPC
+        return settings.files != TLSFiles() || settings.verifyOutgoing == true || settings.verifyIncoming == true
     }
 
     static func prefixing<T>(_ stanza: String, _ body: @autoclosure () throws(TLSMaterialError) -> T) throws(TLSMaterialError) -> T {
@@ -173,4 +181,21 @@ extension AgentConfig.TLSSettings {
 extension AgentConfig {
     /// `domain` as certificates spell it: "consul", not "consul.".
     var domainWithoutDot: String { domain.hasSuffix(".") ? String(domain.dropLast()) : domain }
+}
+
+/// The agent's TLS while it runs, replaced by a reload that re-read the certificate files.
+/// Listeners and dialers ask it as each new connection starts, so new connections use the new
+/// certificates and connections already open keep the ones they started with.
+final class LiveTLS: Sendable {
+    private let state: Mutex<AgentTLS>
+
+    init(_ tls: AgentTLS) {
+        state = Mutex(tls)
+    }
+
+    var current: AgentTLS { state.withLock { $0 } }
+    var rpc: InternalRPCTLS? { current.rpc }
+    var https: NIOSSLContext? { current.https }
+
+    func replace(_ tls: AgentTLS) { state.withLock { $0 = tls } }
 }

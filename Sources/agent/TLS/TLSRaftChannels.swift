@@ -7,13 +7,19 @@ import Raft
 /// applies the same rules to agent RPC and Raft; `secureServer` serves a standalone Raft listener
 /// (tests, benchmarks) the same way.
 struct TLSRaftChannels: RaftChannelSecurity {
-    let tls: InternalRPCTLS
+    /// Asked per connection: a reload may have re-read the certificates.
+    let source: @Sendable () -> InternalRPCTLS
+    var tls: InternalRPCTLS { source() }
+
+    init(tls: InternalRPCTLS) { source = { tls } }
+    init(source: @escaping @Sendable () -> InternalRPCTLS) { self.source = source }
 
     func secureClient(_ channel: any Channel, peer: ServerID, host: String) throws {
         try tls.secureOutgoing(channel, peer: host)
     }
 
     func secureServer(_ channel: any Channel) throws {
+        let tls = self.tls
         try channel.pipeline.syncOperations.addHandler(StandaloneRPCTLSAcceptor(tls: tls))
     }
 }
