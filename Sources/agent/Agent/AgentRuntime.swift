@@ -163,6 +163,23 @@ final class AgentRuntime: Sendable {
         }
     }
 
+    /// `apply` without a task: the command goes to the Raft node on its event loop and
+    /// `completion` is called there once it is applied (or refused).
+    func apply(_ command: StateCommand, completion: @escaping @Sendable (Result<StateCommandResult, APIError>) -> Void) {
+        guard let raft else { return completion(.failure(.noServers)) }
+        let encoded = command.encoded()
+        raft.eventLoop.execute {
+            raft.assumeIsolated { node in
+                node.propose(encoded) { result in
+                    switch result {
+                    case .success(let answer): completion(.success(StateCommandResult.decode(answer)))
+                    case .failure(let error): completion(.failure(Self.apiError(error)))
+                    }
+                }
+            }
+        }
+    }
+
     /// Waits until this server has confirmed with a quorum that it is still the leader and has
     /// applied everything committed before the call (`?consistent`).
     func consistentRead() async throws(APIError) {

@@ -62,6 +62,8 @@ final class APIDispatcher: Sendable {
                 answer = read(tables: tables, render: render, options: options, on: loop)
             case .write(let perform), .agentOperation(let perform):
                 answer = run(perform, on: loop)
+            case .propose(let command, let refusal, let render):
+                answer = propose(command, refusal: refusal, render: render, on: loop)
             }
             // `?filter=` on list answers is applied where the answer is rendered.
             if let filter {
@@ -88,6 +90,27 @@ final class APIDispatcher: Sendable {
             do throws(APIError) {
                 promise.succeed(try await perform())
             } catch {
+                promise.succeed(error.response)
+            }
+        }
+        return promise.futureResult
+    }
+
+    private func propose(
+        _ command: StateCommand, refusal: (@Sendable () -> APIResponse?)?, render: @escaping @Sendable (StateCommandResult) throws(APIError) -> APIResponse,
+        on loop: any EventLoop
+    ) -> EventLoopFuture<APIResponse> {
+        if let refused = refusal?() { return loop.makeSucceededFuture(refused) }
+        let promise = loop.makePromise(of: APIResponse.self)
+        agent.apply(command) { result in
+            switch result {
+            case .success(let applied):
+                do throws(APIError) {
+                    promise.succeed(try render(applied))
+                } catch {
+                    promise.succeed(error.response)
+                }
+            case .failure(let error):
                 promise.succeed(error.response)
             }
         }

@@ -7,6 +7,10 @@ enum APIAction: Sendable {
     case read(tables: [StateTable], render: @Sendable (StateStore) throws(APIError) -> APIResponse)
     /// A change: goes through Raft, answered when applied.
     case write(@Sendable () async throws(APIError) -> APIResponse)
+    /// A change that is one state command: proposed to Raft from the event loop with a callback,
+    /// no task in between (a write's hops between threads cost more than its own work). `refusal`
+    /// runs first on the server that proposes (a lock-delay, say): an answer there skips Raft.
+    case propose(StateCommand, refusal: (@Sendable () -> APIResponse?)?, answer: @Sendable (StateCommandResult) throws(APIError) -> APIResponse)
     /// Something this agent does to itself (leave, join): never forwarded.
     case agentOperation(@Sendable () async throws(APIError) -> APIResponse)
 }
@@ -36,7 +40,7 @@ struct APIRoute: Sendable {
         if let answeredBy { return answeredBy }
         switch action {
         case .respond, .agentOperation: return .thisAgent
-        case .read, .write: return .forwarder
+        case .read, .write, .propose: return .forwarder
         }
     }
 
@@ -51,6 +55,13 @@ struct APIRoute: Sendable {
 
     static func write(_ resource: ACLResource, _ perform: @escaping @Sendable () async throws(APIError) -> APIResponse) -> APIRoute {
         APIRoute(action: .write(perform), isWrite: true, resource: resource, access: .write)
+    }
+
+    static func propose(
+        _ resource: ACLResource, _ command: StateCommand, refusal: (@Sendable () -> APIResponse?)? = nil,
+        answer: @escaping @Sendable (StateCommandResult) throws(APIError) -> APIResponse
+    ) -> APIRoute {
+        APIRoute(action: .propose(command, refusal: refusal, answer: answer), isWrite: true, resource: resource, access: .write)
     }
 
     /// Something only the leader can answer, read or not (autopilot health): forwarded to the

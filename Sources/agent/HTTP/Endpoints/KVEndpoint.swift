@@ -66,11 +66,12 @@ struct KVEndpoint {
         }
         let operation = StateCommand.KVOperation(verb: verb, key: key, value: request.body, flags: flags)
         let agent = self.agent
-        return .write(.key(key)) { () async throws(APIError) -> APIResponse in
-            // Consul checks the lock-delay on the leader, before proposing: the acquire just fails.
-            if case .lock = verb, agent.lockDelays.isDelayed(key) { return .bool(false) }
-            return try Self.answer(try await agent.apply(.kv(operation)))
-        }
+        // Consul checks the lock-delay on the leader, before proposing: the acquire just fails.
+        let refusal: (@Sendable () -> APIResponse?)? = {
+            guard case .lock = verb else { return nil }
+            return { agent.lockDelays.isDelayed(key) ? .bool(false) : nil }
+        }()
+        return .propose(.key(key), .kv(operation), refusal: refusal, answer: Self.answer)
     }
 
     private func delete(_ request: APIRequest, key: String) throws(APIError) -> APIRoute {
@@ -87,9 +88,7 @@ struct KVEndpoint {
         let operation = StateCommand.KVOperation(verb: verb, key: key)
         let agent = self.agent
         let resource: ACLResource = verb == .deleteTree ? .keyPrefix(key) : .key(key)
-        return .write(resource) { () async throws(APIError) -> APIResponse in
-            try Self.answer(try await agent.apply(.kv(operation)))
-        }
+        return .propose(resource, .kv(operation), answer: Self.answer)
     }
 
     /// KV writes answer `true`/`false` as JSON, like Consul.
