@@ -11,6 +11,20 @@ import Testing
         #expect(CRC32C.checksum(bytes[5...], continuing: CRC32C.checksum(bytes[..<5])) == CRC32C.checksum(bytes))
     }
 
+    /// The eight-bytes-at-a-time path equals the byte-at-a-time one (a non-contiguous sequence
+    /// takes the latter) for every length and alignment around the eight-byte steps.
+    @Test func crc32cSlicedPathMatchesByteAtATime() {
+        var random = SeededRandom(seed: 7)
+        let data = (0..<300).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        for start in 0..<9 {
+            for end in stride(from: start, through: data.count, by: 7) {
+                let slice = data[start..<end]
+                #expect(CRC32C.checksum(slice) == CRC32C.checksum(slice.lazy.map { $0 }), "bytes \(start)..<\(end)")
+            }
+        }
+        #expect(CRC32C.checksum(Array(repeating: 0xFF, count: 32)) == 0x62A8_AB43)
+    }
+
     static let configuration = ClusterConfiguration(servers: [
         ServerEntry(id: ServerID("a"), suffrage: .voter, address: "127.0.0.1:8300"), ServerEntry(id: ServerID("bé"), suffrage: .nonvoter),
     ])
