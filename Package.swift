@@ -38,25 +38,32 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]
         ),
 
-        // Gossip keys, keyring and the memberlist AES-GCM envelope, all through OpenSSL EVP;
-        // the CA and certificates `consul tls` creates; the TLS material (certificates, keys, CAs) agents load.
+        // Gossip keys, keyring and the memberlist AES-GCM envelope, digests and secure randomness, all
+        // through OpenSSL EVP. Nothing else: the gossip node links it, and every module linked into
+        // `gossip-node` is resident memory of every node (see bench/README.md, gossip).
         .target(
             name: "ConsulCrypto",
+            dependencies: ["ConsulCore", "COpenSSL"],
+            path: "Sources/Crypto"
+        ),
+
+        // The CA and certificates `consul tls` creates; the TLS material (certificates, keys, CAs)
+        // agents load into NIOSSL configurations.
+        .target(
+            name: "ConsulTLS",
             dependencies: [
-                "ConsulCore", "COpenSSL",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
-                // Loading TLS certificates and keys into NIOSSL configurations.
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
-            path: "Sources/Crypto"
+            path: "Sources/TLS"
         ),
 
         // The agent and every CLI command.
         .target(
             name: "ConsulAgent",
             dependencies: [
-                "ConsulCore", "ConsulCrypto", "Raft", "Gossip", "CZlib",
+                "ConsulCore", "ConsulCrypto", "ConsulTLS", "Raft", "Gossip", "CZlib",
                 // SHA-256 sums in snapshot archives.
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -81,7 +88,7 @@ let package = Package(
         .testTarget(
             name: "ConsulCryptoTests",
             dependencies: [
-                "ConsulCrypto", "ConsulCore",
+                "ConsulCrypto", "ConsulTLS", "ConsulCore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
@@ -89,7 +96,7 @@ let package = Package(
         .testTarget(
             name: "ConsulAgentTests",
             dependencies: [
-                "ConsulAgent", "ConsulCore", "ConsulCrypto", "Raft", "Gossip",
+                "ConsulAgent", "ConsulCore", "ConsulCrypto", "ConsulTLS", "Raft", "Gossip",
                 // The TLS end-to-end tests speak RPCTLS on the server port themselves.
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
