@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "consul", targets: ["consul"]),
         .executable(name: "consul-bench", targets: ["consul-bench"]),
         .executable(name: "consul-sim", targets: ["consul-sim"]),
+        .executable(name: "gossip-node", targets: ["gossip-node"]),
     ],
     dependencies: [
         // P-256 keys for `consul tls`; in the tests also an independent AES-GCM oracle.
@@ -114,6 +115,15 @@ let package = Package(
             ]
         ),
         .testTarget(name: "GossipTests", dependencies: ["Gossip", "ConsulCore", "ConsulCrypto"]),
+        // `gossip-node` / `consul-sim gossip-node`: one real gossip node per process (serf interop
+        // tests, bench/gossip.sh), driven by lines on standard input.
+        .target(
+            name: "GossipRunner",
+            dependencies: ["Gossip", "ConsulCore", .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+        // The same command as a lean executable: only Gossip, NIO and OpenSSL are linked, so the
+        // resident memory bench/gossip.sh measures per node is the gossip node's own.
+        .executableTarget(name: "gossip-node", dependencies: ["GossipRunner"]),
 
         // Raft consensus: the pure RaftCore state machine, WAL and snapshot store, wire codec, TCP transport
         // (SwiftNIO), RaftNode shell.
@@ -129,7 +139,7 @@ let package = Package(
         .target(
             name: "Simulation",
             dependencies: [
-                "Raft", "ConsulCore", "Gossip",
+                "Raft", "ConsulCore", "Gossip", "GossipRunner",
                 // raft-node's client port runs on its Raft node's event loop.
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
