@@ -125,18 +125,20 @@ let package = Package(
         // resident memory bench/gossip.sh measures per node is the gossip node's own.
         .executableTarget(
             name: "gossip-node", dependencies: ["GossipRunner"],
-            exclude: ["gossip-node.order"],
+            exclude: ["gossip-node.order", "gossip-node.ld"],
             // Release builds link everything statically (Swift runtime, OpenSSL's libcrypto, glibc)
             // as serf is: no dynamic loader, no symbol lookups or relocations at start, no shared
             // library pages of which one function was wanted. And with lld, the functions a node
-            // runs (gossip-node.order, made by bench/gossip-order.sh) are laid out together, so they
-            // fill a few pages instead of one 64 KiB fault-around window each. Measured in bench/README.md.
+            // runs (gossip-node.order, made by bench/gossip-order.sh) and Swift's private functions
+            // without a symbol (gossip-node.ld) are laid out together, so they fill a few pages
+            // instead of one 64 KiB fault-around window each. Measured in bench/README.md.
             linkerSettings: [
                 .unsafeFlags(
                     [
                         "-static-executable", "-use-ld=lld",
                         "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/gossip-node/gossip-node.order",
                         "-Xlinker", "--no-warn-symbol-ordering",
+                        "-Xlinker", "-T", "-Xlinker", "\(Context.packageDirectory)/Sources/gossip-node/gossip-node.ld",
                     ], .when(platforms: [.linux], configuration: .release))
             ]
         ),

@@ -54,7 +54,7 @@ grep -hE "^c?fn=" "$work/cg.a" "$work/cg.b" | sed -E "s/^c?fn=(\([0-9]+\) ?)?//;
 # glibc picks its string functions by CPU (IFUNC) and valgrind's virtual CPU is not this one (no
 # EVEX): list every variant of each string function that ran, and the resolvers, which run at start.
 nm --defined-only .build-gossip/release/gossip-node | awk '{print $3}' > "$work/symbols"
-sed -nE 's/^__([a-z0-9_]+)_(sse2|ssse3|sse4|avx|evex|erms).*$/\1/p' "$work/executed" | sort -u | while read -r base; do
+sed -nE 's/^__([a-z0-9]+(_l)?)_(sse2|ssse3|sse4|avx|evex|erms).*$/\1/p' "$work/executed" | sort -u | while read -r base; do
     grep -E "^__${base}_(sse2|ssse3|sse4|avx|evex|erms)" "$work/symbols" || true
 done >> "$work/executed"
 grep -E "_ifunc$" "$work/symbols" >> "$work/executed" || true
