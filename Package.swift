@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "consul", targets: ["consul"]),
         .executable(name: "consul-bench", targets: ["consul-bench"]),
         .executable(name: "consul-sim", targets: ["consul-sim"]),
+        .executable(name: "gossip-node", targets: ["gossip-node"]),
     ],
     dependencies: [
         // P-256 keys for `consul tls`; in the tests also an independent AES-GCM oracle.
@@ -38,25 +39,32 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]
         ),
 
-        // Gossip keys, keyring and the memberlist AES-GCM envelope, all through OpenSSL EVP;
-        // the CA and certificates `consul tls` creates; the TLS material (certificates, keys, CAs) agents load.
+        // Gossip keys, keyring and the memberlist AES-GCM envelope, digests and secure randomness, all
+        // through OpenSSL EVP. Nothing else: the gossip node links it, and every module linked into
+        // `gossip-node` is resident memory of every node (see bench/README.md, gossip).
         .target(
             name: "ConsulCrypto",
+            dependencies: ["ConsulCore", "COpenSSL"],
+            path: "Sources/Crypto"
+        ),
+
+        // The CA and certificates `consul tls` creates; the TLS material (certificates, keys, CAs)
+        // agents load into NIOSSL configurations.
+        .target(
+            name: "ConsulTLS",
             dependencies: [
-                "ConsulCore", "COpenSSL",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
-                // Loading TLS certificates and keys into NIOSSL configurations.
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
-            path: "Sources/Crypto"
+            path: "Sources/TLS"
         ),
 
         // The agent and every CLI command.
         .target(
             name: "ConsulAgent",
             dependencies: [
-                "ConsulCore", "ConsulCrypto", "Raft", "Gossip", "CZlib",
+                "ConsulCore", "ConsulCrypto", "ConsulTLS", "Raft", "Gossip", "CZlib",
                 // SHA-256 sums in snapshot archives.
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -81,7 +89,7 @@ let package = Package(
         .testTarget(
             name: "ConsulCryptoTests",
             dependencies: [
-                "ConsulCrypto", "ConsulCore",
+                "ConsulCrypto", "ConsulTLS", "ConsulCore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
@@ -89,7 +97,7 @@ let package = Package(
         .testTarget(
             name: "ConsulAgentTests",
             dependencies: [
-                "ConsulAgent", "ConsulCore", "ConsulCrypto", "Raft", "Gossip",
+                "ConsulAgent", "ConsulCore", "ConsulCrypto", "ConsulTLS", "Raft", "Gossip",
                 // The TLS end-to-end tests speak RPCTLS on the server port themselves.
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -107,6 +115,33 @@ let package = Package(
             ]
         ),
         .testTarget(name: "GossipTests", dependencies: ["Gossip", "ConsulCore", "ConsulCrypto"]),
+        // `gossip-node` / `consul-sim gossip-node`: one real gossip node per process (serf interop
+        // tests, bench/gossip.sh), driven by lines on standard input.
+        .target(
+            name: "GossipRunner",
+            dependencies: ["Gossip", "ConsulCore", .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+        // The same command as a lean executable: only Gossip, NIO and OpenSSL are linked, so the
+        // resident memory bench/gossip.sh measures per node is the gossip node's own.
+        .executableTarget(
+            name: "gossip-node", dependencies: ["GossipRunner"],
+            exclude: ["gossip-node.order", "gossip-node.ld"],
+            // Release builds link everything statically (Swift runtime, OpenSSL's libcrypto, glibc)
+            // as serf is: no dynamic loader, no symbol lookups or relocations at start, no shared
+            // library pages of which one function was wanted. And with lld, the functions a node
+            // runs (gossip-node.order, made by bench/gossip-order.sh) and Swift's private functions
+            // without a symbol (gossip-node.ld) are laid out together, so they fill a few pages
+            // instead of one 64 KiB fault-around window each. Measured in bench/README.md.
+            linkerSettings: [
+                .unsafeFlags(
+                    [
+                        "-static-executable", "-use-ld=lld",
+                        "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/gossip-node/gossip-node.order",
+                        "-Xlinker", "--no-warn-symbol-ordering",
+                        "-Xlinker", "-T", "-Xlinker", "\(Context.packageDirectory)/Sources/gossip-node/gossip-node.ld",
+                    ], .when(platforms: [.linux], configuration: .release))
+            ]
+        ),
 
         // Raft consensus: the pure RaftCore state machine, WAL and snapshot store, wire codec, TCP transport
         // (SwiftNIO), RaftNode shell.
@@ -122,7 +157,7 @@ let package = Package(
         .target(
             name: "Simulation",
             dependencies: [
-                "Raft", "ConsulCore", "Gossip",
+                "Raft", "ConsulCore", "Gossip", "GossipRunner",
                 // raft-node's client port runs on its Raft node's event loop.
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Gossip pools side by side: N of our nodes (consul-sim gossip-node) and N HashiCorp serf agents,
+"""Gossip pools side by side: N of our nodes (`gossip-node`, or `consul-sim gossip-node`) and N HashiCorp serf agents,
 same timing profile and key, measured the same way in one run.
 
 For each N and each system:
@@ -231,8 +231,11 @@ class SerfNode:
 class OurNode:
     def __init__(self, name, ip, key, runner):
         self.name, self.ip = name, ip
+        # The lean `gossip-node` executable takes the options directly; `consul-sim` needs its
+        # `gossip-node` subcommand first (same command, same options).
+        command = [runner] if os.path.basename(runner) == "gossip-node" else [runner, "gossip-node"]
         self.process = subprocess.Popen(
-            [runner, "gossip-node", "--name", name, "--bind", f"{ip}:7946", "--encrypt", key, "--profile", "lan",
+            command + ["--name", name, "--bind", f"{ip}:7946", "--encrypt", key, "--profile", "lan",
              "--log-level", "error", "--exit-on-eof"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
         CHILDREN.append(self.process)

@@ -15,9 +15,16 @@ if ! command -v serf >/dev/null 2>&1; then
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq serf >/dev/null
 fi
-# Built the way a daemon ships: Swift runtime linked statically, no PIE (as serf is a static Go
-# binary), in its own build directory so it does not disturb the debug build.
-swift build -c release --product consul-sim --static-swift-stdlib -Xlinker -no-pie --scratch-path .build-static >/dev/null
+# Ours is the lean `gossip-node` executable (the `consul-sim gossip-node` command linked with only
+# Gossip, NIO and OpenSSL), built the way a daemon ships: in release, linked fully statically as serf
+# is (Package.swift: -static-executable, lld with the function order of
+# Sources/gossip-node/gossip-node.order, see bench/gossip-order.sh), every function in its own
+# section so that order applies to all of our code and NIO's, in its own build directory so it
+# does not disturb the debug build or .build-static. Removing the binary first relinks it, so an
+# updated order file is always linked in (SwiftPM does not track it).
+rm -f .build-gossip/release/gossip-node
+swift build -c release --product gossip-node --static-swift-stdlib -Xlinker -no-pie \
+    -Xswiftc -Xfrontend -Xswiftc -function-sections --scratch-path .build-gossip >/dev/null
 key=$(openssl rand -base64 32)
-echo "# serf $(serf version | head -1), ours: consul-sim gossip-node (release), profile lan, sizes $sizes"
-python3 bench/gossip.py --sizes "$sizes" --trials "$trials" --runner .build-static/release/consul-sim --serf "$(command -v serf)" --key "$key"
+echo "# serf $(serf version | head -1), ours: gossip-node (release, static), profile lan, sizes $sizes"
+python3 bench/gossip.py --sizes "$sizes" --trials "$trials" --runner .build-gossip/release/gossip-node --serf "$(command -v serf)" --key "$key"

@@ -1,4 +1,5 @@
 import ConsulCore
+import GossipRunner
 
 /// The `consul-sim` command line. Each subcommand (`raft`, and the real-process helpers the storage
 /// and cluster tests start) parses its own arguments and returns an exit code.

@@ -3,7 +3,7 @@ import Foundation
 import SwiftASN1
 import Testing
 import X509
-@testable import ConsulCrypto
+@testable import ConsulTLS
 
 @Suite struct AgentCertificatesTests {
     static let ca = try! AgentCertificates.makeCA(AgentCertificates.CAOptions())

@@ -1,7 +1,7 @@
 import Foundation
 import NIOSSL
 import Testing
-@testable import ConsulCrypto
+@testable import ConsulTLS
 
 /// Loading the files a TLS stanza names, and the words for a certificate a peer was refused with.
 @Suite struct TLSMaterialTests {

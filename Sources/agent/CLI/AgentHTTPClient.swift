@@ -1,4 +1,5 @@
 import ConsulCrypto
+import ConsulTLS
 import Dispatch
 import NIOCore
 import NIOHTTP1

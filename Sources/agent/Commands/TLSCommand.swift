@@ -1,4 +1,5 @@
 import ConsulCrypto
+import ConsulTLS
 
 /// `consul tls ca create` and `consul tls cert create`: a CA and agent certificates for TLS on the
 /// RPC port and HTTPS, written to the current directory. Existing files are never overwritten.

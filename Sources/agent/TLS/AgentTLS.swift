@@ -1,4 +1,5 @@
 import ConsulCrypto
+import ConsulTLS
 import NIOCore
 import NIOSSL
 import Synchronization

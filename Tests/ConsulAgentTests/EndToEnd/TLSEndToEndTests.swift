@@ -1,5 +1,6 @@
 @testable import ConsulAgent
 import ConsulCrypto
+import ConsulTLS
 import Foundation
 import NIOCore
 import NIOPosix

@@ -1,6 +1,7 @@
 @testable import ConsulAgent
 import ConsulCore
 import ConsulCrypto
+import ConsulTLS
 import Foundation
 import NIOCore
 import NIOPosix

@@ -5,11 +5,14 @@ import Darwin
 #endif
 import ConsulCore
 import Gossip
+import NIOPosix
 import Synchronization
 
-/// `consul-sim gossip-node`: one real gossip node in its own process, for interop tests with
-/// HashiCorp's `serf` and for bench/gossip.sh (a process can be killed with SIGKILL, which an
-/// in-process node cannot).
+/// `gossip-node` (also `consul-sim gossip-node`): one real gossip node in its own process, for
+/// interop tests with HashiCorp's `serf` and for bench/gossip.sh (a process can be killed with
+/// SIGKILL, which an in-process node cannot). The `gossip-node` executable is this command alone,
+/// linked with nothing but Gossip and its dependencies, so that what bench/gossip.sh measures
+/// (RSS per node) is the gossip node and not the simulator, Raft or Foundation.
 ///
 /// Prints `ready <address>` once listening, then events as lines (`member-join <name> <addr>`,
 /// `member-failed ...`, `member-leave ...`, `user-event <name> <payload>`). Reads commands from
@@ -32,8 +35,9 @@ package enum GossipNodeCommand {
     }
 
     package static let usage = """
-        usage: consul-sim gossip-node --name N --bind IP:PORT [--join IP:PORT]... [--encrypt KEY] [--data-dir DIR]
-                                      [--profile lan|wan|local] [--tag K=V]... [--log-level debug|info|warn|error] [--exit-on-eof]
+        usage: gossip-node --name N --bind IP:PORT [--join IP:PORT]... [--encrypt KEY] [--data-dir DIR]
+                           [--profile lan|wan|local] [--tag K=V]... [--log-level debug|info|warn|error] [--exit-on-eof]
+               (the same as `consul-sim gossip-node ...`)
         """
 
     package static func parse(_ arguments: [String]) -> Arguments? {
@@ -89,7 +93,11 @@ package enum GossipNodeCommand {
             keyring: resolution.keyring)
         if case .keyringFile(let path) = resolution.source { configuration.keyringFilePath = path }
         if case .encryptSetting(let path?) = resolution.source { configuration.keyringFilePath = path }
-        let node = GossipNode(configuration: configuration, clock: clock, logger: logger) { event in
+        // A node runs on one event loop: a group of one thread, not NIO's singleton of one thread
+        // per core, whose other threads the node never used (one thread fewer; no measurable RSS
+        // difference, see bench/README.md). The process ends when `run` returns.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let node = GossipNode(configuration: configuration, group: group, clock: clock, logger: logger) { event in
             switch event {
             case .member(let change): emit(1, "\(change.kind.rawValue) \(change.member.name) \(change.member.address)")
             case .user(let event): emit(1, "user-event \(event.name) \(String(decoding: event.payload, as: UTF8.self))")
