@@ -1,5 +1,6 @@
 import ConsulCore
 import ConsulCrypto
+import ConsulTLS
 import Foundation
 import NIOCore
 import NIOPosix
