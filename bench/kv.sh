@@ -43,8 +43,17 @@ mkdir -p .build
 WORK=$(mktemp -d -p "$PWD/.build" bench-kv.XXXXXX)
 chmod 755 "$WORK"  # nginx's workers (user nobody) read the static file from here
 PIDS=()
+NGINX_PID=""
 stop_all() {
-    # Children first: nginx's workers outlive a killed master and would hold our output open.
+    # nginx first, and by its own shutdown (SIGTERM to the master stops the workers): a master
+    # killed outright respawns a worker it sees die, which then outlives it, keeps the port and
+    # answers the next run's nginx measurement.
+    if [ -n "$NGINX_PID" ]; then
+        kill -TERM "$NGINX_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
+        NGINX_PID=""
+    fi
+    # Children first: workers outlive a killed parent and would hold our output open.
     for pid in "${PIDS[@]}"; do pkill -9 -P "$pid" 2>/dev/null || true; kill -9 "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     PIDS=()
@@ -190,6 +199,7 @@ http {
 }
 EOF
 nginx -c "$WORK/nginx.conf" &
+NGINX_PID=$!
 PIDS+=($!)
 sleep 1
 run_wrk "nginx static" "$READ_CONNECTIONS" "$WORK/plain.lua" "http://127.0.0.20:28080/file"

@@ -136,6 +136,7 @@ final class Agent: Sendable {
                 raft = try RaftNode(
                     id: me, directory: dataDir.raftDirectory, machine: machine, transport: transport, clock: clock,
                     random: SeededRandom(seed: Self.randomSeed()), options: options, bootstrap: bootstrap,
+                    snapshotEvery: UInt64(config.raftSnapshotThreshold),
                     // A -dev agent's data is thrown away: no preallocated segments to make at start.
                     wal: WALOptions(preallocate: !config.dev),
                     // One of the agent's loops: peers' messages read there go straight into the node.

@@ -12,6 +12,10 @@ struct AgentConfig: Equatable, Sendable {
     var server = false
     var bootstrap = false
     var bootstrapExpect = 0
+    /// `raft_snapshot_threshold`: Raft log entries between two snapshots of the state store
+    /// (Consul's default). Each snapshot writes the whole state, so this sets how often that
+    /// cost is paid under a steady write load.
+    var raftSnapshotThreshold = 16384
     var dev = false
 
     // Identity

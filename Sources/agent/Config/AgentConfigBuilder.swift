@@ -25,6 +25,7 @@ enum AgentConfigBuilder {
         r.bool("server").map { c.server = $0 }
         r.bool("bootstrap").map { c.bootstrap = $0 }
         r.int("bootstrap_expect").map { c.bootstrapExpect = $0 }
+        r.int("raft_snapshot_threshold").map { c.raftSnapshotThreshold = $0 }
         c.nodeName = r.string("node_name") ?? c.nodeName
         c.nodeID = r.string("node_id") ?? c.nodeID
         r.stringMap("node_meta").map { c.nodeMeta = $0 }

@@ -51,6 +51,9 @@ struct AgentConfigValidator {
         if c.bootstrap && !c.server {
             errors.append("'bootstrap = true' requires 'server = true'")
         }
+        if c.raftSnapshotThreshold < 1 {
+            errors.append("raft_snapshot_threshold cannot be \(c.raftSnapshotThreshold). Must be at least 1")
+        }
         if c.bootstrapExpect < 0 {
             errors.append("bootstrap_expect cannot be \(c.bootstrapExpect). Must be greater than or equal to zero")
         }

@@ -140,7 +140,7 @@ enum ConfigSchema {
     /// The agent config keys. Typed keys are the ones `AgentConfig` carries; `.untyped` ones are
     /// Consul settings that are valid but not acted on yet (listed in `AgentConfig.ignoredKeys`).
     static let agent = ConfigSchemaFields([
-        "server": .bool, "bootstrap": .bool, "bootstrap_expect": .int,
+        "server": .bool, "bootstrap": .bool, "bootstrap_expect": .int, "raft_snapshot_threshold": .int,
         "node_name": .string, "node_id": .string, "node_meta": .stringMap,
         "datacenter": .string, "primary_datacenter": .string, "domain": .string, "alt_domain": .string,
         "data_dir": .string, "pid_file": .string,
@@ -228,7 +228,7 @@ enum ConfigSchema {
         "max_query_time": .untyped, "non_voting_server": .untyped, "read_replica": .untyped, "partition": .untyped,
         "peering": .untyped, "performance": .untyped, "primary_gateways": .untyped,
         "primary_gateways_interval": .untyped, "protocol": .untyped, "raft_boltdb": .untyped,
-        "raft_logstore": .untyped, "raft_snapshot_interval": .untyped, "raft_snapshot_threshold": .untyped,
+        "raft_logstore": .untyped, "raft_snapshot_interval": .untyped,
         "raft_trailing_logs": .untyped, "reconnect_timeout": .untyped, "reconnect_timeout_wan": .untyped,
         "reporting": .untyped, "rpc": .untyped, "segment": .untyped, "segments": .untyped,
         "serf_lan": .untyped, "serf_wan": .untyped, "serf_lan_allowed_cidrs": .untyped,

@@ -7,6 +7,8 @@ import Testing
         let result = try loadConfig(commandLine: ["-data-dir", "/var/consul"])
         let c = try #require(result.config)
         #expect(!c.server && !c.bootstrap && c.bootstrapExpect == 0 && !c.dev)
+        #expect(c.raftSnapshotThreshold == 16384)
+        #expect(try loadConfig(commandLine: ["-data-dir", "/d", "-hcl", "raft_snapshot_threshold = 500"]).config?.raftSnapshotThreshold == 500)
         #expect(c.datacenter == "dc1")
         #expect(c.domain == "consul.")
         #expect(c.clientAddrs == ["127.0.0.1"])
