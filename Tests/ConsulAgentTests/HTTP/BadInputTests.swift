@@ -3,7 +3,7 @@ import NIOCore
 import NIOPosix
 import Testing
 
-/// Bad input for every endpoint family that had no test of it (see BAD_INPUT_AUDIT.md), through
+/// Bad input for every endpoint family that had no test of it (see Tests/BAD_INPUT_AUDIT.md), through
 /// the real request path: router → query options → forwarder → ACL gate → endpoint, on a client
 /// agent with no server in reach. A refusal must therefore come from validation that runs before
 /// anything is forwarded or started; a request that got past it would be answered 500 "No known
