@@ -83,14 +83,15 @@ private final class HTTPSErrorSink: ChannelInboundHandler {
 }
 
 /// One connection's requests, answered one at a time and in order: requests pipelined behind one
-/// whose answer is still being made wait (a few at most: past that, reading stops until they are
-/// answered). Answers are HTTP/1.1 (or 1.0, as asked) encoded here.
+/// whose answer is still being made wait. Once 16 wait, no more is read from the socket until
+/// they are answered, so what waits is at most that plus what one read already held (the
+/// decoder parses a whole read). Answers are HTTP/1.1 (or 1.0, as asked) encoded here.
 private final class HTTPAPIHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// Complete requests held while an earlier one is answered; reading pauses at this many.
+    /// Complete requests held while an earlier one is answered; reading pauses from this many on.
     static let maxWaitingRequests = 16
 
     /// A complete request, or the answer it already has (a refusal made while reading it).

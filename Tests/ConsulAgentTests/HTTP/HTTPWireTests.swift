@@ -34,6 +34,17 @@ import Testing
         }
     }
 
+    /// Far more pipelined requests than wait before reading pauses: all answered, none lost, and
+    /// reading resumes after the pause (or the exchange would stop short).
+    @Test func aLongPipelineIsAnsweredWhole() async throws {
+        try await Self.withServer { port in
+            let requests = (0..<300).map { n in "GET /v1/agent/self?n=\(n) HTTP/1.1\r\nHost: x\r\n\r\n" }.joined()
+                + "GET /v1/agent/self HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            let answer = try Self.exchange(port, requests)
+            #expect(answer.components(separatedBy: "HTTP/1.1 200 OK\r\n").count - 1 == 301)
+        }
+    }
+
     @Test func httpOneZeroAndUnparsableRequests() async throws {
         try await Self.withServer { port in
             let old = try Self.exchange(port, "GET /v1/agent/self HTTP/1.0\r\n\r\n")
