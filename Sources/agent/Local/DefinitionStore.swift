@@ -86,11 +86,14 @@ final class DefinitionStore: Sendable {
     // MARK: - Writing
 
     /// Asks for the directory to match `contents`; returns at once. The answer is the number of
-    /// this submission, for `written(through:)`; an unchanged set gets the previous one's number.
+    /// this submission, for `written(through:)`; an unchanged set gets the previous one's number
+    /// (and is written again if that write failed).
     @discardableResult
     func submit(_ contents: Contents) -> UInt64 {
         let (generation, start) = progress.withLock { state -> (UInt64, Bool) in
-            if contents == state.latest { return (state.latestGeneration, false) }
+            // Unchanged: the same number, unless that write failed (then this one tries again).
+            let latestFailed = state.doneGeneration == state.latestGeneration && !state.doneWithoutErrors
+            if contents == state.latest && !latestFailed { return (state.latestGeneration, false) }
             state.latest = contents
             state.latestGeneration += 1
             state.pending = contents

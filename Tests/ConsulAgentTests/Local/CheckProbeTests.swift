@@ -197,5 +197,10 @@ import Testing
         let store = DefinitionStore(dataDir: file + "/data", logger: nil)
         let service = ServiceDefinition(name: "web", tags: [], address: "", port: 80, meta: [:])
         #expect(await store.written(through: store.submit(DefinitionStore.Contents(services: ["web": service]))) == false)
+        // The same registration again, once the data dir can be made: written this time.
+        try FileManager.default.removeItem(atPath: file)
+        try FileManager.default.createDirectory(atPath: file, withIntermediateDirectories: true)
+        #expect(await store.written(through: store.submit(DefinitionStore.Contents(services: ["web": service]))))
+        #expect(FileManager.default.fileExists(atPath: file + "/data/services/" + DefinitionStore.fileName("web")))
     }
 }
