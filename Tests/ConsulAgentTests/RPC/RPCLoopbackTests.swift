@@ -46,7 +46,8 @@ final class LoopbackRPCServer: Sendable {
         try? await group.shutdownGracefully()
     }
 
-    /// Answers with the path as the body, the hop count and token as headers; `/slow/<ms>` after that many milliseconds.
+    /// Answers with the path as the body, the hop count and token as headers; `/slow/<ms>` after
+    /// that many milliseconds; `/gated/<name>` once the test opens that gate.
     static let echo: RPCServer.Serve = { request, loop in
         var answer = APIResponse.text(request.path)
         answer.headers = [("X-Hops", String(request.forwardHops)), ("X-Token", request.token), ("X-Consul-Index", "7")]
@@ -54,7 +55,40 @@ final class LoopbackRPCServer: Sendable {
         if request.path.hasPrefix("/slow/"), let ms = Int64(request.path.dropFirst(6)) {
             return loop.scheduleTask(in: .milliseconds(ms)) { response }.futureResult
         }
+        if request.path.hasPrefix("/gated/") {
+            return RPCTestGates.shared.wait(String(request.path.dropFirst(7)), on: loop).map { response }
+        }
         return loop.makeSucceededFuture(response)
+    }
+}
+
+/// Answers held until the test opens their gate: what finishes first is then decided by the test,
+/// not by how fast a loaded machine runs the rest.
+final class RPCTestGates: Sendable {
+    static let shared = RPCTestGates()
+    private struct State {
+        var open: Set<String> = []
+        var waiting: [String: [EventLoopPromise<Void>]] = [:]
+    }
+    private let state = Mutex(State())
+
+    func wait(_ name: String, on loop: any EventLoop) -> EventLoopFuture<Void> {
+        let promise = loop.makePromise(of: Void.self)
+        let isOpen = state.withLock { state -> Bool in
+            if state.open.contains(name) { return true }
+            state.waiting[name, default: []].append(promise)
+            return false
+        }
+        if isOpen { promise.succeed() }
+        return promise.futureResult
+    }
+
+    func open(_ name: String) {
+        let waiting = state.withLock { state -> [EventLoopPromise<Void>] in
+            state.open.insert(name)
+            return state.waiting.removeValue(forKey: name) ?? []
+        }
+        for promise in waiting { promise.succeed() }
     }
 }
 
@@ -99,9 +133,9 @@ func eventually(_ seconds: Double, _ condition: () -> Bool) async -> Bool {
     @Test func concurrentCallsShareOneConnectionAndALongWaitHoldsNoneBack() async throws {
         try await Self.withPool({ $0.maxConnectionsPerServer = 1 }) { pool, loop, server in
             let slowDone = Atomic<Bool>(false)
-            // Far longer than 200 quick calls take even on a loaded machine: the order of completion
-            // is what is checked, not a duration.
-            let slow = pool.call(rpcRequest("/slow/15000"), to: server.address, timeout: .seconds(30), on: loop)
+            // Held until the quick calls are done: the order of completion is what is checked.
+            let gate = "long-wait-\(UUID().uuidString)"
+            let slow = pool.call(rpcRequest("/gated/" + gate), to: server.address, timeout: .seconds(60), on: loop)
             slow.whenComplete { _ in slowDone.store(true, ordering: .relaxed) }
             try await withThrowingTaskGroup(of: (Int, RPCResponseFrame).self) { tasks in
                 for i in 0..<200 {
@@ -119,7 +153,8 @@ func eventually(_ seconds: Double, _ condition: () -> Bool) async -> Bool {
             let slowFinished = slowDone.load(ordering: .relaxed)
             #expect(!slowFinished, "the fast calls finished while the slow one still waits")
             #expect(pool.connectionCount(to: server.address) == 1)
-            #expect(try await slow.get().body == Array("/slow/15000".utf8))
+            RPCTestGates.shared.open(gate)
+            #expect(try await slow.get().body == Array(("/gated/" + gate).utf8))
             #expect(pool.inFlight == 0)
             #expect(pool.counters.snapshot.connectsSucceeded == 1)
             #expect(server.rpc.counters.snapshot.requestsServed == 201)
