@@ -221,6 +221,18 @@ extension KVLocking {
         }
     }
 
+    /// `cleanup`'s last step: deletes the lock record only if nobody changed it since it was read
+    /// (someone who did is using it: `inUse`).
+    static func remove(_ client: KVLockingClient, _ key: String, at modifyIndex: UInt64, what: String, inUse: KVLockError) async throws(KVLockError) {
+        let removed: Bool
+        do {
+            removed = try await client.delete(key, cas: modifyIndex)
+        } catch {
+            throw KVLockError(description: "failed to remove \(what): \(error.description)")
+        }
+        if !removed { throw inUse }
+    }
+
     /// Time left in one-shot mode (`-timeout`); nil: none left. No timeout: the default wait.
     static func nextWait(started: ContinuousClock.Instant, timeout: Duration?, attempts: Int) -> Duration?? {
         guard let timeout else { return .some(acquireWait) }
@@ -296,13 +308,7 @@ struct KVLock: KVLocking {
         guard let pair else { return }
         guard pair.flags == KVLockFlags.lock else { throw .lockConflict }
         if let holder = pair.session, !holder.isEmpty { throw .lockInUse }
-        let removed: Bool
-        do {
-            removed = try await client.delete(key, cas: pair.modifyIndex)
-        } catch {
-            throw KVLockError(description: "failed to remove lock: \(error.description)")
-        }
-        if !removed { throw .lockInUse }
+        try await Self.remove(client, key, at: pair.modifyIndex, what: "lock", inUse: .lockInUse)
     }
 }
 
@@ -424,12 +430,6 @@ struct KVSemaphore: KVLocking {
         let (lockPair, current) = try holders(in: pairs)
         guard let lockPair else { return }
         if !current.holders.isEmpty { throw .semaphoreInUse }
-        let removed: Bool
-        do {
-            removed = try await client.delete(lockKey, cas: lockPair.modifyIndex)
-        } catch {
-            throw KVLockError(description: "failed to remove semaphore: \(error.description)")
-        }
-        if !removed { throw .semaphoreInUse }
+        try await Self.remove(client, lockKey, at: lockPair.modifyIndex, what: "semaphore", inUse: .semaphoreInUse)
     }
 }

@@ -96,9 +96,13 @@ private final class HTTPAPIHandler: ChannelDuplexHandler {
 
     /// A complete request, or the answer it already has (a refusal made while reading it).
     private struct Pending {
+        enum Work {
+            case dispatch(APIRequest)
+            /// `close`: the connection cannot go on (an unread body is still coming).
+            case refuse(APIResponse, close: Bool)
+        }
         var head: HTTPRequestHead
-        var request: APIRequest?
-        var refusal: APIResponse?
+        var work: Work
     }
 
     private let dispatcher: APIDispatcher
@@ -144,29 +148,32 @@ private final class HTTPAPIHandler: ChannelDuplexHandler {
     /// The request just read, or the refusal it gets without reaching the dispatcher.
     private func pending(_ head: HTTPRequestHead) -> Pending {
         if bodyTooLarge {
-            var refusal = APIError.tooLarge("Request body too large, max size: \(HTTPServer.maxBodyBytes) bytes").response
-            refusal.headers.append(("Connection", "close"))
-            return Pending(head: head, refusal: refusal)
+            let refusal = APIError.tooLarge("Request body too large, max size: \(HTTPServer.maxBodyBytes) bytes").response
+            return Pending(head: head, work: .refuse(refusal, close: true))
         }
         guard let target = APIRequest.parseTarget(head.uri) else {
-            return Pending(head: head, refusal: APIError.badRequest("Invalid URL encoding in \(head.uri)").response)
+            return Pending(head: head, work: .refuse(APIError.badRequest("Invalid URL encoding in \(head.uri)").response, close: false))
         }
         let request = APIRequest(
             method: head.method.rawValue, path: target.path, query: target.query,
             headers: head.headers.map { ($0.name, $0.value) }, body: body)
         body = []
-        return Pending(head: head, request: request)
+        return Pending(head: head, work: .dispatch(request))
     }
 
     /// Starts on the oldest waiting request unless an answer is being made.
     private func answerNext(context: ChannelHandlerContext) {
         guard !answering, !closing, stream == nil, let next = waiting.popFirst() else { return }
         answering = true
-        let keepAlive = next.head.isKeepAlive && next.refusal?.headers.contains(where: { $0.name == "Connection" }) != true
-        guard let request = next.request else {
-            finish(next.refusal ?? APIError.internalError("no request").response, head: next.head, keepAlive: keepAlive, context: context)
+        let request: APIRequest
+        switch next.work {
+        case .refuse(let refusal, let close):
+            finish(refusal, head: next.head, keepAlive: next.head.isKeepAlive && !close, context: context)
             return
+        case .dispatch(let dispatched):
+            request = dispatched
         }
+        let keepAlive = next.head.isKeepAlive
         let pretty = request.has("pretty")
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         dispatcher.handle(request, on: context.eventLoop).whenSuccess { response in

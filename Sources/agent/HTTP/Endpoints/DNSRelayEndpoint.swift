@@ -23,7 +23,8 @@ struct DNSRelayEndpoint {
         default: throw .badRequest("transport must be udp or tcp")
         }
         let packet = request.body
-        let resolver = DNSResolver(settings: DNSServerConfiguration(config: agent.config).settings)
+        // Only the DNS settings are read from the live configuration, not a copy of all of it.
+        let resolver = DNSResolver(settings: agent.config { DNSResolverSettings(config: $0) })
         // Rendered from the catalog of the server the request path picked.
         let render: @Sendable (StateStore) throws(APIError) -> APIResponse = { catalog throws(APIError) in
             var random = SeededRandom(seed: UInt64.random(in: .min ... .max))
