@@ -103,8 +103,11 @@ package actor RaftNode<Machine: RaftStateMachine> {
     private let writer: DiskWriter
     private let transport: any RaftTransport
     let clock: any MonotonicClock
-    /// Take a snapshot after this many applied entries (nil: never).
-    private let snapshotEvery: UInt64?
+    /// When to take a snapshot (nil: never).
+    private let snapshotPolicy: SnapshotPolicy?
+    /// The policy's next periodic check, and the randomness that spreads the checks.
+    private var nextSnapshotCheck: Timestamp
+    private var snapshotJitter: SeededRandom
     /// Where the snapshots the node takes are serialized and saved: off the event loop, which must
     /// not stall for a whole state's worth of encoding, and off the disk writer's queue, whose log
     /// writes must not wait behind a whole state's worth of file.
@@ -177,7 +180,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
     package init(
         id: ServerID, directory: String, machine: Machine, transport: any RaftTransport, clock: any MonotonicClock,
         random: SeededRandom, options: RaftOptions = RaftOptions(), bootstrap: ClusterConfiguration? = nil,
-        snapshotEvery: UInt64? = 1024, wal walOptions: WALOptions = WALOptions(),
+        snapshots snapshotPolicy: SnapshotPolicy? = .every(1024), wal walOptions: WALOptions = WALOptions(),
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next(), beforeSync: (@Sendable () -> Void)? = nil
     ) throws(RaftNodeError) {
         let relay = DiskEventRelay()
@@ -237,7 +240,10 @@ package actor RaftNode<Machine: RaftStateMachine> {
         self.eventLoop = eventLoop
         self.transport = transport
         self.clock = clock
-        self.snapshotEvery = snapshotEvery
+        self.snapshotPolicy = snapshotPolicy
+        var jitter = random.stream("snapshot-checks")
+        self.nextSnapshotCheck = clock.now() + (snapshotPolicy?.nextCheckDelay(using: &jitter) ?? .zero)
+        self.snapshotJitter = jitter
         self.snapshotQueue = DispatchQueue(label: "raft.snapshot.\(id)", qos: .utility)
         self.applied = core.appliedIndex
         self.lastSnapshot = core.log.snapshotIndex
@@ -309,7 +315,14 @@ package actor RaftNode<Machine: RaftStateMachine> {
         return min(max(span, .milliseconds(1)), .seconds(1))
     }
 
-    package func tick() { step(.tick) }
+    package func tick() {
+        step(.tick)
+        guard let policy = snapshotPolicy, policy.interval > .zero else { return }
+        let now = clock.now()
+        guard now >= nextSnapshotCheck else { return }
+        nextSnapshotCheck = now + policy.nextCheckDelay(using: &snapshotJitter)
+        snapshotIfWanted(checkDue: true)
+    }
 
     /// A message from a peer (the transport's receive side calls this).
     package func receive(_ message: Message) { step(.message(message)) }
@@ -657,24 +670,29 @@ package actor RaftNode<Machine: RaftStateMachine> {
         if let last = output.persist.entries.last {
             followUps.append(.persisted(LogPosition(index: last.index, term: last.term)))
         }
+        snapshotIfWanted(checkDue: false)
+        return followUps
+    }
+
+    /// Starts a snapshot off the loop when the policy asks for one (`checkDue`: at its periodic check).
+    private func snapshotIfWanted(checkDue: Bool) {
         // A snapshot is worth taking only past the core's newest one (an installed snapshot may
         // already be ahead of what this node has applied so far).
-        if let every = snapshotEvery, !snapshotting, applied >= lastSnapshot + every, applied > core.log.snapshotIndex,
-           let term = core.log.term(at: applied) {
-            let metadata = SnapshotMetadata(index: applied, term: term, configuration: core.configuration(at: applied))
-            // A value copy: what the machine holds now, whatever is applied to it meanwhile.
-            let frozen = machine
-            lastSnapshot = applied
-            snapshotting = true
-            snapshotQueue.async { [eventLoop, snapshotStore] in
-                // The machine streams its state into the file as it encodes it.
-                var snapshot = Snapshot(metadata: metadata, data: [])
-                var failure: WALError?
-                do throws(WALError) { snapshot = try snapshotStore.save(metadata) { frozen.snapshot(into: $0) } } catch { failure = error }
-                eventLoop.execute { [snapshot, failure] in self.assumeIsolated { $0.snapshotStored(snapshot, failure: failure) } }
-            }
+        guard let policy = snapshotPolicy, !snapshotting, !stopped, applied > lastSnapshot, applied > core.log.snapshotIndex,
+              policy.wantsSnapshot(pending: applied - lastSnapshot, checkDue: checkDue),
+              let term = core.log.term(at: applied) else { return }
+        let metadata = SnapshotMetadata(index: applied, term: term, configuration: core.configuration(at: applied))
+        // A value copy: what the machine holds now, whatever is applied to it meanwhile.
+        let frozen = machine
+        lastSnapshot = applied
+        snapshotting = true
+        snapshotQueue.async { [eventLoop, snapshotStore] in
+            // The machine streams its state into the file as it encodes it.
+            var snapshot = Snapshot(metadata: metadata, data: [])
+            var failure: WALError?
+            do throws(WALError) { snapshot = try snapshotStore.save(metadata) { frozen.snapshot(into: $0) } } catch { failure = error }
+            eventLoop.execute { [snapshot, failure] in self.assumeIsolated { $0.snapshotStored(snapshot, failure: failure) } }
         }
-        return followUps
     }
 
     /// A snapshot taken off the loop is durable in the snapshot store: the core may compact its

@@ -172,7 +172,7 @@ package enum RaftNodeCommand {
         let seed = arguments.id.utf8.reduce(UInt64(getpid())) { $0 &* 31 &+ UInt64($1) }
         let node = try RaftNode(
             id: id, directory: arguments.directory, machine: StringKVMachine(), transport: transport, clock: SystemMonotonicClock(),
-            random: SeededRandom(seed: seed), options: options, bootstrap: configuration, snapshotEvery: arguments.snapshotEvery,
+            random: SeededRandom(seed: seed), options: options, bootstrap: configuration, snapshots: .every(arguments.snapshotEvery),
             eventLoop: loop)
         for note in node.recoveryNotes { writeStderr("raft-node: recovered: " + note) }
         transport.onReceive { node.deliver($0) }

@@ -92,7 +92,7 @@ final class LocalNetwork: RaftTransport {
     }
 
     func makeNode(
-        _ name: String, voters: [String], network: LocalNetwork, clock: ManualClock, snapshotEvery: UInt64? = nil,
+        _ name: String, voters: [String], network: LocalNetwork, clock: ManualClock, snapshots: SnapshotPolicy? = nil,
         beforeSync: (@Sendable () -> Void)? = nil
     ) throws -> RaftNode<RecordingMachine> {
         mkdir(root + "/" + name, 0o755)
@@ -103,7 +103,7 @@ final class LocalNetwork: RaftTransport {
         let node = try RaftNode(
             id: ServerID(name), directory: root + "/" + name, machine: RecordingMachine(), transport: network, clock: clock,
             random: SeededRandom(seed: UInt64(name.utf8.reduce(0) { $0 &* 31 &+ UInt64($1) })), options: options,
-            bootstrap: ClusterConfiguration(voters: voters.map { ServerID($0) }), snapshotEvery: snapshotEvery,
+            bootstrap: ClusterConfiguration(voters: voters.map { ServerID($0) }), snapshots: snapshots,
             wal: WALOptions(segmentBytes: 64 * 1024), beforeSync: beforeSync)
         network.attach(node)
         return node
@@ -145,7 +145,7 @@ final class LocalNetwork: RaftTransport {
         defer { cleanUp() }
         let clock = ManualClock()
         let network = LocalNetwork()
-        var node = try makeNode("n1", voters: ["n1"], network: network, clock: clock, snapshotEvery: 4)
+        var node = try makeNode("n1", voters: ["n1"], network: network, clock: clock, snapshots: .every(4))
         #expect(await drive([node], network: network, clock: clock) { await node.status().role == "leader" })
         for n in 1...10 {
             let answer = try await node.propose([UInt8(n)])
@@ -153,12 +153,51 @@ final class LocalNetwork: RaftTransport {
         }
         let before = await node.withMachine { $0.commands }
         await node.stop()
-        node = try makeNode("n1", voters: ["n1"], network: network, clock: clock, snapshotEvery: 4)
+        node = try makeNode("n1", voters: ["n1"], network: network, clock: clock, snapshots: .every(4))
         #expect(await drive([node], network: network, clock: clock) { await node.status().role == "leader" })
         try await node.barrier()
         #expect(await node.withMachine { $0.commands } == before)
         #expect(before == (1...10).map { [UInt8($0)] })
         await node.stop()
+    }
+
+    /// Snapshots as Consul's servers take them: at a periodic check, once the threshold is
+    /// reached, not as soon as it is; past the policy's limit at once, whatever the time.
+    @Test func snapshotsWaitForThePeriodicCheckUpToTheLimit() async throws {
+        defer { cleanUp() }
+        let clock = ManualClock()
+        let network = LocalNetwork()
+        let policy = SnapshotPolicy(threshold: 4, interval: .seconds(10), limit: 12)
+        let node = try makeNode("n1", voters: ["n1"], network: network, clock: clock, snapshots: policy)
+        #expect(await drive([node], network: network, clock: clock) { await node.status().role == "leader" })
+        for n in 1...6 { _ = try await node.propose([UInt8(n)]) }
+        await quiesce([node], network: network)
+        #expect(await node.status().snapshotIndex == 0)
+        // The first check falls between 10 and 20 s after the node started.
+        clock.advance(by: .seconds(20))
+        await node.tick()
+        let applied = await node.status().appliedIndex
+        #expect(await snapshotted(node, through: applied))
+        // Under the threshold at the next check: nothing new.
+        _ = try await node.propose([7])
+        clock.advance(by: .seconds(20))
+        await node.tick()
+        await quiesce([node], network: network)
+        #expect(await node.status().snapshotIndex == applied)
+        // The limit needs no check: 14 entries since the snapshot, the limit is 12.
+        for n in 8...20 { _ = try await node.propose([UInt8(n)]) }
+        #expect(await snapshotted(node, through: applied + 12))
+        await node.stop()
+    }
+
+    /// Waits (bounded, in real time: snapshots are written on a queue of their own) until the
+    /// node's newest snapshot covers `index`.
+    func snapshotted(_ node: RaftNode<RecordingMachine>, through index: LogIndex) async -> Bool {
+        for _ in 0..<500 {
+            if await node.status().snapshotIndex >= index { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return false
     }
 
     /// The term and vote live in the stable store, not in the log: after an election the file

@@ -29,7 +29,7 @@ struct TCPServer {
         let node = try RaftNode(
             id: ServerID(id), directory: directory, machine: RecordingMachine(), transport: transport,
             clock: SystemMonotonicClock(), random: SeededRandom(seed: seed), options: options, bootstrap: configuration,
-            snapshotEvery: 16, wal: WALOptions(segmentBytes: 64 * 1024))
+            snapshots: .every(16), wal: WALOptions(segmentBytes: 64 * 1024))
         let pump = Task {
             for await batch in transport.inbound { await node.receive(batch) }
         }

@@ -128,6 +128,7 @@ final class Agent: Sendable {
             let bootstrap = (config.bootstrap || config.bootstrapExpect == 1)
                 ? ClusterConfiguration(servers: [ServerEntry(id: me, suffrage: .voter, address: rpcAddress)]) : nil
             var options = RaftOptions()
+            options.trailingEntries = UInt64(config.raftTrailingLogs)
             if config.dev {
                 options.electionTimeout = .milliseconds(50)
                 options.heartbeatInterval = .milliseconds(10)
@@ -136,7 +137,7 @@ final class Agent: Sendable {
                 raft = try RaftNode(
                     id: me, directory: dataDir.raftDirectory, machine: machine, transport: transport, clock: clock,
                     random: SeededRandom(seed: Self.randomSeed()), options: options, bootstrap: bootstrap,
-                    snapshotEvery: UInt64(config.raftSnapshotThreshold),
+                    snapshots: SnapshotPolicy(threshold: UInt64(config.raftSnapshotThreshold), interval: config.raftSnapshotInterval),
                     // A -dev agent's data is thrown away: no preallocated segments to make at start.
                     wal: WALOptions(preallocate: !config.dev),
                     // One of the agent's loops: peers' messages read there go straight into the node.

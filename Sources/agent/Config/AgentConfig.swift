@@ -16,6 +16,12 @@ struct AgentConfig: Equatable, Sendable {
     /// (Consul's default). Each snapshot writes the whole state, so this sets how often that
     /// cost is paid under a steady write load.
     var raftSnapshotThreshold = 16384
+    /// `raft_snapshot_interval`: how often a server checks whether the threshold is reached
+    /// (each wait between this and twice it, as Consul's Raft library draws it).
+    var raftSnapshotInterval: Duration = .seconds(30)
+    /// `raft_trailing_logs`: log entries kept below a new snapshot, so a follower that is only a
+    /// little behind catches up from the log rather than by receiving the whole state.
+    var raftTrailingLogs = 10240
     var dev = false
 
     // Identity

@@ -26,6 +26,8 @@ enum AgentConfigBuilder {
         r.bool("bootstrap").map { c.bootstrap = $0 }
         r.int("bootstrap_expect").map { c.bootstrapExpect = $0 }
         r.int("raft_snapshot_threshold").map { c.raftSnapshotThreshold = $0 }
+        r.duration("raft_snapshot_interval").map { c.raftSnapshotInterval = $0 }
+        r.int("raft_trailing_logs").map { c.raftTrailingLogs = $0 }
         c.nodeName = r.string("node_name") ?? c.nodeName
         c.nodeID = r.string("node_id") ?? c.nodeID
         r.stringMap("node_meta").map { c.nodeMeta = $0 }

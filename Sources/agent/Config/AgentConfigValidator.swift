@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import ConsulCore
 import ConsulCrypto
 
 /// The checks Consul makes on the merged configuration before an agent starts (its builder's
@@ -53,6 +54,12 @@ struct AgentConfigValidator {
         }
         if c.raftSnapshotThreshold < 1 {
             errors.append("raft_snapshot_threshold cannot be \(c.raftSnapshotThreshold). Must be at least 1")
+        }
+        if c.raftSnapshotInterval < .milliseconds(5) {
+            errors.append("raft_snapshot_interval cannot be \(GoDuration.format(c.raftSnapshotInterval)). Must be at least 5ms")
+        }
+        if c.raftTrailingLogs < 0 {
+            errors.append("raft_trailing_logs cannot be \(c.raftTrailingLogs). Must be greater than or equal to zero")
         }
         if c.bootstrapExpect < 0 {
             errors.append("bootstrap_expect cannot be \(c.bootstrapExpect). Must be greater than or equal to zero")

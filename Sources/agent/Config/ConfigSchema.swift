@@ -141,6 +141,7 @@ enum ConfigSchema {
     /// Consul settings that are valid but not acted on yet (listed in `AgentConfig.ignoredKeys`).
     static let agent = ConfigSchemaFields([
         "server": .bool, "bootstrap": .bool, "bootstrap_expect": .int, "raft_snapshot_threshold": .int,
+        "raft_snapshot_interval": .duration, "raft_trailing_logs": .int,
         "node_name": .string, "node_id": .string, "node_meta": .stringMap,
         "datacenter": .string, "primary_datacenter": .string, "domain": .string, "alt_domain": .string,
         "data_dir": .string, "pid_file": .string,
@@ -228,8 +229,7 @@ enum ConfigSchema {
         "max_query_time": .untyped, "non_voting_server": .untyped, "read_replica": .untyped, "partition": .untyped,
         "peering": .untyped, "performance": .untyped, "primary_gateways": .untyped,
         "primary_gateways_interval": .untyped, "protocol": .untyped, "raft_boltdb": .untyped,
-        "raft_logstore": .untyped, "raft_snapshot_interval": .untyped,
-        "raft_trailing_logs": .untyped, "reconnect_timeout": .untyped, "reconnect_timeout_wan": .untyped,
+        "raft_logstore": .untyped, "reconnect_timeout": .untyped, "reconnect_timeout_wan": .untyped,
         "reporting": .untyped, "rpc": .untyped, "segment": .untyped, "segments": .untyped,
         "serf_lan": .untyped, "serf_wan": .untyped, "serf_lan_allowed_cidrs": .untyped,
         "serf_wan_allowed_cidrs": .untyped, "server_name": .untyped, "server_rejoin_age_max": .untyped,

@@ -33,6 +33,8 @@ import Testing
         (["-data-dir=/d", "-recursor=0.0.0.0"], "DNS recursor address cannot be 0.0.0.0, :: or [::]"),
         (["-data-dir=/d", "-hcl", "dns_config { udp_answer_limit = 0 }"], "dns_config.udp_answer_limit cannot be 0. Must be positive"),
         (["-data-dir=/d", "-hcl", "raft_snapshot_threshold = 0"], "raft_snapshot_threshold cannot be 0. Must be at least 1"),
+        (["-data-dir=/d", "-hcl", "raft_snapshot_interval = \"1ms\""], "raft_snapshot_interval cannot be 1ms. Must be at least 5ms"),
+        (["-data-dir=/d", "-hcl", "raft_trailing_logs = -1"], "raft_trailing_logs cannot be -1. Must be greater than or equal to zero"),
         (["-data-dir=/d", "-raft-protocol=2"], "raft_protocol version 2 is not supported by this version of Consul"),
         (["-data-dir=/d", "-hcl", "acl { default_policy = \"block\" }"], "acl.default_policy must be \"allow\" or \"deny\", not \"block\""),
         (["-data-dir=/d", "-hcl", "tls_min_version = \"ssl3\""], "tls.defaults.tls_min_version: TLS version \"ssl3\" is not supported; use TLSv1_0, TLSv1_1, TLSv1_2 or TLSv1_3"),
