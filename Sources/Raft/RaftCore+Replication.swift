@@ -217,12 +217,19 @@ extension RaftCore {
             progress.snapshotIndex = snapshot.metadata.index
             progress.snapshotOffset = 0
         }
-        let total = UInt64(snapshot.data.count)
-        let start = Int(min(progress.snapshotOffset, total))
-        let end = min(snapshot.data.count, start + max(options.snapshotChunkBytes, 1))
-        let install = InstallSnapshot(
-            metadata: snapshot.metadata, totalSize: total, offset: UInt64(start), chunk: Array(snapshot.data[start..<end]))
-        send(peer, .installSnapshot(install))
+        let total = storedSnapshotSize ?? UInt64(snapshot.data.count)
+        let start = min(progress.snapshotOffset, total)
+        let end = min(total, start + UInt64(max(options.snapshotChunkBytes, 1)))
+        if storedSnapshotSize != nil {
+            // The data is in the shell's store: it fills the chunk in before sending.
+            let install = InstallSnapshot(metadata: snapshot.metadata, totalSize: total, offset: start, chunk: [])
+            let message = Message(from: id, to: peer, term: term, payload: .installSnapshot(install))
+            output.snapshotChunks.append(SnapshotChunk(message: message, length: Int(end - start)))
+        } else {
+            let install = InstallSnapshot(
+                metadata: snapshot.metadata, totalSize: total, offset: start, chunk: Array(snapshot.data[Int(start)..<Int(end)]))
+            send(peer, .installSnapshot(install))
+        }
         progress.snapshotSentAt = now
         leadership!.progress[peer] = progress
     }
@@ -433,6 +440,7 @@ extension RaftCore {
         }
         inboundSnapshot = nil
         let snapshot = Snapshot(metadata: meta, data: inbound.data)
+        storedSnapshotSize = nil
         let keptSuffix = log.install(snapshot)
         if keptSuffix {
             output.persist.entries.removeAll { $0.index <= meta.index }

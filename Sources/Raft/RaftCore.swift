@@ -42,6 +42,9 @@ package struct RaftCore: Sendable {
     /// election timeout has passed since, so a server that was cut off cannot depose a live leader.
     var lastLeaderContact: Timestamp?
     var inboundSnapshot: InboundSnapshot?
+    /// Set while the newest snapshot's data is in the shell's store rather than in `log.snapshot`
+    /// (`snapshotStored`): its size.
+    var storedSnapshotSize: UInt64?
     var output = RaftOutput()
     var lastReportedLeader: LeaderInfo?
     var lastPersistedHardState: HardState
@@ -147,6 +150,8 @@ package struct RaftCore: Sendable {
             persisted(position)
         case .snapshotTaken(let index, let data):
             snapshotTaken(index: index, data: data)
+        case .snapshotStored(let index, let size):
+            snapshotStored(index: index, size: size)
         case .bootstrap(let configuration):
             bootstrap(configuration)
         }
@@ -287,12 +292,29 @@ package struct RaftCore: Sendable {
         resetElectionTimer()
     }
 
-    mutating func snapshotTaken(index: LogIndex, data: [UInt8]) {
+    mutating func snapshotTaken(index: LogIndex, data: [UInt8], storedSize: UInt64? = nil) {
         // Only what was applied can be in the state machine's snapshot; older snapshots are useless.
         guard index <= appliedIndex, index > log.snapshotIndex, let term = log.term(at: index) else { return }
         let metadata = SnapshotMetadata(index: index, term: term, configuration: configuration(at: index))
+        storedSnapshotSize = storedSize
         if let dropped = log.compact(to: Snapshot(metadata: metadata, data: data), trailing: options.trailingEntries) {
             output.persist.compactThrough = dropped
         }
+    }
+
+    /// The shell holds the snapshot at `index`: the newest one the core has (installed from a
+    /// leader, now saved), whose copy it drops, or a new one it took, as `snapshotTaken`.
+    mutating func snapshotStored(index: LogIndex, size: UInt64) {
+        guard index == log.snapshotIndex, log.snapshot != nil else { return snapshotTaken(index: index, data: [], storedSize: size) }
+        storedSnapshotSize = size
+        log.dropSnapshotData()
+    }
+
+    /// A snapshot recovered from the shell's store at start-up, whose data the shell keeps there:
+    /// the core drops its copy and asks the shell for chunks (as after `snapshotStored`).
+    package mutating func snapshotIsStored(size: UInt64) {
+        guard log.snapshot != nil else { return }
+        storedSnapshotSize = size
+        log.dropSnapshotData()
     }
 }

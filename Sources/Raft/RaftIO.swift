@@ -63,6 +63,12 @@ package enum RaftInput: Sendable {
     /// The state machine wrote a snapshot covering everything up to `index` (which it has applied);
     /// the core may compact its log and will send this snapshot to followers that fell behind.
     case snapshotTaken(index: LogIndex, data: [UInt8])
+    /// The shell keeps the snapshot covering everything up to `index` in a store of its own, with
+    /// `size` bytes of data: one the state machine wrote (the core compacts its log, as for
+    /// `snapshotTaken`), or the one the core just installed from a leader (the core drops its copy).
+    /// The core then holds no snapshot data: it asks the shell for the chunks it sends
+    /// (`RaftOutput.snapshotChunks`).
+    case snapshotStored(index: LogIndex, size: UInt64)
     /// hashicorp/raft's BootstrapCluster on a running server (Consul's `-bootstrap-expect`, once the
     /// expected servers are seen): the first log entry becomes this configuration. Ignored by a
     /// server that already has a log or snapshot, so a cluster that exists is never re-bootstrapped.
@@ -107,6 +113,23 @@ package struct ReadState: Hashable, Sendable {
     package var result: Result<LogIndex, RaftError>
 }
 
+/// An InstallSnapshot message whose `chunk` the shell reads from its snapshot store: `length`
+/// bytes of the snapshot's data from the message's `offset`.
+package struct SnapshotChunk: Hashable, Sendable {
+    package var message: Message
+    package var length: Int
+
+    /// The message with its chunk filled in.
+    package func filled(with chunk: [UInt8]) -> Message {
+        var message = message
+        if case .installSnapshot(var install) = message.payload {
+            install.chunk = chunk
+            message.payload = .installSnapshot(install)
+        }
+        return message
+    }
+}
+
 /// Which server leads in which term, as this server last saw it.
 package struct LeaderInfo: Hashable, Sendable {
     package var term: Term
@@ -125,6 +148,9 @@ package struct LeaderInfo: Hashable, Sendable {
 package struct RaftOutput: Sendable {
     package var persist = PersistWork()
     package var messages: [Message] = []
+    /// InstallSnapshot messages of a snapshot in the shell's store (`snapshotStored`), sent with
+    /// step 2 once the shell has filled in their chunks.
+    package var snapshotChunks: [SnapshotChunk] = []
     package var snapshotToRestore: Snapshot?
     package var committed: [LogEntry] = []
     package var readStates: [ReadState] = []

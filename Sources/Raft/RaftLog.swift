@@ -4,8 +4,8 @@
 /// from i" without I/O. Entries at or below the snapshot index may be kept (trailing entries) so a
 /// follower that is only a little behind catches up from the log rather than a snapshot.
 package struct RaftLog: Sendable {
-    /// The latest snapshot (taken locally or installed from a leader). `nil` data never happens after
-    /// a compaction: compaction happens only when a snapshot with data arrives.
+    /// The latest snapshot (taken locally or installed from a leader). Its data is empty when the
+    /// shell keeps it in its own store (`RaftCore.storedSnapshotSize`).
     package private(set) var snapshot: Snapshot?
     package private(set) var entries: [LogEntry]
 
@@ -103,6 +103,12 @@ package struct RaftLog: Sendable {
         let drop = min(Int(keepFrom - first.index), entries.count)
         entries.removeFirst(drop)
         return keepFrom - 1
+    }
+
+    /// Forgets the snapshot's data (the shell keeps it in its store), keeping its metadata.
+    package mutating func dropSnapshotData() {
+        guard let snapshot else { return }
+        self.snapshot = Snapshot(metadata: snapshot.metadata, data: [])
     }
 
     /// Installs a snapshot received from a leader. Keeps the suffix after the snapshot when this log

@@ -112,6 +112,9 @@ package actor RaftNode<Machine: RaftStateMachine> {
     /// not stall for a whole state's worth of encoding, and off the disk writer's queue, whose log
     /// writes must not wait behind a whole state's worth of file.
     private let snapshotQueue: DispatchQueue
+    /// Where chunks of the stored snapshot are read for followers that need it (not behind a
+    /// snapshot being written on `snapshotQueue`).
+    private let snapshotReadQueue: DispatchQueue
     private let snapshotStore: SnapshotStore
     /// A snapshot is being taken (one at a time).
     private var snapshotting = false
@@ -222,7 +225,10 @@ package actor RaftNode<Machine: RaftStateMachine> {
                     configuration, peersPath: peersPath, recovered: &recovered, machine: &machine, wal: wal, snapshots: snapshots,
                     view: RaftCore(id: id, options: options, random: random, recovered: recovered, now: clock.now()))
             }
-            self.core = try RaftCore(id: id, options: options, random: random, recovered: recovered, now: clock.now())
+            var core = try RaftCore(id: id, options: options, random: random, recovered: recovered, now: clock.now())
+            // The snapshot restored above is in the store: the core needs none of its data in memory.
+            if let snapshot = recovered.snapshot { core.snapshotIsStored(size: UInt64(snapshot.data.count)) }
+            self.core = core
             self.durableTerm = recovered.hardState.term
             self.snapshotStore = snapshots
             self.writer = DiskWriter(
@@ -245,6 +251,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
         self.nextSnapshotCheck = clock.now() + (snapshotPolicy?.nextCheckDelay(using: &jitter) ?? .zero)
         self.snapshotJitter = jitter
         self.snapshotQueue = DispatchQueue(label: "raft.snapshot.\(id)", qos: .utility)
+        self.snapshotReadQueue = DispatchQueue(label: "raft.snapshot-read.\(id)")
         self.applied = core.appliedIndex
         self.lastSnapshot = core.log.snapshotIndex
         self.announcedConfiguration = core.configuration
@@ -615,6 +622,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
         // step is done, after the clients' answers below.
         for message in output.messages { transport.send(message) }
         if output.messages.contains(where: { $0.payload.isResponse }) { transport.flush() }
+        for chunk in output.snapshotChunks { send(chunk) }
         if let leader = output.leader { leaderChangeSink.yield(leader) }
         // 3. Apply (acceptances first, so their waiters see their entries applied).
         for outcome in output.outcomes {
@@ -634,6 +642,8 @@ package actor RaftNode<Machine: RaftStateMachine> {
             try machine.restore(snapshotData: snapshot.data)
             applied = snapshot.metadata.index
             lastSnapshot = snapshot.metadata.index
+            // Saved in step 1: the core can let go of its copy.
+            followUps.append(.snapshotStored(index: snapshot.metadata.index, size: UInt64(snapshot.data.count)))
             for index in appliedWaiters.keys.sorted() where index <= applied {
                 appliedWaiters.removeValue(forKey: index)?.completion(.failure(.outcomeUnknown))
             }
@@ -688,20 +698,38 @@ package actor RaftNode<Machine: RaftStateMachine> {
         snapshotting = true
         snapshotQueue.async { [eventLoop, snapshotStore] in
             // The machine streams its state into the file as it encodes it.
-            var snapshot = Snapshot(metadata: metadata, data: [])
+            var size: UInt64 = 0
             var failure: WALError?
-            do throws(WALError) { snapshot = try snapshotStore.save(metadata) { frozen.snapshot(into: $0) } } catch { failure = error }
-            eventLoop.execute { [snapshot, failure] in self.assumeIsolated { $0.snapshotStored(snapshot, failure: failure) } }
+            do throws(WALError) { size = try snapshotStore.store(metadata) { frozen.snapshot(into: $0) } } catch { failure = error }
+            eventLoop.execute { [size, failure] in self.assumeIsolated { $0.snapshotStored(metadata, size: size, failure: failure) } }
+        }
+    }
+
+    /// Sends an InstallSnapshot chunk once it is read from the snapshot store (off the loop). A
+    /// chunk that cannot be read is not sent: the core sends it again after its retransmit timeout,
+    /// or starts over with a newer snapshot that replaced the file.
+    private func send(_ chunk: SnapshotChunk) {
+        guard case .installSnapshot(let install) = chunk.message.payload else { return }
+        snapshotReadQueue.async { [eventLoop, snapshotStore] in
+            guard let bytes = try? snapshotStore.readData(of: install.metadata, offset: install.offset, length: chunk.length),
+                  bytes.count == chunk.length else { return }
+            eventLoop.execute {
+                self.assumeIsolated { node in
+                    guard !node.stopped else { return }
+                    node.transport.send(chunk.filled(with: bytes))
+                    node.transport.flush()
+                }
+            }
         }
     }
 
     /// A snapshot taken off the loop is durable in the snapshot store: the core may compact its
     /// log (its entries up to there are applied, so their writes are durable already).
-    private func snapshotStored(_ snapshot: Snapshot, failure: WALError?) {
+    private func snapshotStored(_ metadata: SnapshotMetadata, size: UInt64, failure: WALError?) {
         snapshotting = false
         guard !stopped else { return }
         if let failure { return fail(.storage(failure.description)) }
-        process([.snapshotTaken(index: snapshot.metadata.index, data: snapshot.data)])
+        process([.snapshotStored(index: metadata.index, size: size)])
     }
 }
 

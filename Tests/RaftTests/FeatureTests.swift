@@ -107,6 +107,39 @@ import Testing
         #expect(cluster[lagging].log.lastPosition == cluster[leader].log.lastPosition)
     }
 
+    /// The same with the snapshot's data in the shell's store: the core keeps none of it and
+    /// asks for each chunk it sends; the follower installs the same bytes.
+    @Test func laggingFollowerCatchesUpFromAStoredSnapshot() throws {
+        var options = RaftOptions()
+        options.trailingEntries = 0
+        options.snapshotChunkBytes = 3
+        var cluster = TestCluster(3, options: options)
+        let leaderElected = cluster.electLeader()
+        let leader = try #require(leaderElected)
+        let lagging = cluster.ids.first { $0 != leader }!
+        cluster.run(for: .milliseconds(100))
+        cluster.isolate(lagging)
+        for n in 0..<20 { cluster.input(leader, .propose(RequestID(n), [UInt8(n)])) }
+        cluster.run(for: .milliseconds(200))
+        let applied = cluster[leader].appliedIndex
+        let state = Array("state-at-\(applied)".utf8)
+        cluster.stores[leader] = state
+        cluster.input(leader, .snapshotStored(index: applied, size: UInt64(state.count)))
+        #expect(cluster[leader].log.snapshotIndex == applied)
+        #expect(cluster[leader].log.snapshot?.data == [])
+        #expect(cluster[leader].log.firstIndex == applied + 1)
+        cluster.heal()
+        cluster.run(for: .seconds(1))
+        let installed = try #require(cluster.restored[lagging]?.last)
+        #expect(installed.data == state)
+        #expect(installed.metadata.index == applied)
+        #expect(cluster[lagging].log.lastPosition == cluster[leader].log.lastPosition)
+        // The follower's shell saved what it installed: its core lets go of its copy too.
+        cluster.input(lagging, .snapshotStored(index: applied, size: UInt64(state.count)))
+        #expect(cluster[lagging].log.snapshot?.data == [])
+        #expect(cluster[lagging].log.snapshotIndex == applied)
+    }
+
     @Test func restartRecoversFromSnapshotAndLog() throws {
         let a = ServerID("a")
         let configuration = ClusterConfiguration(voters: [a])

@@ -118,5 +118,33 @@ import Testing
         #expect(writer.bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == writer.bytes.count)
         close(fd)
         #expect(try store.latest() == snapshot)
+        #expect(try store.readData(of: snapshot.metadata, offset: 100, length: 50) == Array(snapshot.data[100..<150]))
+    }
+
+    /// A snapshot kept only in its file: `store` gives its data's size, and `readData` reads any
+    /// part of the data back (short at the end, empty past it), as a leader sends it in chunks.
+    @Test func storedSnapshotIsReadBackInChunks() throws {
+        defer { cleanUp() }
+        let store = try SnapshotStore(directory: directory)
+        let pieces: [[UInt8]] = (0..<500).map { index in (0..<(index * 13 % 700)).map { UInt8(truncatingIfNeeded: $0 &+ index) } }
+        let metadata = Self.snapshot(77, term: 3, bytes: 0).metadata
+        let size = try store.store(metadata) { sink in
+            for piece in pieces { sink.write { $0.raw(piece) } }
+        }
+        let data = try #require(try store.latest()).data
+        #expect(size == UInt64(data.count))
+        var reassembled: [UInt8] = []
+        var offset: UInt64 = 0
+        while offset < size {
+            let chunk = try store.readData(of: metadata, offset: offset, length: 4096)
+            #expect(!chunk.isEmpty)
+            reassembled += chunk
+            offset += UInt64(chunk.count)
+        }
+        #expect(reassembled.count == data.count)
+        let same = reassembled == data
+        #expect(same, "the chunks read back differ from the data")
+        #expect(try store.readData(of: metadata, offset: size, length: 10) == [])
+        #expect(throws: WALError.self) { _ = try store.readData(of: Self.snapshot(78, term: 3, bytes: 0).metadata, offset: 0, length: 1) }
     }
 }

@@ -15,6 +15,9 @@ struct TestCluster {
     var outcomes: [ServerID: [RequestOutcome]] = [:]
     var reads: [ServerID: [ReadState]] = [:]
     var restored: [ServerID: [Snapshot]] = [:]
+    /// Each server's snapshot store, as a shell keeps it after `snapshotStored`: the data chunks
+    /// the core asks for are read from here.
+    var stores: [ServerID: [UInt8]] = [:]
     var options: RaftOptions
 
     init(_ count: Int, seed: UInt64 = 1, options: RaftOptions = RaftOptions()) {
@@ -45,6 +48,11 @@ struct TestCluster {
     mutating func record(_ id: ServerID, _ output: RaftOutput) {
         for message in output.messages where !cut.contains([message.from, message.to]) {
             inFlight.append(message)
+        }
+        for chunk in output.snapshotChunks where !cut.contains([chunk.message.from, chunk.message.to]) {
+            guard case .installSnapshot(let install) = chunk.message.payload, let store = stores[id] else { continue }
+            let start = Int(install.offset)
+            inFlight.append(chunk.filled(with: Array(store[start..<min(start + chunk.length, store.count)])))
         }
         if let snapshot = output.snapshotToRestore { restored[id, default: []].append(snapshot) }
         applied[id, default: []].append(contentsOf: output.committed)

@@ -47,11 +47,54 @@ package struct SnapshotStore: Sendable {
     }
 
     /// Saves the snapshot a state machine streams into a `SnapshotSink`: the file is written as
-    /// the machine encodes, a chunk at a time. Returns the snapshot, with its data when
-    /// `keepingData` (the node's core keeps the newest one to send to lagging followers).
-    package func save(
-        _ metadata: SnapshotMetadata, keepingData: Bool = true, machine write: (SnapshotSink) -> Void
-    ) throws(WALError) -> Snapshot {
+    /// the machine encodes, a chunk at a time. Returns the snapshot with its data.
+    package func save(_ metadata: SnapshotMetadata, machine write: (SnapshotSink) -> Void) throws(WALError) -> Snapshot {
+        try saveStreamed(metadata, keepingData: true, machine: write).snapshot
+    }
+
+    /// Saves the snapshot a state machine streams into a `SnapshotSink`, keeping its data only in
+    /// the file (a node reads the chunks it sends to followers back with `readData`). Returns the
+    /// data's size.
+    package func store(_ metadata: SnapshotMetadata, machine write: (SnapshotSink) -> Void) throws(WALError) -> UInt64 {
+        try saveStreamed(metadata, keepingData: false, machine: write).dataSize
+    }
+
+    /// `length` bytes (fewer at the end) of the stored snapshot's data from `offset`.
+    package func readData(of metadata: SnapshotMetadata, offset: UInt64, length: Int) throws(WALError) -> [UInt8] {
+        let path = directory + "/" + Self.fileName(metadata)
+        let fd = systemOpen(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
+        defer { close(fd) }
+        var version: UInt8 = 0
+        guard pread(fd, &version, 1, off_t(Self.magic.count)) == 1 else { throw .corrupt(path: path, offset: 4, reason: "no version") }
+        // The data follows the header (and, in version 1, its length).
+        var header = ByteWriter()
+        WALRecord.encode(metadata, into: &header)
+        let dataStart = UInt64(Self.magic.count + 1 + header.bytes.count + (version == 1 ? 8 : 0))
+        // ...and is followed by the checksum (and, in version 2, its length).
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw .io(operation: "fstat", path: path, errno: errno) }
+        let trailer: UInt64 = version == 1 ? 4 : 12
+        guard UInt64(info.st_size) >= dataStart + trailer else { throw .corrupt(path: path, offset: 0, reason: "shorter than its header") }
+        let dataSize = UInt64(info.st_size) - dataStart - trailer
+        let available = offset < dataSize ? dataSize - offset : 0
+        var bytes = [UInt8](repeating: 0, count: Int(min(UInt64(max(length, 0)), available)))
+        var done = 0
+        while done < bytes.count {
+            let count = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, $0.count - done, off_t(dataStart + offset) + off_t(done)) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw .io(operation: "read", path: path, errno: errno)
+            }
+            if count == 0 { break }
+            done += count
+        }
+        return Array(bytes.prefix(done))
+    }
+
+    private func saveStreamed(
+        _ metadata: SnapshotMetadata, keepingData: Bool, machine write: (SnapshotSink) -> Void
+    ) throws(WALError) -> (snapshot: Snapshot, dataSize: UInt64) {
         try save(metadata, keepingData: keepingData) { deliver throws(WALError) in
             try withoutActuallyEscaping(deliver) { (deliver) throws(WALError) in
                 let sink = SnapshotSink(deliver: deliver)
@@ -66,13 +109,14 @@ package struct SnapshotStore: Sendable {
     private func save(
         _ metadata: SnapshotMetadata, keepingData: Bool,
         produce: (_ deliver: ([UInt8]) throws(WALError) -> Void) throws(WALError) -> Void
-    ) throws(WALError) -> Snapshot {
+    ) throws(WALError) -> (snapshot: Snapshot, dataSize: UInt64) {
         var header = ByteWriter()
         header.raw(Self.magic)
         header.u8(Self.version)
         WALRecord.encode(metadata, into: &header)
 
         var data: [UInt8] = []
+        var dataSize: UInt64 = 0
         try replaceFileAtomically(directory + "/" + Self.fileName(metadata)) { fd, temporary throws(WALError) in
             var offset = 0
             var unsynced = 0
@@ -100,8 +144,9 @@ package struct SnapshotStore: Sendable {
                 if keepingData { data += chunk }
                 try append(chunk)
             }
+            dataSize = UInt64(offset - dataStart)
             var length = ByteWriter()
-            length.u64(UInt64(offset - dataStart))
+            length.u64(dataSize)
             try append(length.bytes)
             var trailer = ByteWriter()
             trailer.u32(crc)
@@ -111,7 +156,7 @@ package struct SnapshotStore: Sendable {
         for old in all.dropLast(retain) {
             unlink(directory + "/" + Self.fileName(index: old.index, term: old.term))
         }
-        return Snapshot(metadata: metadata, data: data)
+        return (Snapshot(metadata: metadata, data: data), dataSize)
     }
 
     /// Snapshots on disk as (index, term), oldest first.
