@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # KV over HTTP, end to end: our 3-server datacenter (real `consul agent` processes) against a
-# 3-member etcd 3.4 (its v3 HTTP/JSON gateway), the same load generator (wrk) for both, one after
-# the other on the same loopback and disk. 256-byte values.
-#   - writes: PUT to fresh keys at 1/16/64 connections (ours: PUT /v1/kv/<key>; etcd: POST /v3/kv/put)
+# 3-member etcd 3.4 (its v3 HTTP/JSON gateway), the same load generator (wrk) for both, on the same
+# loopback and disk: both run side by side and are measured in turn. 256-byte values.
+#   - writes: PUT to fresh keys at 1/16/64 connections (ours: PUT /v1/kv/<key>; etcd: POST /v3/kv/put),
+#     ROUNDS rounds (who goes first alternates); the ratios are the medians over the rounds
 #   - reads of one key: stale (ours ?stale, etcd serializable) and default (ours default
 #     consistency, etcd linearizable), 64 connections
 #   - nginx serving a static 300-byte file, 64 connections: the ceiling for a small HTTP answer
-# Prints req/s, p50 and p99 per run and the ratios, then the RSS of an idle server and client.
+# Prints req/s, p50 and p99 per run and the ratios, then the RSS of an idle server, client and
+# etcd member.
 #
 #   bash bench/kv.sh                       # 5 s per run
-#   RUN_SECONDS=10 CONNECTIONS="16 64" bash bench/kv.sh
+#   RUN_SECONDS=10 ROUNDS=5 CONNECTIONS="16 64" bash bench/kv.sh
 #
 # Installs wrk, nginx and etcd from Debian when missing (bench only). Only loopback addresses;
 # every process started here is stopped on exit.
@@ -17,6 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUN_SECONDS=${RUN_SECONDS:-5}
+ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-"1 16 64"}
 READ_CONNECTIONS=${READ_CONNECTIONS:-64}
 
@@ -43,6 +46,8 @@ mkdir -p .build
 WORK=$(mktemp -d -p "$PWD/.build" bench-kv.XXXXXX)
 chmod 755 "$WORK"  # nginx's workers (user nobody) read the static file from here
 PIDS=()
+SERVER_PIDS=()
+ETCD_PIDS=()
 NGINX_PID=""
 stop_all() {
     # nginx first, and by its own shutdown (SIGTERM to the master stops the workers): a master
@@ -137,6 +142,7 @@ for i in 1 2 3; do
     "$CONSUL" agent -server -bootstrap-expect 3 -node "bench-s$i" -bind "127.0.0.1$i" -client "127.0.0.1$i" \
         -data-dir "$WORK/s$i" -retry-join 127.0.0.11 -retry-interval 200ms -log-level warn >"$WORK/s$i.log" 2>&1 &
     PIDS+=($!)
+    SERVER_PIDS+=($!)
 done
 LEADER=""
 for _ in $(seq 1 150); do
@@ -146,19 +152,6 @@ for _ in $(seq 1 150); do
 done
 [[ -n "$LEADER" ]] || { echo "no leader"; cat "$WORK"/s*.log; exit 1; }
 curl -sf -X PUT --data "$VALUE" "http://$LEADER:8500/v1/kv/bench/read" >/dev/null
-for c in $CONNECTIONS; do run_wrk "ours put c=$c" "$c" "$WORK/consul-put.lua" "http://$LEADER:8500"; done
-run_wrk "ours stale read" "$READ_CONNECTIONS" "$WORK/plain.lua" "http://$LEADER:8500/v1/kv/bench/read?stale"
-run_wrk "ours default read" "$READ_CONNECTIONS" "$WORK/plain.lua" "http://$LEADER:8500/v1/kv/bench/read"
-
-echo "== idle memory"
-"$CONSUL" agent -node bench-c1 -bind 127.0.0.14 -client 127.0.0.14 -data-dir "$WORK/c1" -retry-join 127.0.0.11 \
-    -log-level warn >"$WORK/c1.log" 2>&1 &
-CLIENT_PID=$!
-PIDS+=($CLIENT_PID)
-sleep 5
-SERVER_PID=$(pgrep -f "node bench-s2 " | head -1)
-echo "idle server RSS $(rss_kib "$SERVER_PID") KiB (after the load above), idle client RSS $(rss_kib "$CLIENT_PID") KiB"
-stop_all
 
 echo "== etcd $(etcd --version | sed -n 's/etcd Version: //p'): 3 members on 127.0.0.1-3"
 CLUSTER="e1=http://127.0.0.1:27601,e2=http://127.0.0.2:27602,e3=http://127.0.0.3:27603"
@@ -169,14 +162,35 @@ for i in 1 2 3; do
         --initial-cluster "$CLUSTER" --initial-cluster-state new --initial-cluster-token bench \
         --log-level error >"$WORK/e$i.log" 2>&1 &
     PIDS+=($!)
+    ETCD_PIDS+=($!)
 done
 for _ in $(seq 1 150); do
     curl -sf -X POST -d "{\"key\":\"$(printf 'bench/read' | base64 -w0)\",\"value\":\"$VALUE_B64\"}" http://127.0.0.1:27501/v3/kv/put >/dev/null && break
     sleep 0.1
 done
-for c in $CONNECTIONS; do run_wrk "etcd put c=$c" "$c" "$WORK/etcd-put.lua" "http://127.0.0.1:27501"; done
+
+# Both datacenters stay up and are measured in turn, round after round, who goes first
+# alternating: the disk's stalls (hundreds of ms on this VM, whoever writes) then fall on both.
+for round in $(seq 1 "$ROUNDS"); do
+    echo "-- round $round"
+    for c in $CONNECTIONS; do
+        ours() { run_wrk "ours put c=$c r$round" "$c" "$WORK/consul-put.lua" "http://$LEADER:8500"; }
+        theirs() { run_wrk "etcd put c=$c r$round" "$c" "$WORK/etcd-put.lua" "http://127.0.0.1:27501"; }
+        if ((round % 2)); then ours; theirs; else theirs; ours; fi
+    done
+done
+run_wrk "ours stale read" "$READ_CONNECTIONS" "$WORK/plain.lua" "http://$LEADER:8500/v1/kv/bench/read?stale"
+run_wrk "ours default read" "$READ_CONNECTIONS" "$WORK/plain.lua" "http://$LEADER:8500/v1/kv/bench/read"
 SERIALIZABLE=1 run_wrk "etcd serializable read" "$READ_CONNECTIONS" "$WORK/etcd-get.lua" "http://127.0.0.1:27501/v3/kv/range"
 SERIALIZABLE=0 run_wrk "etcd linearizable read" "$READ_CONNECTIONS" "$WORK/etcd-get.lua" "http://127.0.0.1:27501/v3/kv/range"
+
+echo "== idle memory"
+"$CONSUL" agent -node bench-c1 -bind 127.0.0.14 -client 127.0.0.14 -data-dir "$WORK/c1" -retry-join 127.0.0.11 \
+    -log-level warn >"$WORK/c1.log" 2>&1 &
+CLIENT_PID=$!
+PIDS+=($CLIENT_PID)
+sleep 5
+echo "idle RSS after the load above: server $(rss_kib "${SERVER_PIDS[1]}") KiB, client $(rss_kib "$CLIENT_PID") KiB, etcd member $(rss_kib "${ETCD_PIDS[1]}") KiB"
 stop_all
 
 echo "== nginx: a static 300-byte file on 127.0.0.20"
@@ -206,10 +220,16 @@ run_wrk "nginx static" "$READ_CONNECTIONS" "$WORK/plain.lua" "http://127.0.0.20:
 stop_all
 
 echo "== ratios (ours / anchor)"
-ratio() { awk -v a="$(field "$1" "$3")" -v b="$(field "$2" "$3")" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }'; }
+ratio() { awk -v a="$(field "$1" "$3")" -v b="$(field "$2" "$3")" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 for c in $CONNECTIONS; do
-    echo "put c=$c: throughput $(ratio "ours put c=$c" "etcd put c=$c" rps), p99 $(ratio "ours put c=$c" "etcd put c=$c" p99_ms)" \
-        "($(field "ours put c=$c" rps) vs $(field "etcd put c=$c" rps) req/s; p99 $(field "ours put c=$c" p99_ms) vs $(field "etcd put c=$c" p99_ms) ms)"
+    throughput="" p99=""
+    for round in $(seq 1 "$ROUNDS"); do
+        throughput+=" $(ratio "ours put c=$c r$round" "etcd put c=$c r$round" rps)"
+        p99+=" $(ratio "ours put c=$c r$round" "etcd put c=$c r$round" p99_ms)"
+    done
+    echo "put c=$c: throughput $(echo "$throughput" | median)x, p99 $(echo "$p99" | median)x" \
+        "(medians of $ROUNDS rounds; per round: throughput $(echo $throughput | tr ' ' /), p99 $(echo $p99 | tr ' ' /))"
 done
-echo "stale read vs etcd serializable: $(ratio "ours stale read" "etcd serializable read" rps); vs nginx static: $(ratio "ours stale read" "nginx static" rps)"
-echo "default read vs etcd linearizable: $(ratio "ours default read" "etcd linearizable read" rps)"
+echo "stale read vs etcd serializable: $(ratio "ours stale read" "etcd serializable read" rps)x; vs nginx static: $(ratio "ours stale read" "nginx static" rps)x"
+echo "default read vs etcd linearizable: $(ratio "ours default read" "etcd linearizable read" rps)x"
