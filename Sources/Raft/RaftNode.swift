@@ -603,10 +603,14 @@ package actor RaftNode<Machine: RaftStateMachine> {
             var checkpoint: RecoveredState?
             if output.persist.compactThrough != nil || output.persist.snapshot != nil {
                 // The log as the core holds it now is what the writer's queue holds once this job
-                // is written: rewrite it as one record and drop the older segments.
+                // is written: rewrite it as one record and drop the older segments. The entries
+                // the snapshot covers (kept in memory for followers a little behind) are left
+                // out: a restarted server starts from the snapshot, and rewriting thousands of
+                // them would hold up every commit queued behind this job.
+                let snapshotIndex = core.log.snapshotIndex
                 checkpoint = RecoveredState(
                     hardState: core.hardState, snapshot: core.log.snapshot.map { Snapshot(metadata: $0.metadata, data: []) },
-                    entries: core.log.entries)
+                    entries: core.log.entries.filter { $0.index > snapshotIndex })
             }
             submittedSeq = writer.submit(.persist(output.persist, checkpoint: checkpoint))
         }
