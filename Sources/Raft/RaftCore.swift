@@ -14,7 +14,7 @@ import ConsulCore
 /// in batched heartbeat rounds.
 package struct RaftCore: Sendable {
     package let id: ServerID
-    package let options: RaftOptions
+    package private(set) var options: RaftOptions
     var random: SeededRandom
 
     // Persistent state (mirrored on disk by the shell through `PersistWork`).
@@ -308,6 +308,11 @@ package struct RaftCore: Sendable {
         guard index == log.snapshotIndex, log.snapshot != nil else { return snapshotTaken(index: index, data: [], storedSize: size) }
         storedSnapshotSize = size
         log.dropSnapshotData()
+    }
+
+    /// Entries kept below the next snapshot (Consul reloads `raft_trailing_logs`).
+    package mutating func setTrailingEntries(_ count: UInt64) {
+        options.trailingEntries = count
     }
 
     /// A snapshot recovered from the shell's store at start-up, whose data the shell keeps there:

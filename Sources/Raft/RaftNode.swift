@@ -104,7 +104,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
     private let transport: any RaftTransport
     let clock: any MonotonicClock
     /// When to take a snapshot (nil: never).
-    private let snapshotPolicy: SnapshotPolicy?
+    private var snapshotPolicy: SnapshotPolicy?
     /// The policy's next periodic check, and the randomness that spreads the checks.
     private var nextSnapshotCheck: Timestamp
     private var snapshotJitter: SeededRandom
@@ -320,6 +320,15 @@ package actor RaftNode<Machine: RaftStateMachine> {
     private func delayUntilWake() -> Duration {
         let span = wakeAt.duration(since: clock.now())
         return min(max(span, .milliseconds(1)), .seconds(1))
+    }
+
+    /// A new snapshot policy and trailing-entry count (Consul reloads `raft_snapshot_threshold`,
+    /// `raft_snapshot_interval` and `raft_trailing_logs`): the next periodic check is drawn anew.
+    package func reconfigureSnapshots(_ policy: SnapshotPolicy?, trailingEntries: UInt64) {
+        snapshotPolicy = policy
+        core.setTrailingEntries(trailingEntries)
+        nextSnapshotCheck = clock.now() + (policy?.nextCheckDelay(using: &snapshotJitter) ?? .zero)
+        snapshotIfWanted(checkDue: false)
     }
 
     package func tick() {

@@ -192,6 +192,12 @@ final class LocalNetwork: RaftTransport {
         // The limit needs no check: 14 entries since the snapshot, the limit is 12.
         for n in 8...20 { _ = try await node.propose([UInt8(n)]) }
         #expect(await snapshotted(node, through: applied + 12))
+        // A reloaded policy takes effect at once: 2 entries are past a threshold of 2 without checks.
+        _ = try await node.propose([21])
+        _ = try await node.propose([22])
+        let latest = await node.status().appliedIndex
+        await node.reconfigureSnapshots(.every(2), trailingEntries: 0)
+        #expect(await snapshotted(node, through: latest))
         await node.stop()
     }
 

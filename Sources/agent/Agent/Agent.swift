@@ -137,7 +137,7 @@ final class Agent: Sendable {
                 raft = try RaftNode(
                     id: me, directory: dataDir.raftDirectory, machine: machine, transport: transport, clock: clock,
                     random: SeededRandom(seed: Self.randomSeed()), options: options, bootstrap: bootstrap,
-                    snapshots: SnapshotPolicy(threshold: UInt64(config.raftSnapshotThreshold), interval: config.raftSnapshotInterval),
+                    snapshots: Self.snapshotPolicy(config),
                     // A -dev agent's data is thrown away: no preallocated segments to make at start.
                     wal: WALOptions(preallocate: !config.dev),
                     // One of the agent's loops: peers' messages read there go straight into the node.
@@ -451,6 +451,11 @@ extension Agent {
         var description: String
     }
 
+    /// When the server's Raft node snapshots the state store (Consul's three settings).
+    static func snapshotPolicy(_ config: AgentConfig) -> SnapshotPolicy {
+        SnapshotPolicy(threshold: UInt64(config.raftSnapshotThreshold), interval: config.raftSnapshotInterval)
+    }
+
     /// Consul's reload of a configuration that loaded and validated: the reloadable settings take
     /// effect now, every other setting keeps its running value (named in a warning), the service
     /// and check definitions of the files replace those of the last load, and where TLS is on its
@@ -492,6 +497,11 @@ extension Agent {
             if let rereadTLS {
                 runtime.liveTLS?.replace(rereadTLS)
                 logger.info("agent.tls", "Reloaded TLS certificates; new connections use them")
+            }
+            if let raft = runtime.raft, plan.changed.contains(where: ConfigReload.Setting.raftSnapshots.contains) {
+                let policy = Self.snapshotPolicy(plan.next)
+                let trailing = UInt64(plan.next.raftTrailingLogs)
+                raft.eventLoop.execute { raft.assumeIsolated { $0.reconfigureSnapshots(policy, trailingEntries: trailing) } }
             }
             if plan.changed.contains(.logLevel), let level = AgentLogger.Level(plan.next.logLevel) {
                 logger.setLevel(level)

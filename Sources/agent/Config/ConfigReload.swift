@@ -20,6 +20,12 @@ struct ConfigReload: Equatable, Sendable {
         case checks = "checks"
         /// The `tls` block; the agent also re-reads the certificate files on every reload.
         case tls = "tls"
+        case raftSnapshotThreshold = "raft_snapshot_threshold"
+        case raftSnapshotInterval = "raft_snapshot_interval"
+        case raftTrailingLogs = "raft_trailing_logs"
+
+        /// The settings a server's Raft node takes on a reload.
+        static let raftSnapshots: [Setting] = [.raftSnapshotThreshold, .raftSnapshotInterval, .raftTrailingLogs]
     }
 
     /// The configuration to run with from now on.
@@ -46,6 +52,9 @@ struct ConfigReload: Equatable, Sendable {
         take(.aclTokens, \.acl.defaultToken)
         take(.services, \.services)
         take(.checks, \.checks)
+        take(.raftSnapshotThreshold, \.raftSnapshotThreshold)
+        take(.raftSnapshotInterval, \.raftSnapshotInterval)
+        take(.raftTrailingLogs, \.raftTrailingLogs)
         // Consul: a reload cannot turn TLS on or off, only change it where it is on.
         let tlsSwitched = AgentTLS.rpcEnabled(running) != AgentTLS.rpcEnabled(loaded)
         if !tlsSwitched { take(.tls, \.tls) }

@@ -16,6 +16,20 @@ import Testing
         #expect(plan.next == running)
     }
 
+    /// Consul reloads its Raft snapshot settings.
+    @Test func raftSnapshotSettingsAreReloadable() throws {
+        let running = try config("raft_snapshot_threshold = 16384")
+        let loaded = try config("""
+            raft_snapshot_threshold = 1000
+            raft_snapshot_interval = "5s"
+            raft_trailing_logs = 100
+            """)
+        let plan = ConfigReload.plan(running: running, loaded: loaded)
+        #expect(plan.changed == [.raftSnapshotThreshold, .raftSnapshotInterval, .raftTrailingLogs])
+        #expect(plan.notApplied.isEmpty)
+        #expect(plan.next == loaded)
+    }
+
     @Test func reloadableSettingsAreTakenFromTheLoadedConfiguration() throws {
         let running = try config(#"log_level = "info""#)
         let loaded = try config("""
