@@ -124,7 +124,7 @@ let package = Package(
         // The same command as a lean executable: only Gossip, NIO and OpenSSL are linked, so the
         // resident memory bench/gossip.sh measures per node is the gossip node's own.
         .executableTarget(
-            name: "gossip-node", dependencies: ["GossipRunner"],
+            name: "gossip-node", dependencies: ["GossipRunner", "ConsulCore"],
             exclude: ["gossip-node.order", "gossip-node.ld"],
             // Release builds link everything statically (Swift runtime, OpenSSL's libcrypto, glibc)
             // as serf is: no dynamic loader, no symbol lookups or relocations at start, no shared
@@ -164,7 +164,7 @@ let package = Package(
             ]
         ),
         // `consul-sim raft --seed S --count N`: runs simulation seeds; thin, subcommands live in Simulation.
-        .executableTarget(name: "consul-sim", dependencies: ["Simulation"]),
+        .executableTarget(name: "consul-sim", dependencies: ["Simulation", "ConsulCore"]),
         .testTarget(
             name: "RaftTests",
             dependencies: [

@@ -82,11 +82,11 @@ package enum GossipNodeCommand {
         do {
             resolution = try GossipKeyringFile.resolve(dataDirectory: parsed.dataDirectory, encrypt: parsed.encrypt)
         } catch {
-            emit(2, "error: \(error)")
+            writeLine("error: \(error)", to: 2)
             return 1
         }
         let clock = SystemMonotonicClock()
-        let logger = RateLimitedLogger(minimumLevel: parsed.logLevel, clock: clock) { level, text in emit(2, "[\(level)] \(text)") }
+        let logger = RateLimitedLogger(minimumLevel: parsed.logLevel, clock: clock) { level, text in writeLine("[\(level)] \(text)", to: 2) }
         for (level, line) in resolution.messages { logger.log(level, line) }
         var configuration = GossipNodeConfiguration(
             name: parsed.name, bindAddress: bind, serf: SerfConfig(swim: SWIMConfig.profile(named: parsed.profile)!, tags: parsed.tags),
@@ -99,10 +99,10 @@ package enum GossipNodeCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let node = GossipNode(configuration: configuration, group: group, clock: clock, logger: logger) { event in
             switch event {
-            case .member(let change): emit(1, "\(change.kind.rawValue) \(change.member.name) \(change.member.address)")
-            case .user(let event): emit(1, "user-event \(event.name) \(String(decoding: event.payload, as: UTF8.self))")
-            case .query(let query): emit(1, "query \(query.name)")
-            case .keyringChanged(let keyring): emit(1, "keyring \(keyring.base64Keys.joined(separator: ","))")
+            case .member(let change): writeLine("\(change.kind.rawValue) \(change.member.name) \(change.member.address)", to: 1)
+            case .user(let event): writeLine("user-event \(event.name) \(String(decoding: event.payload, as: UTF8.self))", to: 1)
+            case .query(let query): writeLine("query \(query.name)", to: 1)
+            case .keyringChanged(let keyring): writeLine("keyring \(keyring.base64Keys.joined(separator: ","))", to: 1)
             }
         }
         if let failure = blocking({ () async -> String? in
@@ -113,10 +113,10 @@ package enum GossipNodeCommand {
                 return error.description
             }
         }) {
-            emit(2, "error: \(failure)")
+            writeLine("error: \(failure)", to: 2)
             return 1
         }
-        emit(1, "ready \(node.address.map { "\($0)" } ?? "?")")
+        writeLine("ready \(node.address.map { "\($0)" } ?? "?")", to: 1)
         if !parsed.join.isEmpty {
             let joined = blocking { () async -> Result<Int, GossipNodeError> in
                 do throws(GossipNodeError) {
@@ -126,10 +126,10 @@ package enum GossipNodeCommand {
                 }
             }
             switch joined {
-            case .success(let count): emit(1, "joined \(count)")
+            case .success(let count): writeLine("joined \(count)", to: 1)
             case .failure(let error):
-                emit(1, "join-failed: \(error)")
-                emit(2, "error: \(error)")
+                writeLine("join-failed: \(error)", to: 1)
+                writeLine("error: \(error)", to: 2)
                 blocking { await node.shutdown() }
                 return 1
             }
@@ -141,7 +141,7 @@ package enum GossipNodeCommand {
             case SIGINT:
                 blocking { await node.leave() }
                 blocking { await node.shutdown() }
-                emit(1, "left")
+                writeLine("left", to: 1)
                 return 0
             case SIGTERM:
                 blocking { await node.shutdown() }
@@ -171,18 +171,18 @@ package enum GossipNodeCommand {
         let words = line.split(separator: " ", maxSplits: 2).map(String.init)
         switch words.first {
         case "members":
-            for member in node.members { emit(1, "member \(member.name) \(member.address) \(member.status)") }
-            emit(1, "end")
+            for member in node.members { writeLine("member \(member.name) \(member.address) \(member.status)", to: 1) }
+            writeLine("end", to: 1)
         case "summary":
             var counts: [SerfMemberStatus: Int] = [:]
             for member in node.members { counts[member.status, default: 0] += 1 }
             let order: [SerfMemberStatus] = [.alive, .leaving, .left, .failed]
-            emit(1, "summary " + order.map { "\($0)=\(counts[$0] ?? 0)" }.joined(separator: " "))
+            writeLine("summary " + order.map { "\($0)=\(counts[$0] ?? 0)" }.joined(separator: " "), to: 1)
         case "status":
-            guard words.count >= 2 else { emit(1, "error: status needs a name"); break }
-            emit(1, "status \(words[1]) \(node.member(words[1]).map { "\($0.status)" } ?? "none")")
+            guard words.count >= 2 else { writeLine("error: status needs a name", to: 1); break }
+            writeLine("status \(words[1]) \(node.member(words[1]).map { "\($0.status)" } ?? "none")", to: 1)
         case "join":
-            guard words.count >= 2, let address = GossipAddress(words[1]) else { emit(1, "error: join needs ip:port"); break }
+            guard words.count >= 2, let address = GossipAddress(words[1]) else { writeLine("error: join needs ip:port", to: 1); break }
             let result = blocking { () async -> String in
                 do throws(GossipNodeError) {
                     return "joined \(try await node.join([address], ignoreOld: true))"
@@ -190,14 +190,14 @@ package enum GossipNodeCommand {
                     return "join-failed: \(error)"
                 }
             }
-            emit(1, result)
+            writeLine(result, to: 1)
         case "event":
-            guard words.count >= 2 else { emit(1, "error: event needs a name"); break }
+            guard words.count >= 2 else { writeLine("error: event needs a name", to: 1); break }
             do throws(GossipNodeError) {
                 try node.userEvent(name: words[1], payload: Array((words.count > 2 ? words[2] : "").utf8))
-                emit(1, "ok")
+                writeLine("ok", to: 1)
             } catch {
-                emit(1, "error: \(error)")
+                writeLine("error: \(error)", to: 1)
             }
         case "keys":
             let result = blocking { () async -> String in
@@ -208,21 +208,21 @@ package enum GossipNodeCommand {
                     return "error: \(error)"
                 }
             }
-            emit(1, result)
+            writeLine(result, to: 1)
         case "metrics":
             let metrics = node.metrics
             let rtt = metrics.probeRTTAverage.map { "\($0)" } ?? "-"
-            emit(1, "metrics packets_in=\(metrics.packetsIn) packets_out=\(metrics.packetsOut) bytes_in=\(metrics.bytesIn) bytes_out=\(metrics.bytesOut) decrypt_failures=\(metrics.decryptFailures) plaintext_dropped=\(metrics.plaintextDropped) probes=\(metrics.probes) probe_rtt_avg=\(rtt) health=\(node.healthScore)")
+            writeLine("metrics packets_in=\(metrics.packetsIn) packets_out=\(metrics.packetsOut) bytes_in=\(metrics.bytesIn) bytes_out=\(metrics.bytesOut) decrypt_failures=\(metrics.decryptFailures) plaintext_dropped=\(metrics.plaintextDropped) probes=\(metrics.probes) probe_rtt_avg=\(rtt) health=\(node.healthScore)", to: 1)
         case "leave":
             blocking { await node.leave() }
             blocking { await node.shutdown() }
-            emit(1, "left")
+            writeLine("left", to: 1)
             return .stop
         case "quit":
             blocking { await node.shutdown() }
             return .stop
         default:
-            emit(1, "error: unknown command")
+            writeLine("error: unknown command", to: 1)
         }
         return .continue
     }
@@ -237,17 +237,6 @@ package enum GossipNodeCommand {
         while true {
             if let value = box.withLock({ $0 }) { return value }
             usleep(2_000)
-        }
-    }
-
-    /// Writes one line straight to a file descriptor (unbuffered, so a reading test sees it at once).
-    private static func emit(_ fd: Int32, _ line: String) {
-        let bytes = Array((line + "\n").utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if written <= 0 { return }
-            offset += written
         }
     }
 

@@ -228,16 +228,6 @@ package enum RaftNodeCommand {
     private static func writeStdout(_ line: String) { writeLine(line, to: 1) }
 
     private static func writeStderr(_ line: String) { writeLine(line, to: 2) }
-
-    private static func writeLine(_ line: String, to fd: Int32) {
-        let bytes = Array((line + "\n").utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if written <= 0 { return }
-            offset += written
-        }
-    }
 }
 
 /// A value shared between threads and tasks.

@@ -90,12 +90,6 @@ package enum WALWriterCommand {
 
     /// Straight to fd 1: a line printed is a promise, so it must not wait in a buffer.
     private static func writeLine(_ line: String) {
-        let bytes = Array((line + "\n").utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { write(1, $0.baseAddress! + offset, $0.count - offset) }
-            if written <= 0 { return }
-            offset += written
-        }
+        ConsulCore.writeLine(line, to: 1)
     }
 }

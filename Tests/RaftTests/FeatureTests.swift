@@ -82,34 +82,34 @@ import Testing
 
     /// Log compaction and chunked InstallSnapshot bring a follower that missed compacted entries up to date.
     @Test func laggingFollowerCatchesUpFromChunkedSnapshot() throws {
-        var options = RaftOptions()
-        options.trailingEntries = 0
-        options.snapshotChunkBytes = 3
-        var cluster = TestCluster(3, options: options)
-        let leaderElected = cluster.electLeader()
-        let leader = try #require(leaderElected)
-        let lagging = cluster.ids.first { $0 != leader }!
-        cluster.run(for: .milliseconds(100))
-        cluster.isolate(lagging)
-        for n in 0..<20 { cluster.input(leader, .propose(RequestID(n), [UInt8(n)])) }
-        cluster.run(for: .milliseconds(200))
-        let applied = cluster[leader].appliedIndex
-        let state = Array("state-at-\(applied)".utf8)
-        cluster.input(leader, .snapshotTaken(index: applied, data: state))
-        #expect(cluster[leader].log.snapshotIndex == applied)
-        #expect(cluster[leader].log.firstIndex == applied + 1)
-        cluster.heal()
-        cluster.run(for: .seconds(1))
-        let installed = try #require(cluster.restored[lagging]?.last)
-        #expect(installed.data == state)
-        #expect(installed.metadata.index == applied)
-        #expect(cluster[lagging].commitIndex == cluster[leader].commitIndex)
-        #expect(cluster[lagging].log.lastPosition == cluster[leader].log.lastPosition)
+        let run = try catchUpFromSnapshot { cluster, leader, applied, state in
+            cluster.input(leader, .snapshotTaken(index: applied, data: state))
+        }
+        #expect(run.installed.data == run.state)
     }
 
     /// The same with the snapshot's data in the shell's store: the core keeps none of it and
     /// asks for each chunk it sends; the follower installs the same bytes.
     @Test func laggingFollowerCatchesUpFromAStoredSnapshot() throws {
+        var run = try catchUpFromSnapshot { cluster, leader, applied, state in
+            cluster.stores[leader] = state
+            cluster.input(leader, .snapshotStored(index: applied, size: UInt64(state.count)))
+            #expect(cluster[leader].log.snapshot?.data == [])
+        }
+        #expect(run.installed.data == run.state)
+        // The follower's shell saved what it installed: its core lets go of its copy too.
+        run.cluster.input(run.lagging, .snapshotStored(index: run.applied, size: UInt64(run.state.count)))
+        #expect(run.cluster[run.lagging].log.snapshot?.data == [])
+        #expect(run.cluster[run.lagging].log.snapshotIndex == run.applied)
+    }
+
+    /// A three-server cluster whose follower `lagging` misses 20 entries that the leader then
+    /// compacts into a snapshot (made by `snapshot`, 3-byte chunks, no trailing entries); the
+    /// follower rejoins and gets a second to catch up. Checks the leader compacted and the
+    /// follower ended level with it; returns what it installed.
+    private func catchUpFromSnapshot(
+        _ snapshot: (inout TestCluster, ServerID, LogIndex, [UInt8]) -> Void
+    ) throws -> (cluster: TestCluster, lagging: ServerID, applied: LogIndex, state: [UInt8], installed: Snapshot) {
         var options = RaftOptions()
         options.trailingEntries = 0
         options.snapshotChunkBytes = 3
@@ -123,21 +123,16 @@ import Testing
         cluster.run(for: .milliseconds(200))
         let applied = cluster[leader].appliedIndex
         let state = Array("state-at-\(applied)".utf8)
-        cluster.stores[leader] = state
-        cluster.input(leader, .snapshotStored(index: applied, size: UInt64(state.count)))
+        snapshot(&cluster, leader, applied, state)
         #expect(cluster[leader].log.snapshotIndex == applied)
-        #expect(cluster[leader].log.snapshot?.data == [])
         #expect(cluster[leader].log.firstIndex == applied + 1)
         cluster.heal()
         cluster.run(for: .seconds(1))
         let installed = try #require(cluster.restored[lagging]?.last)
-        #expect(installed.data == state)
         #expect(installed.metadata.index == applied)
+        #expect(cluster[lagging].commitIndex == cluster[leader].commitIndex)
         #expect(cluster[lagging].log.lastPosition == cluster[leader].log.lastPosition)
-        // The follower's shell saved what it installed: its core lets go of its copy too.
-        cluster.input(lagging, .snapshotStored(index: applied, size: UInt64(state.count)))
-        #expect(cluster[lagging].log.snapshot?.data == [])
-        #expect(cluster[lagging].log.snapshotIndex == applied)
+        return (cluster, lagging, applied, state, installed)
     }
 
     @Test func restartRecoversFromSnapshotAndLog() throws {
