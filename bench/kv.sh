@@ -3,23 +3,28 @@
 # 3-member etcd 3.4 (its v3 HTTP/JSON gateway), the same load generator (wrk) for both, on the same
 # loopback and disk: both run side by side and are measured in turn. 256-byte values.
 #   - writes: PUT to fresh keys at 1/16/64 connections (ours: PUT /v1/kv/<key>; etcd: POST /v3/kv/put),
-#     ROUNDS rounds (who goes first alternates); the ratios are the medians over the rounds
+#     ROUNDS (5) rounds (who goes first alternates); the ratios are the medians over the rounds
 #   - reads of one key: stale (ours ?stale, etcd serializable) and default (ours default
 #     consistency, etcd linearizable), 64 connections
 #   - nginx serving a static 300-byte file, 64 connections: the ceiling for a small HTTP answer
 # Prints req/s, p50 and p99 per run and the ratios, then the RSS of an idle server, client and
 # etcd member.
 #
-#   bash bench/kv.sh                       # 5 s per run
-#   RUN_SECONDS=10 ROUNDS=5 CONNECTIONS="16 64" bash bench/kv.sh
+# Every write run is measured as the anchor numbers were (../shared/reference/anchors.md): wrk for
+# RUN_SECONDS (10) after WARMUP_SECONDS (2) of the same load, all of it sent to the leader (etcd's
+# is looked up before each run: a follower would forward every put).
+#
+#   bash bench/kv.sh
+#   RUN_SECONDS=5 WARMUP_SECONDS=0 ROUNDS=5 CONNECTIONS="16 64" bash bench/kv.sh
 #
 # Installs wrk, nginx and etcd from Debian when missing (bench only). Only loopback addresses;
 # every process started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUN_SECONDS=${RUN_SECONDS:-5}
-ROUNDS=${ROUNDS:-3}
+RUN_SECONDS=${RUN_SECONDS:-10}
+WARMUP_SECONDS=${WARMUP_SECONDS:-2}
+ROUNDS=${ROUNDS:-5}
 CONNECTIONS=${CONNECTIONS:-"1 16 64"}
 READ_CONNECTIONS=${READ_CONNECTIONS:-64}
 
@@ -130,12 +135,27 @@ run_wrk() { # name connections script url
     local name=$1 c=$2 script=$3 url=$4 threads=2
     ((c < 2)) && threads=1
     local line
+    if ((WARMUP_SECONDS > 0)); then
+        wrk -t"$threads" -c"$c" -d"${WARMUP_SECONDS}s" -s "$script" "$url" >/dev/null
+    fi
     line=$(wrk -t"$threads" -c"$c" -d"${RUN_SECONDS}s" -s "$script" "$url" | grep '^RESULT' | sed 's/^RESULT //')
     RESULT[$name]=$line
     printf '%-28s %s\n' "$name" "$line"
 }
 field() { echo "${RESULT[$1]}" | sed -n "s|.*$2=\([0-9.]*\).*|\1|p"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# The client URL of etcd's current leader: the member whose status names itself as leader.
+etcd_leader_url() {
+    local i status
+    for i in 1 2 3; do
+        status=$(curl -sf -m 1 -X POST -d '{}' "http://127.0.0.$i:2750$i/v3/maintenance/status" || true)
+        if python3 -c 'import json, sys; d = json.loads(sys.argv[1]); sys.exit(d["header"]["member_id"] != d["leader"])' "$status" 2>/dev/null; then
+            echo "http://127.0.0.$i:2750$i"
+            return
+        fi
+    done
+    echo "http://127.0.0.1:27501"  # no leader known: e1 forwards or fails, and the run shows it
+}
 
 echo "== ours: 3 consul servers (-bootstrap-expect 3) on 127.0.0.11-13"
 for i in 1 2 3; do
@@ -175,7 +195,7 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "-- round $round"
     for c in $CONNECTIONS; do
         ours() { run_wrk "ours put c=$c r$round" "$c" "$WORK/consul-put.lua" "http://$LEADER:8500"; }
-        theirs() { run_wrk "etcd put c=$c r$round" "$c" "$WORK/etcd-put.lua" "http://127.0.0.1:27501"; }
+        theirs() { run_wrk "etcd put c=$c r$round" "$c" "$WORK/etcd-put.lua" "$(etcd_leader_url)"; }
         if ((round % 2)); then ours; theirs; else theirs; ours; fi
     done
 done
@@ -191,8 +211,9 @@ for _ in $(seq 1 100); do
     curl -sf -m 1 -X POST -d "{\"key\":\"$(printf 'bench/read' | base64 -w0)\",\"value\":\"$VALUE_B64\"}" http://127.0.0.1:27501/v3/kv/put >/dev/null && break
     sleep 0.1
 done
-SERIALIZABLE=1 run_wrk "etcd serializable read" "$READ_CONNECTIONS" "$WORK/etcd-get.lua" "http://127.0.0.1:27501/v3/kv/range"
-SERIALIZABLE=0 run_wrk "etcd linearizable read" "$READ_CONNECTIONS" "$WORK/etcd-get.lua" "http://127.0.0.1:27501/v3/kv/range"
+ETCD_LEADER=$(etcd_leader_url)
+SERIALIZABLE=1 run_wrk "etcd serializable read" "$READ_CONNECTIONS" "$WORK/etcd-get.lua" "$ETCD_LEADER/v3/kv/range"
+SERIALIZABLE=0 run_wrk "etcd linearizable read" "$READ_CONNECTIONS" "$WORK/etcd-get.lua" "$ETCD_LEADER/v3/kv/range"
 kill -CONT "${SERVER_PIDS[@]}"
 
 echo "== idle memory"
