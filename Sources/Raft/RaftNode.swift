@@ -198,7 +198,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
                 recovered.hardState = saved
             } else if recovered.hardState != HardState() {
                 // A log from before the stable store, with the term and vote in its records: move
-                // them over now, since the next checkpoint rewrites the log without them.
+                // them over now, since compaction deletes the segments that hold them.
                 try stable.save(recovered.hardState)
             }
             if recovered == RecoveredState(), let bootstrap {
@@ -609,19 +609,23 @@ package actor RaftNode<Machine: RaftStateMachine> {
             if output.messages.count < before { transport.flush() }
         }
         if !output.persist.isEmpty {
-            var checkpoint: RecoveredState?
-            if output.persist.compactThrough != nil || output.persist.snapshot != nil {
-                // The log as the core holds it now is what the writer's queue holds once this job
-                // is written: rewrite it as one record and drop the older segments. The entries
-                // the snapshot covers (kept in memory for followers a little behind) are left
-                // out: a restarted server starts from the snapshot, and rewriting thousands of
-                // them would hold up every commit queued behind this job.
+            var rewrite: DiskWriter.LogRewrite?
+            if output.persist.snapshot != nil {
+                // A snapshot from the leader may replace the whole log: the log as the core holds
+                // it now (what the writer's queue holds once this job is written) becomes one
+                // record and the older segments go. Rare, and the log after such a snapshot is
+                // short. The entries the snapshot covers are left out: a restarted server starts
+                // from the snapshot.
                 let snapshotIndex = core.log.snapshotIndex
-                checkpoint = RecoveredState(
+                rewrite = .checkpoint(RecoveredState(
                     hardState: core.hardState, snapshot: core.log.snapshot.map { Snapshot(metadata: $0.metadata, data: []) },
-                    entries: core.log.entries.filter { $0.index > snapshotIndex })
+                    entries: core.log.entries.filter { $0.index > snapshotIndex }))
+            } else if output.persist.compactThrough != nil, let metadata = core.log.snapshot?.metadata {
+                // Our own snapshot: a small record, however many entries followed it (the commits
+                // queued behind this job wait for nothing more).
+                rewrite = .compaction(metadata)
             }
-            submittedSeq = writer.submit(.persist(output.persist, checkpoint: checkpoint))
+            submittedSeq = writer.submit(.persist(output.persist, then: rewrite))
         }
         staged.append(Staged(seq: submittedSeq, work: .effects(output)))
     }

@@ -105,8 +105,10 @@ struct SimDisk {
         }
         do {
             if work.compactThrough != nil || work.snapshot != nil {
-                // As RaftNode does: after compaction or an installed snapshot, the log is rewritten
-                // as one checkpoint record (older segments deleted), which carries the snapshot point.
+                // After compaction or an installed snapshot, the image is rewritten as one
+                // checkpoint record carrying the snapshot point. (The real WAL appends a compaction
+                // record and deletes covered segments after its own snapshots; that replays to the
+                // same state, which is what the model needs.)
                 let checkpoint = PersistWork(snapshot: durable.snapshot, entries: durable.entries)
                 walImage = try WALRecord.encode(Self.withoutSnapshotData(checkpoint), checkpoint: true)
             } else {

@@ -8,8 +8,9 @@ import Raft
 
 /// `consul-sim wal-writer --dir D [--records N] [--seed S]`: the child process of the SIGKILL
 /// storage test. Opens (recovering) the WAL in D and appends command entries after the last one,
-/// in groups of 1 to 8 records per fsync (seeded), now and then rewriting the log as a checkpoint
-/// (as compaction does), in preallocated segments (the spare for the next one made in the
+/// in groups of 1 to 8 records per fsync (seeded), now and then compacting the log as a snapshot
+/// does (a compaction record, the covered segments deleted; one time in four a checkpoint record
+/// instead, as an installed snapshot makes), in preallocated segments (the spare for the next one made in the
 /// background), and prints `ack <index>` on stdout, unbuffered, only once that index is durable.
 /// Now and then it moves to a new term in the stable store first (`term <n>` once saved), and
 /// writes the entries that follow in that term. Whatever it acknowledged must survive a SIGKILL
@@ -17,9 +18,9 @@ import Raft
 package enum WALWriterCommand {
     /// Small segments, so a run crosses many segment boundaries.
     package static let segmentBytes = 16 * 1024
-    /// Entries kept before the snapshot point when a checkpoint compacts the log.
+    /// Entries written after the snapshot point before the log is compacted to it.
     static let trailingEntries: UInt64 = 32
-    static let checkpointEvery: UInt64 = 300
+    static let compactEvery: UInt64 = 300
 
     /// The command stored at `index`: its length and bytes follow from the index alone, so a
     /// reader can tell a damaged or misplaced record from a good one.
@@ -66,13 +67,16 @@ package enum WALWriterCommand {
                     next += 1
                 }
                 try wal.sync()
-                if (next - 1) / checkpointEvery != (first - 1) / checkpointEvery, next - 1 > trailingEntries {
+                if (next - 1) / compactEvery != (first - 1) / compactEvery, next - 1 > trailingEntries {
                     let through = next - 1 - trailingEntries
                     let term = state.entries.first { $0.index == through }?.term ?? hardState.term
-                    state.entries.removeAll { $0.index <= through }
-                    state.snapshot = Snapshot(
-                        metadata: SnapshotMetadata(index: through, term: term, configuration: ClusterConfiguration()), data: [])
-                    try wal.checkpoint(state)
+                    let metadata = SnapshotMetadata(index: through, term: term, configuration: ClusterConfiguration())
+                    state.compact(to: metadata)
+                    if random.next() % 4 == 0 {
+                        try wal.checkpoint(state)
+                    } else {
+                        try wal.compact(to: metadata)
+                    }
                 }
                 writeLine("ack \(next - 1)")
             }

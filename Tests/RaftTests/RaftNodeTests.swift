@@ -448,7 +448,7 @@ final class LocalNetwork: RaftTransport {
             if inSync.value.withLock({ $0 += 1; return $0 }) == 1 { _ = gate.wait(timeout: .now() + .seconds(10)) }
         })
         func job(_ index: LogIndex) -> DiskWriter.Job {
-            .persist(PersistWork(hardState: index == 1 ? HardState(term: 1) : nil, entries: [LogEntry(index: index, term: 1, payload: .noop)]), checkpoint: nil)
+            .persist(PersistWork(hardState: index == 1 ? HardState(term: 1) : nil, entries: [LogEntry(index: index, term: 1, payload: .noop)]), then: nil)
         }
         writer.submit(job(1))
         for _ in 0..<500 where inSync.value.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(10)) }

@@ -175,6 +175,129 @@ import Testing
         #expect(replayed == state)
     }
 
+    // MARK: - Compaction records
+
+    static func snapshot(at index: LogIndex, term: Term) -> SnapshotMetadata {
+        SnapshotMetadata(index: index, term: term, configuration: ClusterConfiguration(voters: [ServerID("a")]))
+    }
+
+    /// Entries 1...40 in small segments (about three entries each), and the state they replay to.
+    func writeLongHistory(_ wal: SegmentedWAL) throws -> RecoveredState {
+        var expected = RecoveredState()
+        for first in stride(from: LogIndex(1), through: 40, by: 2) {
+            let work = PersistWork(entries: Self.entries(first...(first + 1), term: 1))
+            try wal.append(work)
+            try expected.apply(work)
+        }
+        try wal.sync()
+        return expected
+    }
+
+    /// A compaction record drops what the snapshot covers and deletes only the segments holding
+    /// nothing after it; nothing after the snapshot is rewritten.
+    @Test func compactionDeletesOnlyCoveredSegments() throws {
+        defer { removeAll() }
+        let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 200)
+        var expected = try writeLongHistory(wal)
+        let before = files()
+        let bytesBefore = before.map(size).reduce(0, +)
+        let snapshot = Self.snapshot(at: 20, term: 1)
+        try wal.compact(to: snapshot)
+        expected.compact(to: snapshot)
+        // Every remaining segment but the first holds only entries after 20, the first one some.
+        let (_, replayed) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 200)
+        #expect(replayed == expected)
+        #expect(replayed.entries.map(\.index) == Array(21...40))
+        #expect(files().count < before.count)
+        let remaining = try files().map { name in
+            WALRecord.scan(readBytes(name)).records.flatMap(\.work.entries).map(\.index)
+        }
+        #expect(remaining.first.map { $0.contains { $0 > 20 } } == true)
+        #expect(remaining.flatMap { $0 }.contains(21))
+        // The entries after the snapshot were not written again: the log grew by one small record.
+        #expect(files().map(size).reduce(0, +) < bytesBefore)
+    }
+
+    /// Compaction after compaction, with a conflicting suffix replaced in between: every reopen
+    /// replays to the state the writes describe, though the log on disk now begins mid-history
+    /// (a kept segment may start with an old compaction record followed by entries after a gap).
+    @Test func repeatedCompactionsReplayFromTheMiddle() throws {
+        defer { removeAll() }
+        var (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 160)
+        var expected = RecoveredState()
+        var next: LogIndex = 1
+        for round in 1...12 {
+            for _ in 0..<5 {
+                let work = PersistWork(entries: Self.entries(next...(next + 1), term: Term(round)))
+                try wal.append(work)
+                try expected.apply(work)
+                next += 2
+            }
+            if round % 3 == 0 {
+                // A conflicting suffix from a newer term replaces the last three entries.
+                next -= 3
+                let work = PersistWork(entries: Self.entries(next...next, term: Term(round + 100)))
+                try wal.append(work)
+                try expected.apply(work)
+                next += 1
+            }
+            try wal.sync()
+            let snapshot = Self.snapshot(at: next - 4, term: expected.entries.first { $0.index == next - 4 }!.term)
+            try wal.compact(to: snapshot)
+            expected.compact(to: snapshot)
+            let (reopened, replayed) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 160)
+            let matches = replayed == expected
+            #expect(matches, "round \(round): replayed \(replayed.entries.map(\.index)) after \(replayed.snapshot?.metadata.index ?? 0)")
+            wal = reopened
+        }
+        #expect(try #require(files().first) != "wal-0000000000000001.log")
+    }
+
+    /// A crash among a compaction's deletions (oldest first) leaves the newer covered segments;
+    /// the log still replays to the compacted state.
+    @Test func interruptedCompactionStillReplays() throws {
+        defer { removeAll() }
+        let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 200)
+        var expected = try writeLongHistory(wal)
+        let before = files()
+        let saved = before.map { ($0, readBytes($0)) }
+        let snapshot = Self.snapshot(at: 30, term: 1)
+        try wal.compact(to: snapshot)
+        expected.compact(to: snapshot)
+        let deleted = saved.filter { !files().contains($0.0) }
+        #expect(deleted.count >= 3)
+        // Put back all but the oldest deleted segment, as if the crash came after the first unlink.
+        for (name, bytes) in deleted.dropFirst() { writeBytes(name, bytes) }
+        let (_, replayed) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 200)
+        #expect(replayed == expected)
+    }
+
+    /// A segment missing from the middle of the log is damage, compacted log or not: opening
+    /// names it. (Only the oldest segments are ever deleted.)
+    @Test func missingSegmentAfterCompactionIsAnError() throws {
+        defer { removeAll() }
+        let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 200)
+        _ = try writeLongHistory(wal)
+        try wal.compact(to: Self.snapshot(at: 10, term: 1))
+        let kept = files()
+        #expect(kept.count >= 4)
+        let third = readBytes(kept[2])
+        unlink(directory + "/" + kept[2])
+        #expect(throws: WALError.missingSegment(path: directory + "/" + kept[2])) {
+            _ = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 200)
+        }
+        // The oldest kept segment lost instead: the log resumes after entries no snapshot covers.
+        writeBytes(kept[2], third)
+        unlink(directory + "/" + kept[0])
+        do {
+            _ = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 200)
+            Issue.record("a missing first segment was not noticed")
+        } catch {
+            #expect("\(error)".contains(kept[1]))
+            #expect("\(error)".contains("which no snapshot covers"))
+        }
+    }
+
     // MARK: - Preallocated segments
 
     func inode(_ name: String) -> UInt64? {

@@ -12,9 +12,17 @@ import Synchronization
 package final class DiskWriter: Sendable {
     package enum Job: Sendable {
         /// One output batch's persist work (a received snapshot is saved to the snapshot store
-        /// first, then a new term or vote to the stable store, then entries to the log). With `checkpoint`, the log is then rewritten as that one state (after compaction
-        /// or an installed snapshot).
-        case persist(PersistWork, checkpoint: RecoveredState?)
+        /// first, then a new term or vote to the stable store, then entries to the log), and how
+        /// the log then sheds what a snapshot covers.
+        case persist(PersistWork, then: LogRewrite?)
+    }
+
+    package enum LogRewrite: Sendable {
+        /// This server took a snapshot: a compaction record, then the segments it covers go.
+        case compaction(SnapshotMetadata)
+        /// The log is replaced by this one state (a snapshot installed from the leader, which may
+        /// replace the whole log): written as a checkpoint record instead of the job's own work.
+        case checkpoint(RecoveredState)
     }
 
     package enum Event: Sendable, Hashable {
@@ -171,7 +179,7 @@ package final class DiskWriter: Sendable {
         do throws(WALError) {
             for job in jobs {
                 switch job {
-                case .persist(var work, let checkpoint):
+                case .persist(var work, let rewrite):
                     if let snapshot = work.snapshot {
                         try files.snapshots.save(snapshot)
                         work.snapshot = Snapshot(metadata: snapshot.metadata, data: [])
@@ -189,15 +197,22 @@ package final class DiskWriter: Sendable {
                         try files.stable.save(hardState)
                         work.hardState = nil
                     }
-                    if !work.isEmpty {
-                        try files.wal.append(work)
-                        entries += work.entries.count
-                        unsynced = true
-                    }
-                    if let checkpoint {
-                        try files.wal.checkpoint(checkpoint)
+                    switch rewrite {
+                    case .checkpoint(let state):
+                        // The checkpoint holds the log with this job's work in it.
+                        try files.wal.checkpoint(state)
                         unsynced = false
+                    case .compaction(let metadata):
+                        if !work.isEmpty { try files.wal.append(work) }
+                        try files.wal.compact(to: metadata)
+                        unsynced = false
+                    case nil:
+                        if !work.isEmpty {
+                            try files.wal.append(work)
+                            unsynced = true
+                        }
                     }
+                    entries += work.entries.count
                 }
             }
             if unsynced {

@@ -10,11 +10,14 @@ package enum WALError: Error, Hashable, Sendable, CustomStringConvertible {
     /// A bad record that is not at the very end of the log: not a torn write, real damage.
     case corrupt(path: String, offset: Int, reason: String)
     case recordTooLarge(Int)
+    /// A segment between two that are present is gone: the log has a hole.
+    case missingSegment(path: String)
 
     package var description: String {
         switch self {
         case .io(let operation, let path, let code): "\(operation) \(path): \(String(cString: strerror(code)))"
         case .corrupt(let path, let offset, let reason): "\(path): corrupt record at byte \(offset): \(reason)"
+        case .missingSegment(let path): "\(path) is missing (segments before and after it are present): the log has a hole"
         case .recordTooLarge(let size): "WAL record of \(size) bytes over the limit"
         }
     }
@@ -38,10 +41,18 @@ package enum WALError: Error, Hashable, Sendable, CustomStringConvertible {
 ///   cut back (truncated, or zeroed in a preallocated segment so the file keeps its blocks) and
 ///   described in `repairs`. A bad record anywhere else is corruption and opening fails naming the
 ///   file and offset.
-/// - `checkpoint` writes the whole recovered state as one record and deletes every segment before
-///   the one holding it, which is how the log shrinks after snapshots. The checkpoint goes into the
-///   current segment (a fresh one only when it does not fit), so snapshots do not use up
-///   preallocated segments.
+/// - `compact` is how the log shrinks after this server's own snapshots: it appends a small
+///   compaction record (the snapshot's metadata) and, once that is durable, deletes the oldest
+///   segments holding no entry after the snapshot. The entries after it are not rewritten, so a
+///   snapshot costs the write path one small record, however many entries followed it. The log on
+///   disk may then begin in the middle of a segment's history; replay accepts entries that resume
+///   after a gap only where older segments were deleted, and only if the newest snapshot covers the
+///   gap (otherwise a segment is missing, and opening fails naming it).
+/// - `checkpoint` writes a whole recovered state as one record and deletes every segment before the
+///   one holding it (after a snapshot installed from the leader, which replaces the log, and after
+///   `peers.json` recovery). Replay starts at the newest checkpoint. Both go into the current
+///   segment (a fresh one only when they do not fit), so snapshots do not use up preallocated
+///   segments.
 ///
 /// Not thread-safe: owned by one `DiskWriter`, which uses it from its own queue only.
 package final class SegmentedWAL {
@@ -51,6 +62,9 @@ package final class SegmentedWAL {
     package let maxSegmentBytes: Int
     package let preallocate: Bool
     private var segments: [UInt64] = []
+    /// The highest entry index written into each segment (0: none): a segment whose entries a
+    /// snapshot covers can go.
+    private var lastEntryIndex: [UInt64: LogIndex] = [:]
     private var descriptor: Int32 = -1
     /// Where the next record goes in the open segment: just past its last good record.
     private var writeOffset = 0
@@ -77,7 +91,7 @@ package final class SegmentedWAL {
         if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw .io(operation: "mkdir", path: directory, errno: errno) }
         let wal = SegmentedWAL(directory: directory, maxSegmentBytes: max(maxSegmentBytes, 1), preallocate: preallocate)
         wal.segments = try listSegments(directory)
-        var replay: [(path: String, record: WALRecord.Record)] = []
+        var replay: [(segment: UInt64, path: String, record: WALRecord.Record)] = []
         for (position, number) in wal.segments.enumerated() {
             let path = wal.path(of: number)
             let bytes = try readWholeFile(path)
@@ -87,18 +101,12 @@ package final class SegmentedWAL {
                 guard isLast else { throw .corrupt(path: path, offset: scan.validBytes, reason: "\(problem)") }
                 try wal.cutTail(path, bytes: bytes, at: scan.validBytes, problem: problem)
             }
-            replay += scan.records.map { (path, $0) }
+            replay += scan.records.map { (number, path, $0) }
+            wal.lastEntryIndex[number] = scan.records.reduce(0) { max($0, $1.work.entries.last?.index ?? 0) }
             if isLast { wal.writeOffset = scan.validBytes }
         }
-        // Replay starts over at a checkpoint: what precedes the newest one (possibly segments a
-        // crash kept from being deleted) is not needed.
-        var state = RecoveredState()
-        let first = replay.lastIndex { $0.record.isCheckpoint } ?? 0
-        for (path, record) in replay[first...] {
-            do { try state.apply(record.work) } catch {
-                throw .corrupt(path: path, offset: 0, reason: "\(error)")
-            }
-        }
+        try wal.checkNoHoles(after: replay.last { $0.record.isCheckpoint }?.segment)
+        let state = try replayed(replay.map { ($0.path, $0.record) }, olderSegmentsDeleted: (wal.segments.first ?? 1) > 1)
         if let last = wal.segments.last {
             let path = wal.path(of: last)
             wal.descriptor = try openForWriting(path)
@@ -108,6 +116,51 @@ package final class SegmentedWAL {
         }
         wal.spare?.prepareInBackground()
         return (wal, state)
+    }
+
+    /// Segments are numbered in order and only the oldest are ever deleted, so a number missing
+    /// between two present ones is a lost file. (Before the newest checkpoint a crash among its
+    /// deletions may leave any of them: replay does not need those.)
+    private func checkNoHoles(after checkpointSegment: UInt64?) throws(WALError) {
+        let needed = segments.drop { $0 < checkpointSegment ?? 0 }
+        for (previous, number) in zip(needed, needed.dropFirst()) where number != previous + 1 {
+            throw .missingSegment(path: path(of: previous + 1))
+        }
+    }
+
+    /// The state `records` (every segment's, in order) leave. Replay starts over at the newest
+    /// checkpoint: what precedes it (possibly segments a crash kept from being deleted) is not
+    /// needed. Without one, and with the oldest segments deleted by compactions, the log begins in
+    /// the middle: entries that resume after a gap start it again, and the newest snapshot must
+    /// cover every gap.
+    private static func replayed(
+        _ records: [(path: String, record: WALRecord.Record)], olderSegmentsDeleted: Bool
+    ) throws(WALError) -> RecoveredState {
+        var state = RecoveredState()
+        let checkpoint = records.lastIndex { $0.record.isCheckpoint }
+        let beginsMidLog = checkpoint == nil && olderSegmentsDeleted
+        var gap: (path: String, through: LogIndex)?
+        for (path, record) in records[(checkpoint ?? 0)...] {
+            if let metadata = record.compaction {
+                state.compact(to: metadata)
+                continue
+            }
+            var work = record.work
+            if beginsMidLog, let head = work.entries.first, work.snapshot == nil,
+               head.index > (state.entries.last?.index ?? state.snapshot?.metadata.index ?? 0) + 1 {
+                // What came before was in deleted segments: the log starts again here.
+                state.entries = work.entries
+                work.entries = []
+                gap = (path, max(gap?.through ?? 0, head.index - 1))
+            }
+            do { try state.apply(work) } catch {
+                throw .corrupt(path: path, offset: 0, reason: "\(error)")
+            }
+        }
+        if let gap, gap.through > state.snapshot?.metadata.index ?? 0 {
+            throw .corrupt(path: gap.path, offset: 0, reason: "the log resumes after entry \(gap.through), which no snapshot covers (a segment before this one is missing)")
+        }
+        return state
     }
 
     /// Appends one record; durable only after the next `sync`.
@@ -122,12 +175,18 @@ package final class SegmentedWAL {
             case .recordTooLarge(let size): throw .recordTooLarge(size)
             }
         }
+        try append(record, lastEntry: work.entries.last?.index)
+    }
+
+    private func append(_ record: [UInt8], lastEntry: LogIndex?) throws(WALError) {
         if writeOffset > 0 && writeOffset + record.count > maxSegmentBytes {
             try sync()
             try startSegment((segments.last ?? 0) + 1)
         }
-        try writeAll(record, at: writeOffset, to: descriptor, path: path(of: segments.last ?? 0))
+        let segment = segments.last ?? 0
+        try writeAll(record, at: writeOffset, to: descriptor, path: path(of: segment))
         writeOffset += record.count
+        if let lastEntry { lastEntryIndex[segment] = max(lastEntryIndex[segment] ?? 0, lastEntry) }
     }
 
     /// Makes every appended record durable (fdatasync on the open segment).
@@ -153,8 +212,27 @@ package final class SegmentedWAL {
         for number in old.reversed() {
             let path = path(of: number)
             if unlink(path) != 0 { throw .io(operation: "unlink", path: path, errno: errno) }
+            lastEntryIndex[number] = nil
         }
         segments.removeFirst(old.count)
+        try syncDirectory(directory)
+    }
+
+    /// Records that this server's snapshot `metadata` covers its log up to there, and deletes the
+    /// oldest segments holding nothing after it (never the open one). Crash-safe: the record is
+    /// synced before anything is deleted, and segments go oldest first, so what a crash leaves is
+    /// still a contiguous run of segments.
+    package func compact(to metadata: SnapshotMetadata) throws(WALError) {
+        try append(WALRecord.encodeCompaction(metadata), lastEntry: nil)
+        try sync()
+        let covered = segments.dropLast().prefix { (lastEntryIndex[$0] ?? 0) <= metadata.index }
+        guard !covered.isEmpty else { return }
+        for number in covered {
+            let path = path(of: number)
+            if unlink(path) != 0 { throw .io(operation: "unlink", path: path, errno: errno) }
+            lastEntryIndex[number] = nil
+        }
+        segments.removeFirst(covered.count)
         try syncDirectory(directory)
     }
 

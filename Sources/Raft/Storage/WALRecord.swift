@@ -6,6 +6,8 @@
 ///     payload: flags u8, [snapshot metadata], [compact-through u64], entry count u32, entries
 ///
 /// A checkpoint record (flag 8) holds a whole state and replaces whatever replay built before it.
+/// A compaction record (flag 16, nothing else in it but the metadata) marks a snapshot this server
+/// took of its own applied entries: the entries it covers are dropped, the log after it is kept.
 /// The term and vote are not in the log: they live in the `StableStore`. Flag 2 marks a hard state
 /// inside a record, as logs written before the stable store had; it is still read, so such a data
 /// directory keeps its term and vote (see `RaftNode.init`), and never written.
@@ -35,10 +37,13 @@ package enum WALRecord {
         package var work: PersistWork
         /// A checkpoint: replay starts over from this record.
         package var isCheckpoint: Bool
+        /// A compaction record: the snapshot this server took (its `work` is empty).
+        package var compaction: SnapshotMetadata?
 
-        package init(work: PersistWork, isCheckpoint: Bool = false) {
+        package init(work: PersistWork, isCheckpoint: Bool = false, compaction: SnapshotMetadata? = nil) {
             self.work = work
             self.isCheckpoint = isCheckpoint
+            self.compaction = compaction
         }
     }
 
@@ -54,10 +59,23 @@ package enum WALRecord {
         payload.u32(UInt32(work.entries.count))
         for entry in work.entries { encode(entry, into: &payload) }
         guard payload.bytes.count <= maxRecordBytes else { throw .recordTooLarge(payload.bytes.count) }
+        return framed(payload.bytes)
+    }
+
+    /// A compaction record for a snapshot this server took (see the type's doc).
+    package static func encodeCompaction(_ metadata: SnapshotMetadata) -> [UInt8] {
+        var payload = ByteWriter()
+        payload.u8(16)
+        encode(metadata, into: &payload)
+        payload.u32(0)
+        return framed(payload.bytes)
+    }
+
+    private static func framed(_ payload: [UInt8]) -> [UInt8] {
         var frame = ByteWriter()
-        frame.u32(UInt32(payload.bytes.count))
-        frame.u32(CRC32C.checksum(payload.bytes))
-        return frame.bytes + payload.bytes
+        frame.u32(UInt32(payload.count))
+        frame.u32(CRC32C.checksum(payload))
+        return frame.bytes + payload
     }
 
     static func encode(_ entry: LogEntry, into writer: inout ByteWriter) {
@@ -143,7 +161,14 @@ package enum WALRecord {
     static func decodeWork(_ reader: inout ByteReader) throws(DecodeError) -> Record {
         let flagsAt = reader.offset
         let flags = try reader.u8()
-        guard flags & ~15 == 0 else { throw .invalid("unknown record flags \(flags)", at: flagsAt) }
+        guard flags & ~31 == 0 else { throw .invalid("unknown record flags \(flags)", at: flagsAt) }
+        if flags & 16 != 0 {
+            guard flags == 16 else { throw .invalid("compaction record with other flags \(flags)", at: flagsAt) }
+            let metadata = try decodeMetadata(&reader)
+            let countAt = reader.offset
+            guard try reader.u32() == 0 else { throw .invalid("compaction record with entries", at: countAt) }
+            return Record(work: PersistWork(), compaction: metadata)
+        }
         var work = PersistWork()
         if flags & 1 != 0 { work.snapshot = Snapshot(metadata: try decodeMetadata(&reader), data: []) }
         if flags & 2 != 0 {  // legacy: a hard state in the log
@@ -221,7 +246,8 @@ extension RecoveredState {
         }
         if let hardState = work.hardState { self.hardState = hardState }
         if let first = work.entries.first {
-            entries.removeAll { $0.index >= first.index }
+            // Entries are contiguous: only a write that goes back (a conflicting suffix) cuts.
+            if let last = entries.last, last.index >= first.index { entries.removeAll { $0.index >= first.index } }
             let expected = entries.last.map { $0.index + 1 } ?? (snapshot?.metadata.index ?? 0) + 1
             if first.index > expected {
                 throw .corruptRecoveredState("write at \(first.index) leaves a gap after \(expected - 1)")
@@ -231,5 +257,14 @@ extension RecoveredState {
         if let through = work.compactThrough {
             entries.removeAll { $0.index <= through }
         }
+    }
+
+    /// Applies a compaction record: this server's own snapshot covers a prefix of its log, so the
+    /// entries up to it go and the rest stays (unlike a snapshot from the leader, which replaces a
+    /// log that disagrees with it). An older snapshot than the one held changes nothing.
+    package mutating func compact(to metadata: SnapshotMetadata) {
+        guard metadata.index >= snapshot?.metadata.index ?? 0 else { return }
+        snapshot = Snapshot(metadata: metadata, data: [])
+        entries.removeAll { $0.index <= metadata.index }
     }
 }
