@@ -8,7 +8,9 @@
 #     consistency, etcd linearizable), 64 connections
 #   - nginx serving a static 300-byte file, 64 connections: the ceiling for a small HTTP answer
 # Prints req/s, p50 and p99 per run and the ratios, then the RSS of an idle server, client and
-# etcd member.
+# etcd member. For every write run also the CPU time and the bytes sent to the disk per write,
+# summed over the three members (/proc/<pid>/stat and io): what a write costs, which the disk's
+# stalls (they decide the p99) do not blur.
 #
 # Every write run is measured as the anchor numbers were (../shared/reference/anchors.md): wrk for
 # RUN_SECONDS (10) after WARMUP_SECONDS (2) of the same load, all of it sent to the leader (etcd's
@@ -81,8 +83,8 @@ function setup(thread)
     table.insert(threads, thread)
 end
 function done(summary, latency, requests)
-    io.write(string.format("RESULT rps=%.0f p50_ms=%.3f p99_ms=%.3f errors=%d\n",
-        summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    io.write(string.format("RESULT rps=%.0f p50_ms=%.3f p99_ms=%.3f requests=%d errors=%d\n",
+        summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.requests,
         summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
 end
 EOF
@@ -131,14 +133,32 @@ dofile("$WORK/common.lua")
 EOF
 
 declare -A RESULT
-run_wrk() { # name connections script url
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+# CPU time (clock ticks) and bytes sent to the disk, summed over the given processes.
+usage_of() {
+    local ticks=0 bytes=0 pid
+    for pid in "$@"; do
+        ticks=$((ticks + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+        bytes=$((bytes + $(awk '/^write_bytes/ { print $2 }' "/proc/$pid/io")))
+    done
+    echo "$ticks $bytes"
+}
+run_wrk() { # name connections script url [pids whose CPU and disk writes per request to report]
     local name=$1 c=$2 script=$3 url=$4 threads=2
+    shift 4
     ((c < 2)) && threads=1
-    local line
+    local line ticks0=0 bytes0=0 ticks1 bytes1 requests
     if ((WARMUP_SECONDS > 0)); then
         wrk -t"$threads" -c"$c" -d"${WARMUP_SECONDS}s" -s "$script" "$url" >/dev/null
     fi
+    (($#)) && read -r ticks0 bytes0 < <(usage_of "$@")
     line=$(wrk -t"$threads" -c"$c" -d"${RUN_SECONDS}s" -s "$script" "$url" | grep '^RESULT' | sed 's/^RESULT //')
+    if (($#)); then
+        read -r ticks1 bytes1 < <(usage_of "$@")
+        requests=$(echo "$line" | sed -n 's/.*requests=\([0-9]*\).*/\1/p')
+        line+=$(awk -v t=$((ticks1 - ticks0)) -v b=$((bytes1 - bytes0)) -v n="$requests" -v us="$TICK_US" \
+            'BEGIN { if (n > 0) printf " cpu_us=%.0f disk_bytes=%.0f", t * us / n, b / n }')
+    fi
     RESULT[$name]=$line
     printf '%-28s %s\n' "$name" "$line"
 }
@@ -194,8 +214,8 @@ done
 for round in $(seq 1 "$ROUNDS"); do
     echo "-- round $round"
     for c in $CONNECTIONS; do
-        ours() { run_wrk "ours put c=$c r$round" "$c" "$WORK/consul-put.lua" "http://$LEADER:8500"; }
-        theirs() { run_wrk "etcd put c=$c r$round" "$c" "$WORK/etcd-put.lua" "$(etcd_leader_url)"; }
+        ours() { run_wrk "ours put c=$c r$round" "$c" "$WORK/consul-put.lua" "http://$LEADER:8500" "${SERVER_PIDS[@]}"; }
+        theirs() { run_wrk "etcd put c=$c r$round" "$c" "$WORK/etcd-put.lua" "$(etcd_leader_url)" "${ETCD_PIDS[@]}"; }
         if ((round % 2)); then ours; theirs; else theirs; ours; fi
     done
 done
@@ -255,13 +275,16 @@ echo "== ratios (ours / anchor)"
 ratio() { awk -v a="$(field "$1" "$3")" -v b="$(field "$2" "$3")" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 for c in $CONNECTIONS; do
-    throughput="" p99=""
+    throughput="" p99="" cpu="" disk=""
     for round in $(seq 1 "$ROUNDS"); do
         throughput+=" $(ratio "ours put c=$c r$round" "etcd put c=$c r$round" rps)"
         p99+=" $(ratio "ours put c=$c r$round" "etcd put c=$c r$round" p99_ms)"
+        cpu+=" $(ratio "ours put c=$c r$round" "etcd put c=$c r$round" cpu_us)"
+        disk+=" $(ratio "ours put c=$c r$round" "etcd put c=$c r$round" disk_bytes)"
     done
     echo "put c=$c: throughput $(echo "$throughput" | median)x, p99 $(echo "$p99" | median)x" \
         "(medians of $ROUNDS rounds; per round: throughput $(echo $throughput | tr ' ' /), p99 $(echo $p99 | tr ' ' /))"
+    echo "    per write, all three members: CPU $(echo "$cpu" | median)x, bytes to disk $(echo "$disk" | median)x (medians)"
 done
 echo "stale read vs etcd serializable: $(ratio "ours stale read" "etcd serializable read" rps)x; vs nginx static: $(ratio "ours stale read" "nginx static" rps)x"
 echo "default read vs etcd linearizable: $(ratio "ours default read" "etcd linearizable read" rps)x"
