@@ -157,19 +157,25 @@ import Testing
         _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     }
 
-    /// A crash in the middle of a checkpoint's deletions (which go newest first) leaves a prefix of
-    /// the old segments and the checkpoint; that still replays to the checkpointed state.
+    /// Whatever a crash in the middle of a checkpoint's deletions leaves of the old segments (the
+    /// newer ones now; a log of an older version, which deleted newest first, the oldest), it
+    /// still replays to the checkpointed state.
     @Test func interruptedCheckpointStillReplays() throws {
         defer { removeAll() }
         let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 200)
         let state = try writeHistory(wal)
-        let old = files()
+        let old = files().map { ($0, readBytes($0)) }
         #expect(old.count >= 3)
-        let oldest = readBytes(old[0])
         try wal.checkpoint(state)
         #expect(files().count == 1)
-        // Put the oldest segment back, as if the crash hit before its deletion.
-        writeBytes(old[0], oldest)
+        let deleted = old.filter { !files().contains($0.0) }
+        // The newer old segments back, as if the crash hit after the first deletion.
+        for (name, bytes) in deleted.dropFirst() { writeBytes(name, bytes) }
+        let (_, afterNewerLeft) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 200)
+        #expect(afterNewerLeft == state)
+        // Only the oldest back instead (a hole before the checkpoint).
+        for (name, _) in deleted.dropFirst() { unlink(directory + "/" + name) }
+        writeBytes(deleted[0].0, deleted[0].1)
         #expect(files().count == 2)
         let (_, replayed) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 200)
         #expect(replayed == state)

@@ -53,6 +53,25 @@ import Testing
         #expect(checkpoint.records == [WALRecord.Record(work: Self.withoutHardState(Self.works[0]), isCheckpoint: true)])
     }
 
+    @Test func compactionRecordRoundTripsAndStandsAlone() throws {
+        let metadata = SnapshotMetadata(index: 41, term: 3, configuration: Self.configuration)
+        let record = WALRecord.encodeCompaction(metadata)
+        let scan = WALRecord.scan(record + (try WALRecord.encode(Self.works[2])))
+        #expect(scan.tail == nil)
+        #expect(scan.records.first == WALRecord.Record(work: PersistWork(), compaction: metadata))
+        #expect(scan.records.last?.compaction == nil)
+        // Flag 16 with any other flag, or with entries, is damage, not a record to guess at.
+        for (offset, byte, problem) in [(8, UInt8(16 | 4), "other flags"), (record.count - 4, UInt8(1), "with entries")] {
+            var bad = record
+            bad[offset] = byte
+            let payload = Array(bad[8...])
+            bad.replaceSubrange(4..<8, with: withUnsafeBytes(of: CRC32C.checksum(payload).littleEndian, Array.init))
+            let damaged = WALRecord.scan(bad)
+            #expect(damaged.records.isEmpty)
+            #expect("\(String(describing: damaged.tail))".contains(problem))
+        }
+    }
+
     /// A record as logs before the stable store wrote it: flag 2, a term and a vote, no entries.
     static func legacyHardStateRecord(term: Term, votedFor: String) -> [UInt8] {
         var payload = ByteWriter()

@@ -65,6 +65,8 @@ package final class SegmentedWAL {
     /// The highest entry index written into each segment (0: none): a segment whose entries a
     /// snapshot covers can go.
     private var lastEntryIndex: [UInt64: LogIndex] = [:]
+    /// The segment holding the newest checkpoint record: replay needs nothing before it.
+    private var checkpointSegment: UInt64?
     private var descriptor: Int32 = -1
     /// Where the next record goes in the open segment: just past its last good record.
     private var writeOffset = 0
@@ -105,7 +107,8 @@ package final class SegmentedWAL {
             wal.lastEntryIndex[number] = scan.records.reduce(0) { max($0, $1.work.entries.last?.index ?? 0) }
             if isLast { wal.writeOffset = scan.validBytes }
         }
-        try wal.checkNoHoles(after: replay.last { $0.record.isCheckpoint }?.segment)
+        wal.checkpointSegment = replay.last { $0.record.isCheckpoint }?.segment
+        try wal.checkNoHoles()
         let state = try replayed(replay.map { ($0.path, $0.record) }, olderSegmentsDeleted: (wal.segments.first ?? 1) > 1)
         if let last = wal.segments.last {
             let path = wal.path(of: last)
@@ -119,9 +122,10 @@ package final class SegmentedWAL {
     }
 
     /// Segments are numbered in order and only the oldest are ever deleted, so a number missing
-    /// between two present ones is a lost file. (Before the newest checkpoint a crash among its
-    /// deletions may leave any of them: replay does not need those.)
-    private func checkNoHoles(after checkpointSegment: UInt64?) throws(WALError) {
+    /// between two present ones is a lost file. (Before the newest checkpoint, a log written by an
+    /// older version, which deleted newest first, may have any of them left after a crash: replay
+    /// does not need those.)
+    private func checkNoHoles() throws(WALError) {
         let needed = segments.drop { $0 < checkpointSegment ?? 0 }
         for (previous, number) in zip(needed, needed.dropFirst()) where number != previous + 1 {
             throw .missingSegment(path: path(of: previous + 1))
@@ -207,15 +211,8 @@ package final class SegmentedWAL {
         let work = PersistWork(snapshot: state.snapshot.map { Snapshot(metadata: $0.metadata, data: []) }, entries: state.entries)
         try append(work, checkpoint: true)
         try sync()
-        let old = segments.dropLast()
-        guard !old.isEmpty else { return }
-        for number in old.reversed() {
-            let path = path(of: number)
-            if unlink(path) != 0 { throw .io(operation: "unlink", path: path, errno: errno) }
-            lastEntryIndex[number] = nil
-        }
-        segments.removeFirst(old.count)
-        try syncDirectory(directory)
+        checkpointSegment = segments.last
+        try deleteOldest(segments.count - 1)
     }
 
     /// Records that this server's snapshot `metadata` covers its log up to there, and deletes the
@@ -225,14 +222,21 @@ package final class SegmentedWAL {
     package func compact(to metadata: SnapshotMetadata) throws(WALError) {
         try append(WALRecord.encodeCompaction(metadata), lastEntry: nil)
         try sync()
-        let covered = segments.dropLast().prefix { (lastEntryIndex[$0] ?? 0) <= metadata.index }
-        guard !covered.isEmpty else { return }
-        for number in covered {
+        let covered = segments.dropLast().prefix { number in
+            number < checkpointSegment ?? 0 || lastEntryIndex[number] ?? 0 <= metadata.index
+        }
+        try deleteOldest(covered.count)
+    }
+
+    /// Deletes the `count` oldest segments, oldest first, so a crash leaves a contiguous run.
+    private func deleteOldest(_ count: Int) throws(WALError) {
+        guard count > 0 else { return }
+        for number in segments.prefix(count) {
             let path = path(of: number)
             if unlink(path) != 0 { throw .io(operation: "unlink", path: path, errno: errno) }
+            segments.removeFirst()
             lastEntryIndex[number] = nil
         }
-        segments.removeFirst(covered.count)
         try syncDirectory(directory)
     }
 
