@@ -45,14 +45,14 @@ import Testing
         range.map { LogEntry(index: $0, term: term, payload: .command(Array(repeating: UInt8(truncatingIfNeeded: $0), count: 20))) }
     }
 
-    /// Writes a little history and returns the state it must replay to.
-    func writeHistory(_ wal: SegmentedWAL) throws -> RecoveredState {
+    /// Writes a little history (by default entries 1...12, a conflicting suffix replaced on the
+    /// way) and returns the state it must replay to.
+    func writeHistory(_ wal: SegmentedWAL, _ works: [PersistWork] = [
+        PersistWork(entries: Self.entries(1...5, term: 1)),
+        PersistWork(entries: Self.entries(4...9, term: 2)),
+        PersistWork(entries: Self.entries(10...12, term: 2)),
+    ]) throws -> RecoveredState {
         var expected = RecoveredState()
-        let works = [
-            PersistWork(entries: Self.entries(1...5, term: 1)),
-            PersistWork(entries: Self.entries(4...9, term: 2)),
-            PersistWork(entries: Self.entries(10...12, term: 2)),
-        ]
         for work in works {
             try wal.append(work)
             try expected.apply(work)
@@ -187,16 +187,10 @@ import Testing
         SnapshotMetadata(index: index, term: term, configuration: ClusterConfiguration(voters: [ServerID("a")]))
     }
 
-    /// Entries 1...40 in small segments (about three entries each), and the state they replay to.
+    /// Entries 1...40, two a record (about three entries a segment of 200 bytes), and the state
+    /// they replay to.
     func writeLongHistory(_ wal: SegmentedWAL) throws -> RecoveredState {
-        var expected = RecoveredState()
-        for first in stride(from: LogIndex(1), through: 40, by: 2) {
-            let work = PersistWork(entries: Self.entries(first...(first + 1), term: 1))
-            try wal.append(work)
-            try expected.apply(work)
-        }
-        try wal.sync()
-        return expected
+        try writeHistory(wal, stride(from: LogIndex(1), through: 40, by: 2).map { PersistWork(entries: Self.entries($0...($0 + 1), term: 1)) })
     }
 
     /// A compaction record drops what the snapshot covers and deletes only the segments holding
