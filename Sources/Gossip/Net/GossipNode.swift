@@ -432,7 +432,10 @@ package final class GossipNode: Sendable {
         let delay = max(wake.duration(since: clock.now()), .milliseconds(1))
         let task = eventLoop.scheduleTask(in: .nanoseconds(delay.totalNanoseconds)) { [self] in tick() }
         let previous: Scheduled<Void>? = state.withLock { state in
-            guard !state.stopped else {
+            // Two drives on different threads each decide to schedule; whichever comes here second
+            // must not replace an earlier pending wake with its later one (the earlier deadline,
+            // say the end of a leave's propagation, would then never be handled).
+            if state.stopped || state.scheduledWake.map({ $0 <= wake }) == true {
                 task.cancel()
                 return nil
             }
