@@ -153,7 +153,7 @@ package enum GossipNodeCommand {
             // runner must not add wake-ups of its own to the node it hosts.
             switch input.nextLine(wakeFD: Signals.wakeReadFD.load(ordering: .relaxed)) {
             case .line(let line):
-                if execute(line, on: node) == .stop { return 0 }
+                if execute(line, on: node, logger: logger) == .stop { return 0 }
             case .eof where parsed.exitOnEOF:
                 blocking { await node.shutdown() }
                 return 0
@@ -167,7 +167,7 @@ package enum GossipNodeCommand {
 
     private enum Next { case `continue`, stop }
 
-    private static func execute(_ line: String, on node: GossipNode) -> Next {
+    private static func execute(_ line: String, on node: GossipNode, logger: RateLimitedLogger) -> Next {
         let words = line.split(separator: " ", maxSplits: 2).map(String.init)
         switch words.first {
         case "members":
@@ -215,6 +215,8 @@ package enum GossipNodeCommand {
             writeLine("metrics packets_in=\(metrics.packetsIn) packets_out=\(metrics.packetsOut) bytes_in=\(metrics.bytesIn) bytes_out=\(metrics.bytesOut) decrypt_failures=\(metrics.decryptFailures) plaintext_dropped=\(metrics.plaintextDropped) probes=\(metrics.probes) probe_rtt_avg=\(rtt) health=\(node.healthScore)", to: 1)
         case "leave":
             blocking { await node.leave() }
+            // Between the two waits, so a leave that never reports `left` shows which one hung.
+            logger.log(.info, "gossip: leave finished, shutting down")
             blocking { await node.shutdown() }
             writeLine("left", to: 1)
             return .stop
