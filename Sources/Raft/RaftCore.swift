@@ -306,8 +306,7 @@ package struct RaftCore: Sendable {
     /// leader, now saved), whose copy it drops, or a new one it took, as `snapshotTaken`.
     mutating func snapshotStored(index: LogIndex, size: UInt64) {
         guard index == log.snapshotIndex, log.snapshot != nil else { return snapshotTaken(index: index, data: [], storedSize: size) }
-        storedSnapshotSize = size
-        log.dropSnapshotData()
+        snapshotIsStored(size: size)
     }
 
     /// Entries kept below the next snapshot (Consul reloads `raft_trailing_logs`).

@@ -119,6 +119,14 @@ import Testing
         close(fd)
         #expect(try store.latest() == snapshot)
         #expect(try store.readData(of: snapshot.metadata, offset: 100, length: 50) == Array(snapshot.data[100..<150]))
+        // A version byte it does not know: refused, not read with a guessed layout.
+        let fd2 = open(path, O_WRONLY)
+        var unknown: UInt8 = 9
+        #expect(pwrite(fd2, &unknown, 1, 4) == 1)
+        close(fd2)
+        #expect(throws: WALError.corrupt(path: path, offset: 4, reason: "unknown snapshot version 9")) {
+            _ = try store.readData(of: snapshot.metadata, offset: 0, length: 10)
+        }
     }
 
     /// A snapshot kept only in its file: `store` gives its data's size, and `readData` reads any

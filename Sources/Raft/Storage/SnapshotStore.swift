@@ -67,6 +67,9 @@ package struct SnapshotStore: Sendable {
         defer { close(fd) }
         var version: UInt8 = 0
         guard pread(fd, &version, 1, off_t(Self.magic.count)) == 1 else { throw .corrupt(path: path, offset: 4, reason: "no version") }
+        guard version == 1 || version == Self.version else {
+            throw .corrupt(path: path, offset: 4, reason: "unknown snapshot version \(version)")
+        }
         // The data follows the header (and, in version 1, its length).
         var header = ByteWriter()
         WALRecord.encode(metadata, into: &header)
