@@ -30,6 +30,8 @@ WARMUP_SECONDS=${WARMUP_SECONDS:-2}
 ROUNDS=${ROUNDS:-5}
 CONNECTIONS=${CONNECTIONS:-"1 16 64"}
 READ_CONNECTIONS=${READ_CONNECTIONS:-64}
+# More `consul agent` arguments for our servers, e.g. CONSUL_AGENT_ARGS="-hcl raft_snapshot_threshold=1000000".
+read -r -a AGENT_ARGS <<<"${CONSUL_AGENT_ARGS:-}"
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -182,7 +184,7 @@ etcd_leader_url() {
 echo "== ours: 3 consul servers (-bootstrap-expect 3) on 127.0.0.11-13"
 for i in 1 2 3; do
     "$CONSUL" agent -server -bootstrap-expect 3 -node "bench-s$i" -bind "127.0.0.1$i" -client "127.0.0.1$i" \
-        -data-dir "$WORK/s$i" -retry-join 127.0.0.11 -retry-interval 200ms -log-level warn >"$WORK/s$i.log" 2>&1 &
+        -data-dir "$WORK/s$i" -retry-join 127.0.0.11 -retry-interval 200ms -log-level warn "${AGENT_ARGS[@]}" >"$WORK/s$i.log" 2>&1 &
     PIDS+=($!)
     SERVER_PIDS+=($!)
 done

@@ -120,6 +120,10 @@ package actor RaftNode<Machine: RaftStateMachine> {
     private var snapshotting = false
     private(set) var applied: LogIndex
     private var lastSnapshot: LogIndex
+    /// The bytes of the commands applied since `lastSnapshot`, and how many of them force a
+    /// snapshot past the policy's limit (drawn after each snapshot from its size).
+    private var appliedBytesSinceSnapshot: UInt64 = 0
+    private var snapshotForcingBytes: UInt64 = 0
     private var nextRequest: RequestID = 1
     /// Requests waiting for the core's acceptance: either just the position (transfers), or the
     /// applied answer, in which case acceptance turns them into an applied-waiter right away (so a
@@ -249,6 +253,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
         self.snapshotPolicy = snapshotPolicy
         var jitter = random.stream("snapshot-checks")
         self.nextSnapshotCheck = clock.now() + (snapshotPolicy?.nextCheckDelay(using: &jitter) ?? .zero)
+        self.snapshotForcingBytes = snapshotPolicy?.forcingBytes(lastSnapshotBytes: core.storedSnapshotSize ?? 0, using: &jitter) ?? 0
         self.snapshotJitter = jitter
         self.snapshotQueue = DispatchQueue(label: "raft.snapshot.\(id)", qos: .utility)
         self.snapshotReadQueue = DispatchQueue(label: "raft.snapshot-read.\(id)")
@@ -328,6 +333,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
         snapshotPolicy = policy
         core.setTrailingEntries(trailingEntries)
         nextSnapshotCheck = clock.now() + (policy?.nextCheckDelay(using: &snapshotJitter) ?? .zero)
+        drawSnapshotForcingBytes(lastSnapshotBytes: core.storedSnapshotSize ?? 0)
         snapshotIfWanted(checkDue: false)
     }
 
@@ -659,6 +665,8 @@ package actor RaftNode<Machine: RaftStateMachine> {
             try machine.restore(snapshotData: snapshot.data)
             applied = snapshot.metadata.index
             lastSnapshot = snapshot.metadata.index
+            appliedBytesSinceSnapshot = 0
+            drawSnapshotForcingBytes(lastSnapshotBytes: UInt64(snapshot.data.count))
             // Saved in step 1: the core can let go of its copy.
             followUps.append(.snapshotStored(index: snapshot.metadata.index, size: UInt64(snapshot.data.count)))
             for index in appliedWaiters.keys.sorted() where index <= applied {
@@ -667,7 +675,10 @@ package actor RaftNode<Machine: RaftStateMachine> {
         }
         for entry in output.committed {
             var answer: [UInt8] = []
-            if case .command(let command) = entry.payload { answer = machine.apply(command, at: entry.index) }
+            if case .command(let command) = entry.payload {
+                answer = machine.apply(command, at: entry.index)
+                appliedBytesSinceSnapshot += UInt64(command.count)
+            }
             applied = entry.index
             if let waiter = appliedWaiters.removeValue(forKey: entry.index) {
                 waiter.completion(waiter.term == entry.term ? .success(answer) : .failure(.lost))
@@ -706,12 +717,14 @@ package actor RaftNode<Machine: RaftStateMachine> {
         // A snapshot is worth taking only past the core's newest one (an installed snapshot may
         // already be ahead of what this node has applied so far).
         guard let policy = snapshotPolicy, !snapshotting, !stopped, applied > lastSnapshot, applied > core.log.snapshotIndex,
-              policy.wantsSnapshot(pending: applied - lastSnapshot, checkDue: checkDue),
+              policy.wantsSnapshot(
+                  pending: applied - lastSnapshot, pendingBytes: appliedBytesSinceSnapshot, forcingBytes: snapshotForcingBytes, checkDue: checkDue),
               let term = core.log.term(at: applied) else { return }
         let metadata = SnapshotMetadata(index: applied, term: term, configuration: core.configuration(at: applied))
         // A value copy: what the machine holds now, whatever is applied to it meanwhile.
         let frozen = machine
         lastSnapshot = applied
+        appliedBytesSinceSnapshot = 0
         snapshotting = true
         snapshotQueue.async { [eventLoop, snapshotStore] in
             // The machine streams its state into the file as it encodes it.
@@ -746,7 +759,12 @@ package actor RaftNode<Machine: RaftStateMachine> {
         snapshotting = false
         guard !stopped else { return }
         if let failure { return fail(.storage(failure.description)) }
+        drawSnapshotForcingBytes(lastSnapshotBytes: size)
         process([.snapshotStored(index: metadata.index, size: size)])
+    }
+
+    private func drawSnapshotForcingBytes(lastSnapshotBytes: UInt64) {
+        snapshotForcingBytes = snapshotPolicy?.forcingBytes(lastSnapshotBytes: lastSnapshotBytes, using: &snapshotJitter) ?? 0
     }
 }
 

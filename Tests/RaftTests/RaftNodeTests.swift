@@ -167,7 +167,8 @@ final class LocalNetwork: RaftTransport {
     }
 
     /// Snapshots as Consul's servers take them: at a periodic check, once the threshold is
-    /// reached, not as soon as it is; past the policy's limit at once, whatever the time.
+    /// reached, not as soon as it is; past the policy's limit at once, whatever the time, once the
+    /// commands since the last snapshot add up to its size (at most; at least half of it).
     @Test func snapshotsWaitForThePeriodicCheckUpToTheLimit() async throws {
         defer { cleanUp() }
         let clock = ManualClock()
@@ -175,7 +176,7 @@ final class LocalNetwork: RaftTransport {
         let policy = SnapshotPolicy(threshold: 4, interval: .seconds(10), limit: 12)
         let node = try makeNode("n1", voters: ["n1"], network: network, clock: clock, snapshots: policy)
         #expect(await drive([node], network: network, clock: clock) { await node.status().role == "leader" })
-        for n in 1...6 { _ = try await node.propose([UInt8(n)]) }
+        for n in 1...6 { _ = try await node.propose([UInt8](repeating: UInt8(n), count: 16)) }
         await quiesce([node], network: network)
         #expect(await node.status().snapshotIndex == 0)
         // The first check falls between 10 and 20 s after the node started.
@@ -183,18 +184,25 @@ final class LocalNetwork: RaftTransport {
         await node.tick()
         let applied = await node.status().appliedIndex
         #expect(await snapshotted(node, through: applied))
+        let snapshotBytes = try #require(try SnapshotStore(directory: root + "/n1/snapshots").latest()).data.count
+        #expect(snapshotBytes >= 6 * 16)
         // Under the threshold at the next check: nothing new.
         _ = try await node.propose([7])
         clock.advance(by: .seconds(20))
         await node.tick()
         await quiesce([node], network: network)
         #expect(await node.status().snapshotIndex == applied)
-        // The limit needs no check: 14 entries since the snapshot, the limit is 12.
+        // Past the limit (14 entries since the snapshot, the limit is 12) but with fewer bytes
+        // than half the snapshot's: no snapshot without a check.
         for n in 8...20 { _ = try await node.propose([UInt8(n)]) }
-        #expect(await snapshotted(node, through: applied + 12))
+        await quiesce([node], network: network)
+        #expect(await node.status().snapshotIndex == applied)
+        // As many bytes as the snapshot: one at once.
+        _ = try await node.propose([UInt8](repeating: 21, count: snapshotBytes))
+        #expect(await snapshotted(node, through: applied + 15))
         // A reloaded policy takes effect at once: 2 entries are past a threshold of 2 without checks.
-        _ = try await node.propose([21])
         _ = try await node.propose([22])
+        _ = try await node.propose([23])
         let latest = await node.status().appliedIndex
         await node.reconfigureSnapshots(.every(2), trailingEntries: 0)
         #expect(await snapshotted(node, through: latest))
