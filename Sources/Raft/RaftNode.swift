@@ -108,12 +108,12 @@ package actor RaftNode<Machine: RaftStateMachine> {
     /// The policy's next periodic check, and the randomness that spreads the checks.
     private var nextSnapshotCheck: Timestamp
     private var snapshotJitter: SeededRandom
-    /// Where the snapshots the node takes are serialized and saved: off the event loop, which must
-    /// not stall for a whole state's worth of encoding, and off the disk writer's queue, whose log
-    /// writes must not wait behind a whole state's worth of file.
-    private let snapshotQueue: DispatchQueue
+    /// The snapshot being serialized and saved (on a `BackgroundThread`: off the event loop, which
+    /// must not stall for a whole state's worth of encoding, off the disk writer's queue, whose log
+    /// writes must not wait behind a whole state's worth of file, and behind both for the CPU).
+    private let snapshotWork = DispatchGroup()
     /// Where chunks of the stored snapshot are read for followers that need it (not behind a
-    /// snapshot being written on `snapshotQueue`).
+    /// snapshot being written).
     private let snapshotReadQueue: DispatchQueue
     private let snapshotStore: SnapshotStore
     /// A snapshot is being taken (one at a time).
@@ -255,7 +255,6 @@ package actor RaftNode<Machine: RaftStateMachine> {
         self.nextSnapshotCheck = clock.now() + (snapshotPolicy?.nextCheckDelay(using: &jitter) ?? .zero)
         self.snapshotForcingBytes = snapshotPolicy?.forcingBytes(lastSnapshotBytes: core.storedSnapshotSize ?? 0, using: &jitter) ?? 0
         self.snapshotJitter = jitter
-        self.snapshotQueue = DispatchQueue(label: "raft.snapshot.\(id)", qos: .utility)
         self.snapshotReadQueue = DispatchQueue(label: "raft.snapshot-read.\(id)")
         self.applied = core.appliedIndex
         self.lastSnapshot = core.log.snapshotIndex
@@ -294,7 +293,7 @@ package actor RaftNode<Machine: RaftStateMachine> {
         await writer.close()
         // A snapshot being taken is finished too, so nothing writes into the directory afterwards.
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            snapshotQueue.async { continuation.resume() }
+            snapshotWork.notify(queue: .global()) { continuation.resume() }
         }
     }
 
@@ -726,7 +725,9 @@ package actor RaftNode<Machine: RaftStateMachine> {
         lastSnapshot = applied
         appliedBytesSinceSnapshot = 0
         snapshotting = true
-        snapshotQueue.async { [eventLoop, snapshotStore] in
+        snapshotWork.enter()
+        BackgroundThread.run { [eventLoop, snapshotStore, snapshotWork] in
+            defer { snapshotWork.leave() }
             // The machine streams its state into the file as it encodes it.
             var size: UInt64 = 0
             var failure: WALError?
