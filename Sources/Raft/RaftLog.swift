@@ -101,7 +101,10 @@ package struct RaftLog: Sendable {
         let keepFrom = snapshot.metadata.index > trailing ? snapshot.metadata.index - trailing + 1 : 1
         guard let first = entries.first, keepFrom > first.index else { return nil }
         let drop = min(Int(keepFrom - first.index), entries.count)
-        entries.removeFirst(drop)
+        // A new array of what is kept, rather than removing in place: a shell that still holds
+        // the old array (to free the dropped entries off its loop) would otherwise have it copied
+        // whole here first, every entry retained and released again.
+        entries = Array(entries[drop...])
         return keepFrom - 1
     }
 

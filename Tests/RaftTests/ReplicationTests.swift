@@ -165,6 +165,22 @@ import Testing
             }
         }
     }
+
+    /// The configuration in force at an index: the newest configuration entry at or before it
+    /// (straight from the core past the newest one, by the log before it).
+    @Test func configurationAtAnIndexIsTheNewestEntryUpToIt() throws {
+        let a = ServerID("a"), b = ServerID("b"), c = ServerID("c")
+        let three = ClusterConfiguration(voters: [a, b, c]), two = ClusterConfiguration(voters: [a, b])
+        var recovered = RecoveredState.bootstrap(three)
+        recovered.hardState.term = 1
+        recovered.entries += (2...5).map { LogEntry(index: $0, term: 1, payload: .command([UInt8($0)])) }
+        recovered.entries.append(LogEntry(index: 6, term: 1, payload: .configuration(two)))
+        recovered.entries += (7...9).map { LogEntry(index: $0, term: 1, payload: .command([UInt8($0)])) }
+        let core = try RaftCore(id: a, random: SeededRandom(seed: 9), recovered: recovered, now: .zero)
+        #expect(core.configurationIndex == 6)
+        #expect((1...5).allSatisfy { core.configuration(at: $0) == three })
+        #expect((6...12).allSatisfy { core.configuration(at: $0) == two })
+    }
 }
 
 @Suite struct RegressionTests {
