@@ -16,13 +16,14 @@ import Testing
         directory = String(cString: made!)
     }
 
+    /// The log's segments (not the discarded ones still being removed).
     func files() -> [String] {
         guard let handle = opendir(directory) else { return [] }
         defer { closedir(handle) }
         var names: [String] = []
         while let entry = readdir(handle) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasPrefix("wal-") { names.append(name) }
+            if name.hasPrefix("wal-") && name.hasSuffix(".log") { names.append(name) }
         }
         return names.sorted()
     }
@@ -216,6 +217,26 @@ import Testing
         #expect(remaining.flatMap { $0 }.contains(21))
         // The entries after the snapshot were not written again: the log grew by one small record.
         #expect(files().map(size).reduce(0, +) < bytesBefore)
+        // The deleted segments were renamed away at once and are removed in the background; one
+        // a crash left behind is removed at the next open.
+        wal.waitForSpare()
+        let discarded = before.filter { !files().contains($0) }.map { directory + "/" + $0 + SegmentedWAL.discardedSuffix }
+        #expect(!discarded.isEmpty && discarded.allSatisfy { access($0, F_OK) != 0 })
+        writeBytes(before[0] + SegmentedWAL.discardedSuffix, [UInt8](repeating: 1, count: 100))
+        let (reopened, again) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 200)
+        #expect(again == expected)
+        #expect(access(discarded[0], F_OK) != 0)
+        reopened.waitForSpare()
+    }
+
+    /// A large file removed a few MiB at a time is gone in the end; one already gone is no error.
+    @Test func removeGraduallyRemovesTheFile() throws {
+        defer { removeAll() }
+        _ = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 200)
+        writeBytes("big", [UInt8](repeating: 7, count: 10 << 20))
+        try removeGradually(directory + "/big", stepBytes: 3 << 20)
+        #expect(access(directory + "/big", F_OK) != 0)
+        try removeGradually(directory + "/big")
     }
 
     /// Compaction after compaction, with a conflicting suffix replaced in between: every reopen

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Dispatch
 
 /// Errors of the on-disk log. Every one names the file, so an operator knows what to look at.
 package enum WALError: Error, Hashable, Sendable, CustomStringConvertible {
@@ -53,6 +54,8 @@ package enum WALError: Error, Hashable, Sendable, CustomStringConvertible {
 ///   `peers.json` recovery). Replay starts at the newest checkpoint. Both go into the current
 ///   segment (a fresh one only when they do not fit), so snapshots do not use up preallocated
 ///   segments.
+/// - Segments deleted by either are renamed `<name>.discarded` at once and removed in the
+///   background, a few MiB at a time (`removeGradually`); opening removes any a crash left.
 ///
 /// Not thread-safe: owned by one `DiskWriter`, which uses it from its own queue only.
 package final class SegmentedWAL {
@@ -71,6 +74,9 @@ package final class SegmentedWAL {
     /// Where the next record goes in the open segment: just past its last good record.
     private var writeOffset = 0
     private let spare: SpareSegment?
+    /// Where discarded segments are removed (`deleteOldest`).
+    private let discards = DispatchQueue(label: "raft.wal.discard", qos: .utility)
+    static let discardedSuffix = ".discarded"
     /// What opening had to repair (torn tails cut back), one line each, for the owner to log.
     package private(set) var repairs: [String] = []
 
@@ -92,6 +98,9 @@ package final class SegmentedWAL {
     ) throws(WALError) -> (SegmentedWAL, RecoveredState) {
         if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw .io(operation: "mkdir", path: directory, errno: errno) }
         let wal = SegmentedWAL(directory: directory, maxSegmentBytes: max(maxSegmentBytes, 1), preallocate: preallocate)
+        for name in try fileNames(in: directory) where name.hasSuffix(discardedSuffix) {
+            try removeGradually(directory + "/" + name)
+        }
         wal.segments = try listSegments(directory)
         var replay: [(segment: UInt64, path: String, record: WALRecord.Record)] = []
         for (position, number) in wal.segments.enumerated() {
@@ -228,14 +237,21 @@ package final class SegmentedWAL {
         try deleteOldest(covered.count)
     }
 
-    /// Deletes the `count` oldest segments, oldest first, so a crash leaves a contiguous run.
+    /// Deletes the `count` oldest segments, oldest first, so a crash leaves a contiguous run: each
+    /// is renamed out of the log (`.discarded`) here, and removed on a background queue a few MiB
+    /// at a time (`removeGradually`): unlinking 64 MiB at once would hold up this writer and the
+    /// next syncs of the log for tens of milliseconds. A discarded file left by a crash is removed
+    /// when the log is opened again.
     private func deleteOldest(_ count: Int) throws(WALError) {
         guard count > 0 else { return }
         for number in segments.prefix(count) {
             let path = path(of: number)
-            if unlink(path) != 0 { throw .io(operation: "unlink", path: path, errno: errno) }
+            let discarded = path + Self.discardedSuffix
+            if rename(path, discarded) != 0 { throw .io(operation: "rename", path: path, errno: errno) }
             segments.removeFirst()
             lastEntryIndex[number] = nil
+            // A failure leaves the file for the next open to remove; nothing reads it meanwhile.
+            discards.async { try? removeGradually(discarded) }
         }
         try syncDirectory(directory)
     }
@@ -243,10 +259,11 @@ package final class SegmentedWAL {
     /// Segment numbers currently on disk, oldest first (for tests and diagnostics).
     package var segmentNumbers: [UInt64] { segments }
 
-    /// Waits until no spare segment is being prepared in the background (tests; before removing
-    /// the directory).
+    /// Waits until no spare segment is being prepared and no discarded segment is being removed in
+    /// the background (tests; before removing the directory).
     package func waitForSpare() {
         spare?.waitUntilIdle()
+        discards.sync {}
     }
 
     // MARK: - Files
@@ -313,19 +330,10 @@ package final class SegmentedWAL {
     }
 
     private static func listSegments(_ directory: String) throws(WALError) -> [UInt64] {
-        guard let handle = opendir(directory) else { throw .io(operation: "opendir", path: directory, errno: errno) }
-        defer { closedir(handle) }
-        var numbers: [UInt64] = []
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            guard name.hasPrefix("wal-"), name.hasSuffix(".log"), name.count == 24,
-                  let number = UInt64(name.dropFirst(4).dropLast(4), radix: 16)
-            else { continue }
-            numbers.append(number)
-        }
-        return numbers.sorted()
+        try fileNames(in: directory).compactMap { name in
+            guard name.hasPrefix("wal-"), name.hasSuffix(".log"), name.count == 24 else { return nil }
+            return UInt64(name.dropFirst(4).dropLast(4), radix: 16)
+        }.sorted()
     }
 }
 

@@ -157,7 +157,9 @@ package struct SnapshotStore: Sendable {
         }
         let all = try list()
         for old in all.dropLast(retain) {
-            unlink(directory + "/" + Self.fileName(index: old.index, term: old.term))
+            // Saving runs off the loop and off the log's writer: it can take the time to remove a
+            // large file without stalling the log's syncs.
+            try removeGradually(directory + "/" + Self.fileName(index: old.index, term: old.term))
         }
         return (Snapshot(metadata: metadata, data: data), dataSize)
     }
@@ -233,13 +235,5 @@ package struct SnapshotStore: Sendable {
         return LogPosition(index: index, term: term)
     }
 
-    static func names(in directory: String) throws(WALError) -> [String] {
-        guard let handle = opendir(directory) else { throw .io(operation: "opendir", path: directory, errno: errno) }
-        defer { closedir(handle) }
-        var names: [String] = []
-        while let entry = readdir(handle) {
-            names.append(withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) })
-        }
-        return names.sorted()
-    }
+    static func names(in directory: String) throws(WALError) -> [String] { try fileNames(in: directory) }
 }
