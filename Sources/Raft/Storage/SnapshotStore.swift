@@ -21,8 +21,10 @@ package struct SnapshotStore: Sendable {
     /// A snapshot file larger than this is refused as corrupt rather than read into memory.
     package static let maxSnapshotBytes: UInt64 = 4 * 1024 * 1024 * 1024
     static let magic: [UInt8] = Array("RSNP".utf8)
-    /// A snapshot file is flushed with an `fdatasync` every `syncEveryBytes` while it is written.
-    static let syncEveryBytes = 4 << 20
+    /// A snapshot file is flushed with an `fdatasync` every `syncEveryBytes` while it is written:
+    /// a log sync queued behind a flush waits for all of it (a probe's 400-byte append+fdatasync
+    /// loop next to a 200 MB file written this way: p99 2.2 ms with 4 MiB flushes, 1.1 ms with 1 MiB).
+    static let syncEveryBytes = 1 << 20
     /// Version 2 puts the data's length after the data (a streamed snapshot's length is known only
     /// at its end); version 1, before it, is still read.
     static let version: UInt8 = 2
