@@ -159,9 +159,9 @@ package struct SnapshotStore: Sendable {
         }
         let all = try list()
         for old in all.dropLast(retain) {
-            // Saving runs off the loop and off the log's writer: it can take the time to remove a
-            // large file without stalling the log's syncs.
-            try removeGradually(directory + "/" + Self.fileName(index: old.index, term: old.term))
+            // A few MiB at a time, so the log's syncs do not stall behind one large removal. An
+            // old file that cannot be removed is no reason to fail the new snapshot's save.
+            try? removeGradually(directory + "/" + Self.fileName(index: old.index, term: old.term))
         }
         return (Snapshot(metadata: metadata, data: data), dataSize)
     }
