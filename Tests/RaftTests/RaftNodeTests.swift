@@ -151,6 +151,11 @@ final class LocalNetwork: RaftTransport {
             let answer = try await node.propose([UInt8(n)])
             #expect(answer == [UInt8(n)])
         }
+        // Snapshots are taken off the loop, on a thread of their own at a lower priority (slow
+        // on a loaded machine): wait for one past 8 and for its log record to be written, as a
+        // stop drops log writes not yet started.
+        #expect(await snapshotted(node, through: 8))
+        await quiesce([node], network: network)
         let before = await node.withMachine { $0.commands }
         await node.stop()
         // The checkpoints left out the trailing entries the snapshot covers (kept in memory only).
@@ -209,10 +214,10 @@ final class LocalNetwork: RaftTransport {
         await node.stop()
     }
 
-    /// Waits (bounded, in real time: snapshots are written on a queue of their own) until the
+    /// Waits (bounded, in real time: snapshots are written on a thread of their own) until the
     /// node's newest snapshot covers `index`.
     func snapshotted(_ node: RaftNode<RecordingMachine>, through index: LogIndex) async -> Bool {
-        for _ in 0..<500 {
+        for _ in 0..<1000 {
             if await node.status().snapshotIndex >= index { return true }
             try? await Task.sleep(for: .milliseconds(10))
         }
