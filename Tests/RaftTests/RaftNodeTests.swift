@@ -80,7 +80,7 @@ final class LocalNetwork: RaftTransport {
         for node in ["n1", "n2", "n3"] {
             for sub in ["wal", "snapshots"] {
                 let directory = root + "/" + node + "/" + sub
-                if let names = try? SnapshotStore.names(in: directory) {
+                if let names = try? fileNames(in: directory) {
                     for name in names where name != "." && name != ".." { unlink(directory + "/" + name) }
                 }
                 rmdir(directory)

@@ -30,7 +30,7 @@ import Testing
 
     /// Removes every file the test left (segments and spare segments) and the directory.
     func removeAll() {
-        if let names = try? SnapshotStore.names(in: directory) {
+        if let names = try? fileNames(in: directory) {
             for name in names where name != "." && name != ".." { unlink(directory + "/" + name) }
         }
         rmdir(directory)
@@ -219,14 +219,14 @@ import Testing
         #expect(files().map(size).reduce(0, +) < bytesBefore)
         // The deleted segments were renamed away at once and are removed in the background; one
         // a crash left behind is removed at the next open.
-        wal.waitForSpare()
+        wal.waitForBackgroundWork()
         let discarded = before.filter { !files().contains($0) }.map { directory + "/" + $0 + SegmentedWAL.discardedSuffix }
         #expect(!discarded.isEmpty && discarded.allSatisfy { access($0, F_OK) != 0 })
         writeBytes(before[0] + SegmentedWAL.discardedSuffix, [UInt8](repeating: 1, count: 100))
         let (reopened, again) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 200)
         #expect(again == expected)
         #expect(access(discarded[0], F_OK) != 0)
-        reopened.waitForSpare()
+        reopened.waitForBackgroundWork()
     }
 
     /// A large file removed a few MiB at a time is gone in the end; one already gone is no error.
@@ -336,7 +336,7 @@ import Testing
     @Test func preallocatedSegmentsHaveTheirFullSizeAndReplay() throws {
         defer { removeAll() }
         let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 300, preallocate: true)
-        defer { wal.waitForSpare() }
+        defer { wal.waitForBackgroundWork() }
         let expected = try writeHistory(wal)
         #expect(wal.segmentNumbers.count == 3)
         for name in files() {
@@ -345,7 +345,7 @@ import Testing
             #expect(WALRecord.scan(readBytes(name)).tail == nil)
         }
         let (again, replayed) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 300, preallocate: true)
-        defer { again.waitForSpare() }
+        defer { again.waitForBackgroundWork() }
         #expect(replayed == expected)
         #expect(again.repairs.isEmpty)
         #expect(again.segmentNumbers == wal.segmentNumbers)
@@ -356,8 +356,8 @@ import Testing
     @Test func spareSegmentBecomesTheNextSegment() throws {
         defer { removeAll() }
         let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 300, preallocate: true)
-        defer { wal.waitForSpare() }
-        wal.waitForSpare()
+        defer { wal.waitForBackgroundWork() }
+        wal.waitForBackgroundWork()
         #expect(size("spare.seg") == 300)
         #expect(readBytes("spare.seg").allSatisfy { $0 == 0 })
         let spare = try #require(inode("spare.seg"))
@@ -365,7 +365,7 @@ import Testing
         let second = try #require(files().dropFirst().first)
         #expect(inode(second) == spare)
         #expect(size(second) == 300)
-        wal.waitForSpare()
+        wal.waitForBackgroundWork()
         #expect(size("spare.seg") == 300)
         #expect(inode("spare.seg") != spare)
     }
@@ -378,8 +378,8 @@ import Testing
         writeBytes("spare.tmp", [1, 2, 3])
         writeBytes("spare.seg", [0, 0, 0])
         let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 300, preallocate: true)
-        defer { wal.waitForSpare() }
-        wal.waitForSpare()
+        defer { wal.waitForBackgroundWork() }
+        wal.waitForBackgroundWork()
         #expect(inode("spare.tmp") == nil)
         #expect(size("spare.seg") == 300)
         #expect(readBytes("spare.seg").allSatisfy { $0 == 0 })
@@ -391,7 +391,7 @@ import Testing
         defer { removeAll() }
         let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 4096, preallocate: true)
         var expected = try writeHistory(wal)
-        wal.waitForSpare()
+        wal.waitForBackgroundWork()
         let name = try #require(files().last)
         let valid = WALRecord.scan(readBytes(name)).validBytes
         let last = PersistWork(entries: Self.entries(13...14, term: 2))
@@ -399,7 +399,7 @@ import Testing
         // The write reached the disk only partly.
         pwriteBytes(name, Array(record.dropLast(5)), at: valid)
         let (reopened, replayed) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 4096, preallocate: true)
-        defer { reopened.waitForSpare() }
+        defer { reopened.waitForBackgroundWork() }
         #expect(replayed == expected)
         #expect(reopened.repairs.count == 1)
         #expect(reopened.repairs.first?.contains(name) == true)
@@ -409,7 +409,7 @@ import Testing
         try reopened.sync()
         try expected.apply(last)
         let (again, replayedAgain) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 4096, preallocate: true)
-        defer { again.waitForSpare() }
+        defer { again.waitForBackgroundWork() }
         #expect(replayedAgain == expected)
         #expect(again.repairs.isEmpty)
     }
@@ -421,14 +421,14 @@ import Testing
         defer { removeAll() }
         let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 4096, preallocate: true)
         var expected = try writeHistory(wal)
-        wal.waitForSpare()
+        wal.waitForBackgroundWork()
         let name = try #require(files().last)
         let valid = WALRecord.scan(readBytes(name)).validBytes
         let lost = try WALRecord.encode(PersistWork(entries: Self.entries(13...13, term: 2)))
         let stale = try WALRecord.encode(PersistWork(entries: Self.entries(14...14, term: 2)))
         pwriteBytes(name, stale, at: valid + lost.count)
         let (reopened, replayed) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 4096, preallocate: true)
-        defer { reopened.waitForSpare() }
+        defer { reopened.waitForBackgroundWork() }
         #expect(replayed == expected)
         #expect(reopened.repairs.count == 1)
         #expect(readBytes(name)[valid...].allSatisfy { $0 == 0 })
@@ -439,7 +439,7 @@ import Testing
         try reopened.sync()
         try expected.apply(replacement)
         let (again, replayedAgain) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 4096, preallocate: true)
-        defer { again.waitForSpare() }
+        defer { again.waitForBackgroundWork() }
         #expect(replayedAgain == expected)
         #expect(replayedAgain.entries.last?.index == 13)
     }
@@ -450,12 +450,12 @@ import Testing
         defer { removeAll() }
         let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 4096, preallocate: true)
         var expected = try writeHistory(wal)
-        wal.waitForSpare()
+        wal.waitForBackgroundWork()
         let first = try #require(files().first)
         let second = "wal-" + String(repeating: "0", count: 15) + "2.log"
         writeBytes(second, [UInt8](repeating: 0, count: 4096))
         let (reopened, replayed) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 4096, preallocate: true)
-        defer { reopened.waitForSpare() }
+        defer { reopened.waitForBackgroundWork() }
         #expect(replayed == expected)
         #expect(reopened.repairs.isEmpty)
         let next = PersistWork(entries: Self.entries(13...13, term: 2))
@@ -465,7 +465,7 @@ import Testing
         #expect(WALRecord.scan(readBytes(second)).records.count == 1)
         #expect(files() == [first, second])
         let (again, replayedAgain) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 4096, preallocate: true)
-        defer { again.waitForSpare() }
+        defer { again.waitForBackgroundWork() }
         #expect(replayedAgain == expected)
     }
 
@@ -475,7 +475,7 @@ import Testing
         defer { removeAll() }
         let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 300, preallocate: true)
         _ = try writeHistory(wal)
-        wal.waitForSpare()
+        wal.waitForBackgroundWork()
         let first = try #require(files().first)
         let valid = WALRecord.scan(readBytes(first)).validBytes
         pwriteBytes(first, [7], at: valid + 20)
@@ -493,7 +493,7 @@ import Testing
     @Test func checkpointStaysInTheCurrentSegment() throws {
         defer { removeAll() }
         let (wal, _) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 300, preallocate: true)
-        defer { wal.waitForSpare() }
+        defer { wal.waitForBackgroundWork() }
         var state = try writeHistory(wal)
         let before = files()
         #expect(before.count == 3)
@@ -503,14 +503,14 @@ import Testing
         try wal.checkpoint(state)
         #expect(files() == [before.last!])
         let (reopened, replayed) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 300, preallocate: true)
-        defer { reopened.waitForSpare() }
+        defer { reopened.waitForBackgroundWork() }
         #expect(replayed == state)
         let next = PersistWork(entries: Self.entries(13...13, term: 2))
         try reopened.append(next)
         try reopened.sync()
         try state.apply(next)
         let (again, replayedAgain) = try SegmentedWAL.open(directory: directory, maxSegmentBytes: 300, preallocate: true)
-        defer { again.waitForSpare() }
+        defer { again.waitForBackgroundWork() }
         #expect(replayedAgain == state)
         #expect(replayedAgain.entries.map(\.index) == [13])
     }

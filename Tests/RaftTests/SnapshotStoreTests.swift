@@ -16,7 +16,7 @@ import Testing
     }
 
     func cleanUp() {
-        if let names = try? SnapshotStore.names(in: directory) {
+        if let names = try? fileNames(in: directory) {
             for name in names where name != "." && name != ".." { unlink(directory + "/" + name) }
         }
         rmdir(directory)
@@ -45,7 +45,7 @@ import Testing
         let leftover = directory + "/.tmp-snapshot-x"
         close(open(leftover, O_WRONLY | O_CREAT, 0o644))
         let reopened = try SnapshotStore(directory: directory, retain: 2)
-        #expect(try SnapshotStore.names(in: directory).contains { $0.hasPrefix(".tmp-") } == false)
+        #expect(try fileNames(in: directory).contains { $0.hasPrefix(".tmp-") } == false)
         #expect(try reopened.latest()?.metadata.index == 35)
     }
 

@@ -17,7 +17,7 @@ import Testing
     }
 
     func removeAll() {
-        for name in (try? SnapshotStore.names(in: directory)) ?? [] where name != "." && name != ".." {
+        for name in (try? fileNames(in: directory)) ?? [] where name != "." && name != ".." {
             unlink(directory + "/" + name)
         }
         rmdir(directory)
@@ -38,7 +38,7 @@ import Testing
         try store.save(HardState(term: 4))
         #expect(try store.load() == HardState(term: 4))
         // Only the file itself is left: the temporary one was renamed over it.
-        #expect(try SnapshotStore.names(in: directory).filter { $0 != "." && $0 != ".." } == [StableStore.fileName])
+        #expect(try fileNames(in: directory).filter { $0 != "." && $0 != ".." } == [StableStore.fileName])
     }
 
     /// A save cut short by a crash leaves its temporary file beside the old state, which still

@@ -126,11 +126,11 @@ package final class DiskWriter: Sendable {
             }
             if idle { continuation.resume() }
         }
-        // A segment being preallocated in the background is finished too, so nothing writes into
-        // the directory once this returns.
+        // A segment being preallocated or a discarded one being removed in the background is
+        // finished too, so nothing touches the directory once this returns.
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             queue.async {
-                self.files.withLock { $0.wal.waitForSpare() }
+                self.files.withLock { $0.wal.waitForBackgroundWork() }
                 continuation.resume()
             }
         }

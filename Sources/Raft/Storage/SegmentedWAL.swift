@@ -98,10 +98,11 @@ package final class SegmentedWAL {
     ) throws(WALError) -> (SegmentedWAL, RecoveredState) {
         if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw .io(operation: "mkdir", path: directory, errno: errno) }
         let wal = SegmentedWAL(directory: directory, maxSegmentBytes: max(maxSegmentBytes, 1), preallocate: preallocate)
-        for name in try fileNames(in: directory) where name.hasSuffix(discardedSuffix) {
+        let names = try fileNames(in: directory)
+        for name in names where name.hasSuffix(discardedSuffix) {
             try removeGradually(directory + "/" + name)
         }
-        wal.segments = try listSegments(directory)
+        wal.segments = segmentNumbers(in: names)
         var replay: [(segment: UInt64, path: String, record: WALRecord.Record)] = []
         for (position, number) in wal.segments.enumerated() {
             let path = wal.path(of: number)
@@ -261,7 +262,7 @@ package final class SegmentedWAL {
 
     /// Waits until no spare segment is being prepared and no discarded segment is being removed in
     /// the background (tests; before removing the directory).
-    package func waitForSpare() {
+    package func waitForBackgroundWork() {
         spare?.waitUntilIdle()
         discards.sync {}
     }
@@ -329,8 +330,9 @@ package final class SegmentedWAL {
         return fd
     }
 
-    private static func listSegments(_ directory: String) throws(WALError) -> [UInt64] {
-        try fileNames(in: directory).compactMap { name in
+    /// The segment numbers among a directory's file names, oldest first.
+    private static func segmentNumbers(in names: [String]) -> [UInt64] {
+        names.compactMap { name in
             guard name.hasPrefix("wal-"), name.hasSuffix(".log"), name.count == 24 else { return nil }
             return UInt64(name.dropFirst(4).dropLast(4), radix: 16)
         }.sorted()

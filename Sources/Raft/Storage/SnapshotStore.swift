@@ -34,7 +34,7 @@ package struct SnapshotStore: Sendable {
         self.retain = max(retain, 1)
         if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw .io(operation: "mkdir", path: directory, errno: errno) }
         // Leftovers of a save interrupted by a crash.
-        for name in try Self.names(in: directory) where name.hasPrefix(".tmp-") {
+        for name in try fileNames(in: directory) where name.hasPrefix(".tmp-") {
             unlink(directory + "/" + name)
         }
     }
@@ -168,7 +168,7 @@ package struct SnapshotStore: Sendable {
 
     /// Snapshots on disk as (index, term), oldest first.
     package func list() throws(WALError) -> [LogPosition] {
-        try Self.names(in: directory).compactMap(Self.parse).sorted { ($0.index, $0.term) < ($1.index, $1.term) }
+        try fileNames(in: directory).compactMap(Self.parse).sorted { ($0.index, $0.term) < ($1.index, $1.term) }
     }
 
     /// The newest snapshot, or nil when there is none. A damaged newest snapshot is an error naming
@@ -236,6 +236,4 @@ package struct SnapshotStore: Sendable {
         guard let index = UInt64(body.prefix(16), radix: 16), let term = UInt64(body.suffix(16), radix: 16) else { return nil }
         return LogPosition(index: index, term: term)
     }
-
-    static func names(in directory: String) throws(WALError) -> [String] { try fileNames(in: directory) }
 }
