@@ -24,6 +24,8 @@ let package = Package(
     targets: [
         // Pure building blocks shared by every core: seeded randomness, time, limits. No I/O.
         .target(name: "ConsulCore"),
+        // Test support (not shipped): ports a test can bind again after releasing them.
+        .target(name: "TestSupport"),
 
         // OpenSSL's libcrypto/libssl from the system (Debian: libssl-dev).
         .systemLibrary(
@@ -97,7 +99,7 @@ let package = Package(
         .testTarget(
             name: "ConsulAgentTests",
             dependencies: [
-                "ConsulAgent", "ConsulCore", "ConsulCrypto", "ConsulTLS", "Raft", "Gossip",
+                "ConsulAgent", "ConsulCore", "ConsulCrypto", "ConsulTLS", "Raft", "Gossip", "TestSupport",
                 // The TLS end-to-end tests speak RPCTLS on the server port themselves.
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -114,7 +116,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "GossipTests", dependencies: ["Gossip", "ConsulCore", "ConsulCrypto"]),
+        .testTarget(name: "GossipTests", dependencies: ["Gossip", "ConsulCore", "ConsulCrypto", "TestSupport"]),
         // `gossip-node` / `consul-sim gossip-node`: one real gossip node per process (serf interop
         // tests, bench/gossip.sh), driven by lines on standard input.
         .target(
@@ -168,12 +170,12 @@ let package = Package(
         .testTarget(
             name: "RaftTests",
             dependencies: [
-                "Raft", "ConsulCore",
+                "Raft", "ConsulCore", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft", "ConsulCore", "Gossip"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft", "ConsulCore", "Gossip", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -125,13 +125,6 @@ func listenIPv4(host: String, port: Int, backlog: Int32 = 128) -> (fd: Int32, po
     return (fd, Int(UInt16(bigEndian: address.sin_port)))
 }
 
-/// A free TCP port on `host` (bound once and released; servers bind it again with SO_REUSEADDR).
-package func freeTCPPort(host: String) -> Int? {
-    guard let (fd, port) = listenIPv4(host: host, port: 0) else { return nil }
-    close(fd)
-    return port
-}
-
 /// `read(2)` under a name `LineClient.read(count:)` does not shadow.
 private func readSocket(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) -> Int {
     read(fd, buffer.baseAddress, buffer.count)

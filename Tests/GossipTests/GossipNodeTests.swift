@@ -2,6 +2,7 @@ import ConsulCore
 import ConsulCrypto
 import Synchronization
 import Testing
+import TestSupport
 @testable import Gossip
 
 #if canImport(Glibc)
@@ -131,7 +132,8 @@ func status(_ node: GossipNode, sees name: String) -> SerfMemberStatus? { node.m
         try await a.start()
         try await b.start()
         try await b.join([a.address!])
-        let first = snapshotNode(port: 0)
+        // Restarted on its port below: one that stays ours while the node is down.
+        let first = snapshotNode(port: UInt16(try #require(ReusablePorts.next(udp: true))))
         try await first.start()
         #expect(first.previousMembers.isEmpty)
         try await first.join([a.address!])

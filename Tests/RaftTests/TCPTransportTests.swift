@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import Testing
+import TestSupport
 @testable import Raft
 
 /// One RaftNode with a real TCP transport on 127.0.0.1.
@@ -42,15 +43,6 @@ struct TCPServer {
         await transport.shutdown()
         await pump.value
     }
-}
-
-/// A free TCP port on 127.0.0.1 (bound once and released; the tests bind it again with SO_REUSEADDR).
-func freePort() throws -> Int {
-    let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-        .bind(host: "127.0.0.1", port: 0).wait()
-    defer { try? channel.close().wait() }
-    return channel.localAddress!.port!
 }
 
 /// Sends raw bytes to 127.0.0.1:port over a fresh connection and keeps it open until `close`.
@@ -131,7 +123,10 @@ final class RawConnection {
         defer { cleanUp() }
         let names = ["n1", "n2", "n3"]
         var ports: [String: Int] = [:]
-        for name in names { ports[name] = try freePort() }
+        for name in names {
+            let port = try #require(ReusablePorts.next())
+            ports[name] = port
+        }
         var addresses: [ServerID: String] = [:]
         for name in names { addresses[ServerID(name)] = "127.0.0.1:\(ports[name]!)" }
         var servers: [TCPServer] = []
@@ -200,7 +195,7 @@ final class RawConnection {
         let port = try await receiver.listen(host: "127.0.0.1", port: 0).port!
         var limits = RaftTCPTransport.Limits()
         limits.maxQueuedMessagesPerPeer = 4
-        let nowhere = try freePort()
+        let nowhere = try #require(ReusablePorts.next())
         let sender = RaftTCPTransport(localID: ServerID("a"), limits: limits, addresses: [ServerID("b"): "127.0.0.1:\(nowhere)"])
         let message = Message(from: ServerID("a"), to: ServerID("b"), term: 1, payload: .heartbeat(commit: 0, readRound: 0))
         for _ in 0..<10 { sender.send(message) }

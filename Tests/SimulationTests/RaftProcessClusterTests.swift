@@ -1,6 +1,7 @@
 import Foundation
 import Simulation
 import Testing
+import TestSupport
 
 /// Three `consul-sim raft-node` processes on 127.0.0.1-3: real TCP, real WAL with fsync, real
 /// SIGKILL. Every wait is a bounded poll; nothing is timed.
@@ -78,8 +79,8 @@ import Testing
         var servers: [Server] = []
         for number in 1...3 {
             let host = "127.0.0.\(number)"
-            let raftPort = try #require(freeTCPPort(host: host))
-            let clientPort = try #require(freeTCPPort(host: host))
+            let raftPort = try #require(ReusablePorts.next(host: host))
+            let clientPort = try #require(ReusablePorts.next(host: host))
             servers.append(Server(id: "n\(number)", host: host, raftPort: raftPort, clientPort: clientPort))
         }
         defer {

@@ -5,6 +5,7 @@ import NIOPosix
 import Raft
 import Synchronization
 import Testing
+import TestSupport
 
 /// A real server port (`ServerPortListener` with its Raft transport and an `RPCServer` whose
 /// answers come from a closure) on a loopback port, and the client pool talking to it.
@@ -112,7 +113,8 @@ func eventually(_ seconds: Double, _ condition: () -> Bool) async -> Bool {
         _ configure: (inout RPCClientPool.Limits) -> Void = { _ in }, server limits: RPCServer.Limits = RPCServer.Limits(),
         _ body: (RPCClientPool, any EventLoop, LoopbackRPCServer) async throws -> Void
     ) async throws {
-        let server = try await LoopbackRPCServer.start(limits: limits, serve: LoopbackRPCServer.echo)
+        // A port that stays ours while the server is down (one test restarts it there).
+        let server = try await LoopbackRPCServer.start(port: try #require(ReusablePorts.next()), limits: limits, serve: LoopbackRPCServer.echo)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         var poolLimits = RPCClientPool.Limits()
         configure(&poolLimits)
