@@ -31,7 +31,7 @@ package final class GossipNode: Sendable {
         var tcp: (any Channel)?
         var address: GossipAddress?
         var stopped = false
-        var scheduledWake: Timestamp?
+        var wakes = WakeSchedule()
         var timer: Scheduled<Void>?
         var inbound: [InboundStreamID: any Channel] = [:]
         var nextInbound: UInt64 = 0
@@ -418,7 +418,7 @@ package final class GossipNode: Sendable {
             guard state.core != nil, !state.stopped else { return nil }
             let effects = body(&state, now)
             let wake = state.core!.nextWakeup
-            if let scheduled = state.scheduledWake, scheduled <= wake { return (effects, nil) }
+            if let pending = state.wakes.pending, pending <= wake { return (effects, nil) }
             return (effects, wake)
         }
         guard let outcome else { return false }
@@ -430,25 +430,23 @@ package final class GossipNode: Sendable {
     private func schedule(_ wake: Timestamp) {
         // At least a millisecond, so a clock that does not move (a test's manual clock) cannot spin.
         let delay = max(wake.duration(since: clock.now()), .milliseconds(1))
-        let task = eventLoop.scheduleTask(in: .nanoseconds(delay.totalNanoseconds)) { [self] in tick() }
         let previous: Scheduled<Void>? = state.withLock { state in
-            // Two drives on different threads each decide to schedule; whichever comes here second
-            // must not replace an earlier pending wake with its later one (the earlier deadline,
-            // say the end of a leave's propagation, would then never be handled).
-            if state.stopped || state.scheduledWake.map({ $0 <= wake }) == true {
-                task.cancel()
-                return nil
-            }
+            // Two drives on different threads may each decide to schedule: a later wake never
+            // replaces an earlier pending one (that deadline, say the end of a leave's
+            // propagation, would never be handled). The task is started under the lock, so it
+            // cannot fire before its wake is recorded: when it could, a drive from another thread
+            // recorded a wake whose task had already run, cancelled the newer one, and the node
+            // never ticked again (seen as a leave that never finished).
+            guard !state.stopped, let generation = state.wakes.request(wake) else { return nil }
             let previous = state.timer
-            state.timer = task
-            state.scheduledWake = wake
+            state.timer = eventLoop.scheduleTask(in: .nanoseconds(delay.totalNanoseconds)) { [self] in tick(generation) }
             return previous
         }
         previous?.cancel()
     }
 
-    private func tick() {
-        state.withLock { $0.scheduledWake = nil }
+    private func tick(_ generation: UInt64) {
+        state.withLock { $0.wakes.fired(generation) }
         drive { state, now in state.core!.handle(.tick, now: now) }
         recordClock()
     }
