@@ -9,8 +9,8 @@ import Synchronization
 /// with "Address already in use". These ports come from below the ephemeral range instead, and
 /// each is handed out once per process.
 package enum ReusablePorts {
-    /// The first port handed out; well-known ports the tests bind (7946, 8300-8600, 10000) lie below.
-    static let lowest = 15_000
+    /// The first port handed out: the fixed ports tests bind (7946, 8300-8600, 18300-18683) lie below.
+    static let lowest = 20_000
     private static let cursor = Atomic<Int>(Int.random(in: 0..<4_096))
 
     /// A port below the ephemeral range that is free on `host` for TCP (and UDP when `udp`),
