@@ -16,7 +16,7 @@ package enum ReusablePorts {
     /// A port below the ephemeral range that is free on `host` for TCP (and UDP when `udp`),
     /// or nil when none of a bounded number of candidates is.
     package static func next(host: String = "127.0.0.1", udp: Bool = false) -> Int? {
-        let highest = ephemeralLow() - 1
+        let highest = ephemeralLow - 1
         guard highest > lowest else { return nil }
         for _ in 0..<256 {
             let port = lowest + cursor.add(1, ordering: .relaxed).oldValue % (highest - lowest + 1)
@@ -27,8 +27,8 @@ package enum ReusablePorts {
         return nil
     }
 
-    /// The first port of `ip_local_port_range` (Linux's default when it cannot be read).
-    static func ephemeralLow() -> Int {
+    /// The first port of `ip_local_port_range` (Linux's default when it cannot be read), read once.
+    static let ephemeralLow: Int = {
         let fd = open("/proc/sys/net/ipv4/ip_local_port_range", O_RDONLY)
         guard fd >= 0 else { return 32_768 }
         defer { close(fd) }
@@ -37,7 +37,7 @@ package enum ReusablePorts {
         guard count > 0 else { return 32_768 }
         let text = String(decoding: buffer[..<count], as: UTF8.self)
         return text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap { Int($0) } ?? 32_768
-    }
+    }()
 
     private static func canBind(host: String, port: Int, type: __socket_type) -> Bool {
         let fd = socket(AF_INET, Int32(type.rawValue), 0)
